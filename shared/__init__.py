@@ -1,0 +1,1 @@
+"""The common library every Veikals service is built from."""

@@ -1,0 +1,111 @@
+"""One robust connection to RabbitMQ per service, with confirmed, mandatory publishing.
+
+Every publish waits for the broker's confirm and is mandatory: a message no queue would take
+comes back as :class:`Unroutable` instead of vanishing. aio-pika's robust connection restores
+channels, exchanges, queues, bindings and consumers after the broker comes back; a publish
+that was in flight when the connection dropped raises, and the caller decides to retry (the
+outbox relay does).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from shared.logging import get_logger
+from shared.messaging import wire
+
+log = get_logger(__name__)
+
+RPC_EXCHANGE = "nameko-rpc"
+DEAD_LETTER_EXCHANGE = "veikals.dead-letter"
+
+
+def events_exchange(service: str) -> str:
+    return f"{service}.events"
+
+
+class Unroutable(Exception):
+    """The broker returned a mandatory message: no queue is bound for its routing key."""
+
+    def __init__(self, exchange: str, routing_key: str) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        super().__init__(f"no queue bound for {routing_key!r} on exchange {exchange!r}")
+
+
+class Broker:
+    def __init__(self, url: str, *, name: str, publish_timeout: float = 30.0) -> None:
+        self.url = url
+        self.name = name
+        self.publish_timeout = publish_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": self.name}, reconnect_interval=1,
+        )
+        # Returns raise only on a channel opened with on_return_raises=True.
+        self._publish_channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._connection and not self._connection.is_closed
+                    and self._connection.connected.is_set())
+
+    async def channel(self, prefetch: int) -> AbstractChannel:
+        """A channel for consuming, with bounded prefetch; restored after reconnects."""
+        assert self._connection is not None, "connect() first"
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def declare_topic_exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
+        return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        assert self._publish_channel is not None, "connect() first"
+        if name == "":
+            return self._publish_channel.default_exchange
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            async with self._lock:
+                exchange = self._exchanges.get(name)
+                if exchange is None:
+                    exchange = await self.declare_topic_exchange(self._publish_channel, name)
+                    self._exchanges[name] = exchange
+        return exchange
+
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, *,
+        headers: dict[str, Any] | None = None, correlation_id: str | None = None,
+        reply_to: str | None = None, message_id: str | None = None,
+    ) -> None:
+        """Publish persistent, mandatory, and wait for the confirm.
+
+        Raises :class:`Unroutable` when no queue takes the message, and aio-pika's errors
+        when the broker nacks it or the connection is lost before the confirm.
+        """
+        message = aio_pika.Message(
+            body, content_type=wire.CONTENT_TYPE, content_encoding=wire.CONTENT_ENCODING,
+            headers=headers or {}, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            correlation_id=correlation_id, reply_to=reply_to, message_id=message_id,
+        )
+        target = await self._exchange(exchange)
+        try:
+            await target.publish(message, routing_key, mandatory=True, timeout=self.publish_timeout)
+        except aiormq.exceptions.PublishError as exc:  # a basic.return; a nack stays DeliveryError
+            raise Unroutable(exchange, routing_key) from exc
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+

@@ -1,0 +1,60 @@
+"""A queue consumer that runs each delivery as a task and can stop gracefully.
+
+Manual acks only: the handler acks (or retries or dead-letters) when it is done. ``stop()``
+cancels the broker-side consumer so no new deliveries arrive, then waits for the deliveries
+in hand to finish; anything unacked when the connection closes is redelivered by RabbitMQ.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from shared.logging import get_logger
+from shared.metrics import MESSAGE_LATENCY
+
+log = get_logger(__name__)
+
+
+class Consumer:
+    def __init__(self, service: str, handle: Callable[[AbstractIncomingMessage], Awaitable[None]]):
+        self.service = service
+        self._handle = handle
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task] = set()
+
+    async def consume(self, queue: AbstractQueue) -> None:
+        self._queue = queue
+        self._tag = await queue.consume(self._on_message, no_ack=False)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.create_task(self._run(message))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _run(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        try:
+            await self._handle(message)
+        except Exception:
+            # The handler could not even settle the message (the channel is gone): RabbitMQ
+            # redelivers it after the reconnect.
+            log.exception("delivery not settled", queue=self._queue.name if self._queue else None)
+        finally:
+            MESSAGE_LATENCY.labels(self.service, self._queue.name if self._queue else "").observe(
+                time.perf_counter() - started)
+
+    async def stop(self, grace: float) -> None:
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception:
+                log.warning("consumer cancel failed", queue=self._queue.name)
+            self._tag = None
+        if self._in_flight:
+            done, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
