@@ -1,0 +1,1 @@
+"""The five Veikals services; each runs as ``python -m services.<name>``."""

@@ -1,0 +1,4 @@
+from shared.service import serve
+from services.accounts.service import AccountsService
+
+serve(AccountsService)

@@ -1,0 +1,4 @@
+from shared.service import serve
+from services.orders.service import OrdersService
+
+serve(OrdersService)

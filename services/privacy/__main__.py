@@ -1,0 +1,4 @@
+from shared.service import serve
+from services.privacy.service import PrivacyService
+
+serve(PrivacyService)

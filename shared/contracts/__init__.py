@@ -1,0 +1,1 @@
+"""Contracts between services: the pydantic messages more than one service speaks."""

@@ -1,0 +1,104 @@
+"""PostgreSQL for one service: its own database, an asyncpg pool, numbered SQL migrations.
+
+Migrations are ``NNNN_description.sql`` files, applied in order at start-up, each in its own
+transaction, under a PostgreSQL advisory lock so that replicas starting together apply each
+file once. ``shared/migrations`` (outbox, inbox) runs first in every service's database, then
+the service's own ``migrations/``. Applied files are recorded in ``schema_migrations``.
+(The migration libraries we looked at drive synchronous drivers; this is forty lines.)
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import asyncpg
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
+_ADVISORY_LOCK_KEY = 0x7665696B616C73  # "veikals"
+
+
+def _split_dsn(dsn: str) -> tuple[str, str]:
+    base, _, name = dsn.rpartition("/")
+    name = name.split("?", 1)[0]
+    if not name or not base:
+        raise ValueError(f"database URL has no database name: {dsn!r}")
+    return base, name
+
+
+async def ensure_database(dsn: str) -> bool:
+    """Create the database named in ``dsn`` if it does not exist; True when created."""
+    base, name = _split_dsn(dsn)
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise ValueError(f"refusing to create a database named {name!r}")
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            return False
+        log.info("database created", database=name)
+        return True
+    finally:
+        await conn.close()
+
+
+async def drop_database(dsn: str) -> None:
+    base, name = _split_dsn(dsn)
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+
+
+def _migration_files(directory: Path) -> list[tuple[int, Path]]:
+    files = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if not match:
+            raise ValueError(f"migration file not named NNNN_description.sql: {path}")
+        files.append((int(match.group(1)), path))
+    versions = [v for v, _ in files]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"two migrations share a number in {directory}")
+    return files
+
+
+async def migrate(pool: asyncpg.Pool, directories: dict[str, Path]) -> list[str]:
+    """Apply every pending migration; ``directories`` maps a scope name to its folder."""
+    applied: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
+        try:
+            await conn.execute("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    scope text NOT NULL, version integer NOT NULL, name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (scope, version))""")
+            done = {(r["scope"], r["version"])
+                    for r in await conn.fetch("SELECT scope, version FROM schema_migrations")}
+            for scope, directory in directories.items():
+                for version, path in _migration_files(directory):
+                    if (scope, version) in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(path.read_text())
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (scope, version, name) VALUES ($1, $2, $3)",
+                            scope, version, path.name)
+                    applied.append(f"{scope}/{path.name}")
+                    log.info("migration applied", scope=scope, migration=path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_KEY)
+    return applied

@@ -1,0 +1,213 @@
+"""A service is a class with RPC methods, event handlers and HTTP endpoints; this runs it.
+
+``ServiceRuntime`` builds everything a service needs from its settings (database, migrations,
+broker, RPC server and client, event consumers, outbox relay, HTTP app), passes the parts to the
+service's constructor, and takes them down again in order on ``stop()``. ``serve()`` is what
+``python -m services.<name>`` calls: it runs until SIGTERM or SIGINT, then stops taking work,
+finishes what is in hand and closes cleanly.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, ClassVar
+
+import asyncpg
+from aiohttp import web
+
+from shared import db, http
+from shared.config import ServiceSettings, load_settings
+from shared.contracts.privacy import DataInventory
+from shared.inbox import first_delivery
+from shared.logging import configure_logging, get_logger
+from shared.messaging import Broker, EventConsumer, EventPublisher, RpcClient, RpcServer
+from shared.messaging.events import Delivery
+from shared.metrics import MESSAGES_HANDLED
+from shared.outbox import OutboxRelay
+
+log = get_logger(__name__)
+
+
+def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Expose the method over RPC as ``<service>.<method>``."""
+    fn.__veikals_rpc__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def event_handler(source: str, event_type: str):
+    """Handle ``event_type`` events from ``source``: ``async def on_x(self, conn, data)``.
+
+    The handler runs inside a database transaction that has already recorded the message in
+    the inbox; a redelivered message is acked without calling it again.
+    """
+    def decorate(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        fn.__veikals_event__ = (source, event_type)  # type: ignore[attr-defined]
+        return fn
+    return decorate
+
+
+@dataclass
+class Dependencies:
+    settings: ServiceSettings
+    pool: asyncpg.Pool
+    broker: Broker
+    rpc: RpcClient
+    events: EventPublisher
+
+
+class Service:
+    name: ClassVar[str]
+    migrations: ClassVar[Path | None] = None
+    version: ClassVar[str] = "1"
+    inventory: ClassVar[DataInventory]
+
+    def __init__(self, deps: Dependencies) -> None:
+        self.deps = deps
+        self.pool = deps.pool
+        self.rpc = deps.rpc
+
+    def endpoints(self) -> list[http.Endpoint]:
+        return []
+
+    async def readiness(self) -> dict[str, str]:
+        checks = {"broker": "ok" if self.deps.broker.connected else "unreachable"}
+        try:
+            async with asyncio.timeout(2):
+                await self.pool.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        return checks
+
+    @rpc
+    async def health(self) -> dict[str, str]:
+        """The service's name and the state of its database and broker."""
+        return {"service": self.name, **await self.readiness()}
+
+    @rpc
+    async def privacy_inventory(self) -> DataInventory:
+        """The personal data this service holds (the privacy participant contract)."""
+        return self.inventory
+
+
+def _members(service: Service, marker: str) -> dict[str, Any]:
+    found = {}
+    for name, member in inspect.getmembers(type(service), inspect.isfunction):
+        if hasattr(member, marker):
+            found[name] = getattr(service, name)
+    return found
+
+
+class ServiceRuntime:
+    def __init__(self, service_cls: type[Service], settings: ServiceSettings) -> None:
+        self.service_cls = service_cls
+        self.settings = settings
+        self.service: Service | None = None
+        self.http_port: int | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._broker: Broker | None = None
+        self._rpc_client: RpcClient | None = None
+        self._rpc_server: RpcServer | None = None
+        self._consumers: list[EventConsumer] = []
+        self._relay: OutboxRelay | None = None
+        self._http: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        s, name = self.settings, self.service_cls.name
+        await db.ensure_database(s.dsn)
+        self._pool = await db.create_pool(s.dsn)
+        scopes = {"shared": db.SHARED_MIGRATIONS}
+        if self.service_cls.migrations is not None:
+            scopes[name] = self.service_cls.migrations
+        await db.migrate(self._pool, scopes)
+
+        self._broker = Broker(s.amqp_url, name=name)
+        await self._broker.connect()
+        self._rpc_client = RpcClient(self._broker, name, timeout=s.rpc_timeout_s)
+        await self._rpc_client.start()
+        self.service = service = self.service_cls(Dependencies(
+            settings=s, pool=self._pool, broker=self._broker, rpc=self._rpc_client,
+            events=EventPublisher(self._broker, name)))
+
+        self._rpc_server = RpcServer(self._broker, name, _members(service, "__veikals_rpc__"),
+                                     prefetch=s.prefetch)
+        await self._rpc_server.start()
+        for method, handler in _members(service, "__veikals_event__").items():
+            source, event_type = handler.__veikals_event__
+            consumer = EventConsumer(
+                self._broker, service=name, method=method, source=source, event_type=event_type,
+                handler=self._with_inbox(method, handler), prefetch=s.prefetch,
+                max_retries=s.max_retries, retry_delay_ms=s.retry_delay_ms)
+            await consumer.start()
+            self._consumers.append(consumer)
+        self._relay = OutboxRelay(self._pool, self._broker, name, poll_interval=s.outbox_poll_s)
+        await self._relay.start()
+
+        app = http.make_app(name, version=service.version, endpoints=service.endpoints(),
+                            readiness=service.readiness)
+        self._http = web.AppRunner(app, handle_signals=False, shutdown_timeout=s.shutdown_grace_s,
+                                   access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, s.http_host, s.port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("service started", http=f"http://{s.http_host}:{self.http_port}")
+
+    def _with_inbox(self, method: str, handler: Callable[..., Awaitable[None]]):
+        consumer = f"{self.service_cls.name}.{method}"
+
+        async def handle(data: Any, delivery: Delivery) -> None:
+            assert self._pool is not None
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not await first_delivery(conn, consumer, delivery.message_id):
+                    MESSAGES_HANDLED.labels(self.service_cls.name, consumer, "duplicate").inc()
+                    return
+                await handler(conn, data)
+        return handle
+
+    async def stop(self) -> None:
+        grace = self.settings.shutdown_grace_s
+        # Stop taking work: no new deliveries; let the ones in hand finish.
+        stoppers = [c.stop(grace) for c in self._consumers]
+        if self._rpc_server is not None:
+            stoppers.append(self._rpc_server.stop(grace))
+        await asyncio.gather(*stoppers, return_exceptions=True)
+        if self._http is not None:
+            await self._http.cleanup()  # closes the listener, waits for requests in flight
+        if self._relay is not None:
+            await self._relay.stop()
+            try:
+                await self._relay.relay_once()  # publish what the last handlers wrote
+            except Exception:
+                log.warning("final outbox pass failed; events stay queued for the next start")
+        if self._rpc_client is not None:
+            await self._rpc_client.stop()
+        if self._broker is not None:
+            await self._broker.close()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service stopped")
+
+
+def serve(service_cls: type[Service]) -> None:
+    """Run ``service_cls`` until SIGTERM/SIGINT (``python -m services.<name>``)."""
+    settings = load_settings(service_cls.name)
+    configure_logging(service_cls.name, settings.log_level)
+
+    async def main() -> None:
+        runtime = ServiceRuntime(service_cls, settings)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        try:
+            await runtime.start()
+            await stopping.wait()
+            log.info("shutting down")
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())
