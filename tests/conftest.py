@@ -1,0 +1,72 @@
+"""Fixtures for every tier: a RabbitMQ vhost and PostgreSQL databases of the test run's own.
+
+Nothing depends on what an earlier run left: the vhost and each database are created here
+with random names and removed afterwards.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+from shared import db
+
+AMQP_BASE = os.environ.get("VEIKALS_TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
+PG_BASE = os.environ.get("VEIKALS_TEST_PG_BASE", "postgresql://postgres@127.0.0.1:5432")
+
+
+def rabbitmqctl(*args: str) -> str:
+    if shutil.which("rabbitmqctl") is None:
+        pytest.fail("rabbitmqctl is not installed: run the tests through ./dev test")
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def vhost() -> str:
+    name = f"veikals-test-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(vhost: str) -> str:
+    return f"{AMQP_BASE}/{quote(vhost, safe='')}"
+
+
+@pytest.fixture
+async def database():
+    """A fresh, empty database for one test; dropped afterwards."""
+    dsn = f"{PG_BASE}/veikals_test_{uuid.uuid4().hex[:10]}"
+    await db.ensure_database(dsn)
+    yield dsn
+    await db.drop_database(dsn)
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def eventually(check, timeout: float = 15.0, interval: float = 0.1):
+    """Await ``check()`` until it returns something truthy; fail with its last value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,64 @@
+"""A small service built on shared/ the way real services are, for the integration tests."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared.contracts.privacy import DataInventory
+from shared.messaging import context as ctx
+from shared.messaging import remote_exception
+from shared.outbox import add_event
+from shared.service import Service, event_handler, rpc
+
+
+@remote_exception
+class ProbeRefused(Exception):
+    """Registered: our callers re-raise it as this class."""
+
+
+class ProbeService(Service):
+    name = "probe"
+    migrations = Path(__file__).parent / "probe_migrations"
+    inventory = DataInventory(participant="probe")
+
+    @rpc
+    async def add(self, a: int, b: int) -> int:
+        return a + b
+
+    @rpc
+    async def fail(self, message: str) -> None:
+        raise ValueError(message)
+
+    @rpc
+    async def refuse(self, reason: str) -> None:
+        raise ProbeRefused(reason)
+
+    @rpc
+    async def call_stack(self) -> list[str]:
+        return (ctx.current_context() or {}).get(ctx.CALL_ID_STACK, [])
+
+    @rpc
+    async def announce(self, value: int) -> int:
+        """Change state and report it: the event goes through the outbox."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO received (source, event_type, data) VALUES ('self', 'announce', $1)",
+                json.dumps({"value": value}))
+            await add_event(conn, self.name, "announced", {"value": value})
+        return value
+
+    @event_handler("nameko_peer", "pinged")
+    async def on_pinged(self, conn, data) -> None:
+        await self._record(conn, "nameko_peer", "pinged", data)
+
+    @event_handler("ticker", "tick")
+    async def on_tick(self, conn, data) -> None:
+        if data.get("poison"):
+            raise RuntimeError(f"cannot handle tick {data.get('n')}")
+        await self._record(conn, "ticker", "tick", data)
+
+    @staticmethod
+    async def _record(conn, source: str, event_type: str, data) -> None:
+        await conn.execute(
+            "INSERT INTO received (source, event_type, data) VALUES ($1, $2, $3)",
+            source, event_type, json.dumps(data))
