@@ -1,0 +1,1 @@
+"""Running Veikals on one machine (``veikals infra|up|down|status``, see ``deploy.runner``)."""
