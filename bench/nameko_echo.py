@@ -1,0 +1,106 @@
+"""Stock nameko's side of ``bench/rpc.py``, run as its own processes (eventlet never shares one
+with asyncio).
+
+    python bench/nameko_echo.py serve AMQP_URI MAX_WORKERS
+        runs the ``nameko_bench`` service (``echo``) and prints ``ready`` once it consumes.
+    python bench/nameko_echo.py call AMQP_URI --calls N --in-flight 64,256 --in-flight-calls M
+        calls it through ``ClusterRpcProxy`` and prints one JSON object:
+        ``{"sequential_s": [...], "calls_per_s": {"64": ..., "256": ...}}``.
+
+Only the sliding window in :func:`in_flight` needs explaining. The standalone proxy is not
+safe to share between greenthreads (they would all read its one connection), so a single
+greenthread keeps K calls outstanding: ``call_async`` publishes a request (waiting for the
+broker's confirm, as stock nameko does), and when K are out it collects the oldest reply
+before publishing the next. Collecting a reply drains every reply that has arrived meanwhile.
+"""
+import eventlet
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import collections  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+from nameko.rpc import rpc  # noqa: E402
+from nameko.runners import ServiceRunner  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+
+SERVICE = "nameko_bench"
+
+
+class NamekoBench:
+    name = SERVICE
+
+    @rpc
+    def echo(self, value):
+        return value
+
+
+def serve(uri, max_workers):
+    runner = ServiceRunner({"AMQP_URI": uri, "max_workers": max_workers})
+    runner.add_service(NamekoBench)
+    # As `nameko run` does: stop the runner from a greenthread, not inside the signal handler.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: eventlet.spawn_n(runner.stop))
+    runner.start()
+    print("ready", flush=True)
+    runner.wait()
+
+
+def sequential(echo, calls):
+    latencies = []
+    for value in range(calls):
+        started = time.perf_counter()
+        echo(value)
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def in_flight(echo, window_size, calls):
+    """Calls per second with ``window_size`` calls kept outstanding, over ``calls`` calls."""
+    window = collections.deque()
+    started = time.perf_counter()
+    for value in range(calls):
+        if len(window) == window_size:
+            window.popleft().result()
+        window.append(echo.call_async(value))
+    while window:
+        window.popleft().result()
+    return calls / (time.perf_counter() - started)
+
+
+def call(uri, calls, levels, level_calls, warmup):
+    with ClusterRpcProxy({"AMQP_URI": uri}, timeout=60) as cluster:
+        echo = getattr(cluster, SERVICE).echo
+        in_flight(echo, levels[0], warmup)
+        results = {
+            "sequential_s": sequential(echo, calls),
+            "calls_per_s": {str(k): in_flight(echo, k, level_calls) for k in levels},
+        }
+    print(json.dumps(results), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    modes = parser.add_subparsers(dest="mode", required=True)
+    serving = modes.add_parser("serve")
+    serving.add_argument("uri")
+    serving.add_argument("max_workers", type=int)
+    calling = modes.add_parser("call")
+    calling.add_argument("uri")
+    calling.add_argument("--calls", type=int, required=True)
+    calling.add_argument("--in-flight", required=True, help="comma-separated window sizes")
+    calling.add_argument("--in-flight-calls", type=int, required=True)
+    calling.add_argument("--warmup", type=int, required=True)
+    args = parser.parse_args()
+    if args.mode == "serve":
+        serve(args.uri, args.max_workers)
+    else:
+        levels = [int(k) for k in args.in_flight.split(",")]
+        call(args.uri, args.calls, levels, args.in_flight_calls, args.warmup)
+
+
+if __name__ == "__main__":
+    main()
