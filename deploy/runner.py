@@ -1,0 +1,580 @@
+"""``veikals``: run the whole shop on one machine.
+
+    veikals infra    make sure PostgreSQL and RabbitMQ are reachable (start or install them)
+    veikals up       infra, the services' databases, then all five services in the background
+    veikals down     stop the services (PostgreSQL and RabbitMQ keep running)
+    veikals status   the services and their readiness, and whether the infrastructure answers
+
+Services run as ``python -m services.<name>`` from the repository root, detached from the
+terminal; their output goes to ``var/log/<name>.log`` and their pid to ``var/run/<name>.pid``.
+Every address comes from ``shared.config`` (``VEIKALS_<SERVICE>_*`` variables), so the runner
+and the services agree on ports and URLs.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import aiohttp
+import asyncpg
+
+from shared.config import DEFAULT_HTTP_PORTS, ServiceSettings, load_settings
+from shared.db import ensure_database
+from shared.logging import configure_logging
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_DIR = ROOT / "var" / "log"
+RUN_DIR = ROOT / "var" / "run"
+SERVICES = tuple(DEFAULT_HTTP_PORTS)
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 25.0
+POSTGRES_START_TIMEOUT_S = 30.0
+RABBITMQ_START_TIMEOUT_S = 60.0
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+APT_PACKAGES = {"PostgreSQL": "postgresql", "RabbitMQ": "rabbitmq-server"}
+
+
+class Failed(Exception):
+    """A step failed; the message says what to do about it."""
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        say("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def tail(path: Path, lines: int = 20) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+# --- commands -------------------------------------------------------------------------------
+
+def tool(name: str) -> str | None:
+    """The path of a system command; /usr/sbin and /sbin count even when not on PATH."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
+def run(command: list[str], *, timeout: float = 120.0, quiet: bool = False) -> bool:
+    """Run a system command, echoing it; on failure print its output. True when it succeeded.
+
+    Output goes to a temporary file rather than a pipe: daemons started by the command may keep
+    the descriptor open, and reading a pipe would wait for them.
+    """
+    executable = tool(command[0]) or command[0]
+    say(f"  $ {' '.join(command)}")
+    with tempfile.TemporaryFile() as output:
+        try:
+            result = subprocess.run([executable, *command[1:]], stdin=subprocess.DEVNULL,
+                                    stdout=output, stderr=subprocess.STDOUT,
+                                    start_new_session=True, timeout=timeout)
+            ok, why = result.returncode == 0, f"exit status {result.returncode}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            ok, why = False, describe(exc)
+        if not ok and not quiet:
+            output.seek(0)
+            say(f"    failed ({why}):")
+            for line in output.read().decode(errors="replace").splitlines()[-20:]:
+                say(f"    | {line}")
+    return ok
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# --- PostgreSQL and RabbitMQ ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Server:
+    """PostgreSQL or RabbitMQ as the services are configured to reach it."""
+
+    kind: str  # "PostgreSQL" or "RabbitMQ"
+    url: str   # PostgreSQL: a DSN for the maintenance database "postgres"; RabbitMQ: the AMQP URL
+    host: str
+    port: int
+
+    @property
+    def local(self) -> bool:
+        return self.host in LOCAL_HOSTS
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.host}:{self.port}"
+
+
+def all_settings() -> dict[str, ServiceSettings]:
+    return {name: load_settings(name) for name in SERVICES}
+
+
+def servers() -> list[Server]:
+    """Every distinct PostgreSQL and RabbitMQ the five services use (normally one of each)."""
+    found: dict[str, Server] = {}
+    for settings in all_settings().values():
+        db = urlsplit(settings.dsn)
+        maintenance = urlunsplit(db._replace(path="/postgres"))
+        found.setdefault(maintenance, Server("PostgreSQL", maintenance, db.hostname or "127.0.0.1",
+                                             db.port or 5432))
+        mq = urlsplit(settings.amqp_url)
+        found.setdefault(settings.amqp_url, Server("RabbitMQ", settings.amqp_url,
+                                                   mq.hostname or "127.0.0.1", mq.port or 5672))
+    return sorted(found.values(), key=lambda s: (s.kind, s.host, s.port))
+
+
+def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+async def _log_in(server: Server) -> None:
+    async with asyncio.timeout(10):
+        if server.kind == "PostgreSQL":
+            conn = await asyncpg.connect(server.url, timeout=5)
+            await conn.close()
+        else:
+            connection = await aio_pika.connect(server.url, timeout=5)
+            await connection.close()
+
+
+def problem_with(server: Server) -> str | None:
+    """None when ``server`` accepts a connection and a log-in, else what went wrong."""
+    if not tcp_open(server.host, server.port):
+        return "nothing accepts connections there"
+    try:
+        asyncio.run(_log_in(server))
+    except Exception as exc:
+        return describe(exc)
+    return None
+
+
+def wait_for(server: Server, timeout: float) -> str | None:
+    """Poll until ``server`` answers; the last problem if it never did."""
+    deadline = time.monotonic() + timeout
+    while (problem := problem_with(server)) is not None and time.monotonic() < deadline:
+        time.sleep(1)
+    return problem
+
+
+def installed(kind: str) -> bool:
+    if kind == "PostgreSQL":
+        return bool(tool("pg_ctlcluster")) and any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    return bool(tool("rabbitmq-server"))
+
+
+def install(kinds: Iterable[str]) -> None:
+    packages = sorted(APT_PACKAGES[kind] for kind in kinds)
+    if not (is_root() and tool("apt-get")):
+        raise Failed(f"{' and '.join(sorted(kinds))} not installed. Install "
+                     f"{' and '.join(packages)} (Debian: sudo apt-get install -y {' '.join(packages)}), "
+                     "then run this again.")
+    say(f"Installing {' '.join(packages)} with apt-get ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", *packages]):
+        say(f"  $ {' '.join(command)}")
+        if subprocess.run(command, env=env, stdin=subprocess.DEVNULL).returncode != 0:
+            raise Failed(f"'{' '.join(command)}' failed; see its output above.")
+
+
+@dataclass
+class Cluster:
+    version: str
+    name: str
+    port: int
+    status: str
+
+    @property
+    def online(self) -> bool:
+        return self.status.startswith("online")
+
+    @property
+    def hba_file(self) -> Path:
+        return Path("/etc/postgresql") / self.version / self.name / "pg_hba.conf"
+
+    def ctl(self, action: str) -> bool:
+        return run(["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action])
+
+
+def clusters() -> list[Cluster]:
+    result = subprocess.run([tool("pg_lsclusters") or "pg_lsclusters", "--no-header"],
+                            capture_output=True, text=True)
+    found = []
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2].isdigit():
+            found.append(Cluster(fields[0], fields[1], int(fields[2]), fields[3]))
+    return found
+
+
+def trust_loopback(cluster: Cluster) -> None:
+    """Let local TCP connections in without a password (127.0.0.1 and ::1 only)."""
+    pattern = re.compile(r"^(host\s+\S+\s+\S+\s+(?:127\.0\.0\.1/32|::1/128)\s+)\S+(.*)$")
+    lines = cluster.hba_file.read_text().splitlines()
+    changed = [pattern.sub(r"\1trust\2", line) for line in lines]
+    if changed != lines:
+        cluster.hba_file.write_text("\n".join(changed) + "\n")
+        say(f"  set 'trust' for 127.0.0.1/32 and ::1/128 in {cluster.hba_file}")
+
+
+def start_postgres(server: Server, fresh: bool) -> None:
+    found = clusters()
+    if not found and fresh:
+        version = max((p.name for p in Path("/usr/lib/postgresql").iterdir()), key=float)
+        run(["pg_createcluster", version, "main", "--port", str(server.port)])
+        found = clusters()
+    cluster = next((c for c in found if c.port == server.port), None)
+    if cluster is None:
+        raise Failed(f"No PostgreSQL cluster uses port {server.port} (see pg_lsclusters).")
+    if fresh:
+        trust_loopback(cluster)
+    if not cluster.online:
+        say(f"  starting PostgreSQL cluster {cluster.version}/{cluster.name}")
+        cluster.ctl("start")
+    elif fresh:
+        cluster.ctl("reload")
+    else:
+        say(f"  cluster {cluster.version}/{cluster.name} is online; waiting for it to accept connections")
+
+
+def start_rabbitmq(server: Server) -> None:
+    if run(["rabbitmq-diagnostics", "-q", "ping"], timeout=60, quiet=True):
+        # The node is up but its application is not: maybe somebody is restarting it.
+        say("  the RabbitMQ node runs but does not accept AMQP yet; giving it 20 s")
+        if wait_for(server, 20) is None:
+            return
+        run(["rabbitmqctl", "start_app"], timeout=120)
+    else:
+        say("  starting the RabbitMQ node")
+        run(["rabbitmq-server", "-detached"], timeout=120)
+
+
+def infra() -> None:
+    """Make sure every PostgreSQL and RabbitMQ the services use is reachable."""
+    unreachable = []
+    for server in servers():
+        problem = problem_with(server)
+        say(f"{server}: {'reachable' if problem is None else f'unreachable ({problem})'}")
+        if problem is not None:
+            unreachable.append(server)
+    if not unreachable:
+        return
+    remote = [s for s in unreachable if not s.local]
+    if remote:
+        raise Failed(f"{', '.join(map(str, remote))} is not on this machine, so it cannot be "
+                     "started from here; start it there or point VEIKALS_<SERVICE>_DATABASE_URL / "
+                     "_AMQP_URL elsewhere.")
+    missing = {s.kind for s in unreachable if not installed(s.kind)}
+    if missing:
+        install(missing)
+    for server in unreachable:
+        say(f"{server}: starting it")
+        if server.kind == "PostgreSQL":
+            start_postgres(server, fresh=server.kind in missing)
+        else:
+            start_rabbitmq(server)
+        timeout = POSTGRES_START_TIMEOUT_S if server.kind == "PostgreSQL" else RABBITMQ_START_TIMEOUT_S
+        started = time.monotonic()
+        problem = wait_for(server, timeout)
+        if problem is not None:
+            raise Failed(f"{server} still unreachable after {timeout:.0f} s ({problem}). "
+                         "Check its logs (PostgreSQL: /var/log/postgresql, RabbitMQ: /var/log/rabbitmq).")
+        say(f"{server}: reachable (after {time.monotonic() - started:.1f} s)")
+
+
+# --- the services -------------------------------------------------------------------------
+
+@dataclass
+class Service:
+    name: str
+    settings: ServiceSettings
+
+    @property
+    def host(self) -> str:
+        """Where to reach the service: its listen address, or loopback for a wildcard one."""
+        host = self.settings.http_host
+        return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.settings.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return LOG_DIR / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return RUN_DIR / f"{self.name}.pid"
+
+    def is_ours(self, pid: int) -> bool:
+        """``pid`` is alive and is this service (not a recycled pid, not a zombie)."""
+        if not Path("/proc/self").exists():  # no /proc: settle for "alive"
+            return pid_alive(pid)
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return f"services.{self.name}".encode() in cmdline.split(b"\0")
+
+    def running_pid(self) -> int | None:
+        """The pid from the pid file when that process is still this service."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if self.is_ours(pid) else None
+
+    def start(self) -> subprocess.Popen:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} veikals up: starting\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"], cwd=ROOT,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        self.pid_file.write_text(f"{process.pid}\n")
+        return process
+
+
+def services() -> list[Service]:
+    return [Service(name, settings) for name, settings in all_settings().items()]
+
+
+async def readyz(session: aiohttp.ClientSession, service: Service) -> tuple[bool, str]:
+    """(ready, what /readyz said)."""
+    try:
+        async with session.get(f"{service.url}/readyz", timeout=aiohttp.ClientTimeout(total=3)) as r:
+            try:
+                body = await r.json(content_type=None)
+                checks = body.get("checks", {})
+                detail = ", ".join(f"{k} {v}" for k, v in checks.items()) or body.get("status", "")
+            except Exception:
+                detail = ""
+            return r.status == 200, f"{r.status} {detail}".strip()
+    except Exception as exc:
+        return False, f"no answer ({describe(exc)})"
+
+
+async def readiness_of(services_: list[Service]) -> list[tuple[bool, str]]:
+    async with aiohttp.ClientSession() as session:
+        return await asyncio.gather(*(readyz(session, s) for s in services_))
+
+
+async def wait_until_ready(started: dict[str, subprocess.Popen | None], all_: list[Service],
+                           timeout: float) -> dict[str, str]:
+    """Poll every /readyz until all answer 200; returns the services that did not, with why."""
+    waiting = {s.name: s for s in all_}
+    why: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while waiting and time.monotonic() < deadline:
+            for name, service in list(waiting.items()):
+                process = started.get(name)
+                if process is not None and process.poll() is not None:
+                    why[name] = f"exited with status {process.returncode}"
+                    service.pid_file.unlink(missing_ok=True)
+                    del waiting[name]
+                    continue
+                ready, answer = await readyz(session, service)
+                if ready:
+                    del waiting[name]
+                    why.pop(name, None)
+                else:
+                    why[name] = f"not ready after {timeout:.0f} s (last /readyz: {answer})"
+            if waiting:
+                await asyncio.sleep(0.5)
+    return why
+
+
+def create_databases(all_: list[Service]) -> None:
+    for service in all_:
+        name = urlsplit(service.settings.dsn).path.lstrip("/")
+        try:
+            created = asyncio.run(ensure_database(service.settings.dsn))
+        except Exception as exc:
+            raise Failed(f"Could not create database {name}: {describe(exc)}")
+        say(f"database {name}: {'created' if created else 'exists'}")
+
+
+def up() -> None:
+    infra()
+    all_ = services()
+    create_databases(all_)
+
+    started: dict[str, subprocess.Popen | None] = {}
+    for service in all_:
+        pid = service.running_pid()
+        if pid is not None:
+            say(f"{service.name}: already running (pid {pid})")
+            started[service.name] = None
+            continue
+        if tcp_open(service.host, service.settings.port):
+            raise Failed(f"{service.name}: port {service.settings.port} is taken by a process "
+                         f"this runner did not start (see: ss -ltnp 'sport = :{service.settings.port}').")
+        started[service.name] = process = service.start()
+        say(f"{service.name}: started (pid {process.pid})")
+
+    say(f"waiting for every /readyz to answer 200 (up to {READY_TIMEOUT_S:.0f} s) ...")
+    failed = asyncio.run(wait_until_ready(started, all_, READY_TIMEOUT_S))
+    if failed:
+        for service in all_:
+            if service.name in failed:
+                say(f"\n{service.name}: {failed[service.name]}; last lines of {service.log_file}:")
+                for line in tail(service.log_file):
+                    say(f"  | {line}")
+        raise Failed(f"{', '.join(failed)} did not become ready. Fix and run 'veikals up' again; "
+                     "'veikals down' stops what is running.")
+
+    say("\nAll services are ready.\n")
+    print_table(["SERVICE", "PID", "URL", "LOG"],
+                [[s.name, str(s.running_pid() or "?"), s.url, str(s.log_file.relative_to(ROOT))]
+                 for s in all_])
+    orders = next((s for s in all_ if s.name == "orders"), all_[0])
+    nameko = Path(sys.executable).with_name("nameko")
+    say(f"""
+See it working:
+  curl {orders.url}/readyz
+  curl {orders.url}/openapi.json
+  {nameko if nameko.exists() else 'nameko'} shell --broker {display_url(orders.settings.amqp_url)}
+    >>> n.rpc.{orders.name}.health()
+
+Stop everything with: veikals down   (or ./dev down)""")
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password masked, unless it is RabbitMQ's well-known local 'guest'."""
+    parts = urlsplit(url)
+    if parts.password and parts.password != "guest":
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def signal_process(pid: int, sig: signal.Signals, group: bool = False) -> None:
+    """Send ``sig`` to ``pid`` (to its whole process group when it leads one and ``group``)."""
+    try:
+        if group and os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def down() -> None:
+    stopping: dict[str, tuple[Service, int]] = {}
+    for service in services():
+        pid = service.running_pid()
+        if pid is None:
+            say(f"{service.name}: not running")
+            service.pid_file.unlink(missing_ok=True)
+            continue
+        signal_process(pid, signal.SIGTERM)
+        stopping[service.name] = (service, pid)
+        say(f"{service.name}: sent SIGTERM to pid {pid}")
+
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while stopping and time.monotonic() < deadline:
+        for name, (service, pid) in list(stopping.items()):
+            if not service.is_ours(pid):
+                say(f"{name}: stopped")
+                service.pid_file.unlink(missing_ok=True)
+                del stopping[name]
+        if stopping:
+            time.sleep(0.25)
+    for name, (service, pid) in stopping.items():
+        say(f"{name}: still running after {STOP_TIMEOUT_S:.0f} s; sending SIGKILL to pid {pid}")
+        signal_process(pid, signal.SIGKILL, group=True)
+        service.pid_file.unlink(missing_ok=True)
+    say("PostgreSQL and RabbitMQ are left running.")
+
+
+def status() -> bool:
+    """Print the state of everything; True when all is reachable and every service ready."""
+    healthy = True
+    for server in servers():
+        problem = problem_with(server)
+        healthy &= problem is None
+        say(f"{server}: {'reachable' if problem is None else f'UNREACHABLE ({problem})'}")
+    say()
+    all_ = services()
+    answers = asyncio.run(readiness_of(all_))
+    rows = []
+    for service, (ready, answer) in zip(all_, answers):
+        pid = service.running_pid()
+        healthy &= pid is not None and ready
+        rows.append([service.name, "running" if pid else "stopped", str(pid or "-"), service.url,
+                     answer])
+    print_table(["SERVICE", "STATE", "PID", "URL", "READYZ"], rows)
+    return healthy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="veikals", description="Run the Veikals services on this machine.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    actions: dict[str, Callable[[], object]] = {}
+    for name, action, help_ in [
+        ("infra", infra, "make sure PostgreSQL and RabbitMQ are reachable (start/install them)"),
+        ("up", up, "infra, databases, then start all services and wait until they are ready"),
+        ("down", down, "stop the services (PostgreSQL and RabbitMQ keep running)"),
+        ("status", status, "show the services and the infrastructure; exit 1 if anything is down"),
+    ]:
+        commands.add_parser(name, help=help_, description=help_)
+        actions[name] = action
+    args = parser.parse_args(argv)
+
+    configure_logging("veikals-runner", "warning")  # keep library info logs off the terminal
+    try:
+        result = actions[args.command]()
+    except Failed as exc:
+        say(f"\nveikals {args.command}: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 1 if result is False else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
