@@ -13,7 +13,11 @@ greenthread keeps K calls outstanding: ``call_async`` publishes a request (waiti
 broker's confirm, as stock nameko does), and when K are out it collects the oldest reply
 before publishing the next. Collecting a reply drains every reply that has arrived meanwhile.
 """
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message="\nEventlet is deprecated")  # printed on import
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import aiohttp
 import asyncpg
+from pydantic import ValidationError
 
 from shared.config import DEFAULT_HTTP_PORTS, ServiceSettings, load_settings
 from shared.db import ensure_database
@@ -130,7 +131,13 @@ class Server:
 
 
 def all_settings() -> dict[str, ServiceSettings]:
-    return {name: load_settings(name) for name in SERVICES}
+    settings = {}
+    for name in SERVICES:
+        try:
+            settings[name] = load_settings(name)
+        except ValidationError as exc:
+            raise Failed(f"Invalid VEIKALS_{name.upper()}_* settings:\n{exc}")
+    return settings
 
 
 def servers() -> list[Server]:
@@ -286,6 +293,16 @@ def infra() -> None:
             unreachable.append(server)
     if not unreachable:
         return
+    for server in unreachable:
+        if tcp_open(server.host, server.port):  # it runs, but will not let us in (yet?)
+            problem = wait_for(server, 10)
+            if problem is not None:
+                raise Failed(f"{server} accepts connections but refuses ours ({problem}). "
+                             "Check the user, password and database/vhost in the service URLs.")
+            say(f"{server}: reachable")
+    unreachable = [s for s in unreachable if problem_with(s) is not None]
+    if not unreachable:
+        return
     remote = [s for s in unreachable if not s.local]
     if remote:
         raise Failed(f"{', '.join(map(str, remote))} is not on this machine, so it cannot be "
@@ -382,6 +399,10 @@ async def readyz(session: aiohttp.ClientSession, service: Service) -> tuple[bool
             except Exception:
                 detail = ""
             return r.status == 200, f"{r.status} {detail}".strip()
+    except aiohttp.ClientConnectorError:
+        return False, "no answer (cannot connect)"
+    except asyncio.TimeoutError:
+        return False, "no answer (timed out)"
     except Exception as exc:
         return False, f"no answer ({describe(exc)})"
 

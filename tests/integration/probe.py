@@ -1,6 +1,7 @@
 """A small service built on shared/ the way real services are, for the integration tests."""
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class ProbeService(Service):
     @rpc
     async def refuse(self, reason: str) -> None:
         raise ProbeRefused(reason)
+
+    @rpc
+    async def slow(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "finished"
 
     @rpc
     async def call_stack(self) -> list[str]:

@@ -1,0 +1,376 @@
+"""RPC round trips on the local RabbitMQ: our messaging layer vs raw aio-pika vs stock nameko.
+
+Three implementations answer the same ``echo(value) -> value`` call:
+
+ours
+    ``shared.messaging``: ``RpcServer`` and ``RpcClient``, each on its own ``Broker``.
+raw
+    The ceiling: the least aio-pika code with the same durability as ours. Confirmed,
+    mandatory, persistent publishes to a durable topic exchange; a durable request queue and a
+    durable reply queue; manual acks, the request acked once its reply is confirmed; JSON.
+nameko
+    Stock nameko 2.14: an ``@rpc`` service under ``ServiceRunner`` and a ``ClusterRpcProxy``
+    caller, each in its own process (see ``bench/nameko_echo.py``).
+
+For each implementation the server runs in a subprocess of its own, so the client and the
+server never share an event loop; our and the raw client run in this process, nameko's caller
+in another subprocess that prints its figures as JSON. After a warm-up the benchmark measures
+
+* sequential: ``--calls`` calls one at a time, reported as p50 and p99 latency in ms;
+* in flight: ``--in-flight-calls`` calls with exactly K outstanding at any time (K workers,
+  each making one call after another), reported as calls/s, for each K in ``--in-flight``.
+  nameko's caller keeps a sliding window of K ``call_async`` replies instead (its proxy cannot
+  be shared between greenthreads).
+
+Everything runs in a vhost of its own, ``veikals-bench-<random>``, created with
+``rabbitmqctl`` (so run it as a user that may) and deleted at the end, whatever happens.
+Figures from a shared machine are noisy: compare runs made back to back, not across days.
+
+    .venv/bin/python bench/rpc.py                    # everything, a few minutes on 2 cores
+    .venv/bin/python bench/rpc.py --only ours,raw --calls 500 --in-flight 64
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from shared.logging import configure_logging
+from shared.messaging import Broker, RpcClient, RpcServer
+
+AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
+BENCH_DIR = Path(__file__).resolve().parent
+NAMEKO_SCRIPT = BENCH_DIR / "nameko_echo.py"
+IMPLEMENTATIONS = ("ours", "raw", "nameko")
+PREFETCH = 256  # every server's prefetch / nameko's max_workers
+READY_TIMEOUT = 30.0
+
+OURS_SERVICE = "benchsvc"
+NAMEKO_SERVICE = "nameko_bench"  # keep in step with bench/nameko_echo.py
+RAW_EXCHANGE = "raw-rpc"
+RAW_QUEUE = "raw-rpc-benchsvc"
+RAW_ROUTING_KEY = "benchsvc.echo"
+REPLY_QUEUE_TTL_MS = 300_000
+
+Call = Callable[[Any], Awaitable[Any]]
+
+
+async def echo(value: Any) -> Any:
+    return value
+
+
+# --- ours ------------------------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def ours_server(url: str) -> AsyncIterator[None]:
+    broker = Broker(url, name="bench-server")
+    await broker.connect()
+    server = RpcServer(broker, OURS_SERVICE, {"echo": echo}, prefetch=PREFETCH)
+    await server.start()
+    try:
+        yield
+    finally:
+        await server.stop(grace=1)
+        await broker.close()
+
+
+@contextlib.asynccontextmanager
+async def ours_client(url: str) -> AsyncIterator[Call]:
+    broker = Broker(url, name="bench-client")
+    await broker.connect()
+    client = RpcClient(broker, "bench-client", timeout=30)
+    await client.start()
+    try:
+        yield lambda value: client.call(OURS_SERVICE, "echo", value)
+    finally:
+        await client.stop()
+        await broker.close()
+
+
+# --- raw aio-pika ----------------------------------------------------------------------------
+
+def raw_message(payload: Any, correlation_id: str | None, reply_to: str | None = None
+                ) -> aio_pika.Message:
+    return aio_pika.Message(
+        json.dumps(payload).encode(), content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        correlation_id=correlation_id, reply_to=reply_to)
+
+
+@contextlib.asynccontextmanager
+async def raw_server(url: str) -> AsyncIterator[None]:
+    connection = await aio_pika.connect(url)
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.set_qos(prefetch_count=PREFETCH)
+    exchange = await channel.declare_exchange(RAW_EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                              durable=True)
+    queue = await channel.declare_queue(RAW_QUEUE, durable=True)
+    await queue.bind(exchange, routing_key=RAW_ROUTING_KEY)
+
+    async def on_request(message: AbstractIncomingMessage) -> None:
+        request = json.loads(message.body)
+        result = await echo(*request["args"], **request["kwargs"])
+        reply = raw_message({"result": result, "error": None}, message.correlation_id)
+        await exchange.publish(reply, routing_key=message.reply_to, mandatory=True)
+        await message.ack()
+
+    await queue.consume(on_request)
+    try:
+        yield
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_client(url: str) -> AsyncIterator[Call]:
+    connection = await aio_pika.connect(url)
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.set_qos(prefetch_count=PREFETCH)
+    exchange = await channel.declare_exchange(RAW_EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                              durable=True)
+    reply_key = str(uuid.uuid4())
+    queue = await channel.declare_queue(f"raw-rpc.reply-{reply_key}", durable=True,
+                                        arguments={"x-expires": REPLY_QUEUE_TTL_MS})
+    await queue.bind(exchange, routing_key=reply_key)
+    pending: dict[str, asyncio.Future] = {}
+
+    async def on_reply(message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        pending.pop(message.correlation_id).set_result(json.loads(message.body))
+
+    async def call(value: Any) -> Any:
+        correlation_id = str(uuid.uuid4())
+        reply = pending[correlation_id] = asyncio.get_running_loop().create_future()
+        request = raw_message({"args": [value], "kwargs": {}}, correlation_id, reply_key)
+        await exchange.publish(request, routing_key=RAW_ROUTING_KEY, mandatory=True)
+        return (await reply)["result"]
+
+    await queue.consume(on_reply)
+    try:
+        yield call
+    finally:
+        await connection.close()
+
+
+SERVERS = {"ours": ours_server, "raw": raw_server}
+CLIENTS = {"ours": ours_client, "raw": raw_client}
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+@dataclass
+class Figures:
+    name: str
+    p50_ms: float
+    p99_ms: float
+    calls_per_s: dict[int, float]  # by calls in flight
+
+
+def percentiles_ms(latencies_s: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(latencies_s, n=100, method="inclusive")
+    return cuts[49] * 1000, cuts[98] * 1000
+
+
+async def sequential(call: Call, calls: int) -> list[float]:
+    latencies = []
+    for value in range(calls):
+        started = time.perf_counter()
+        result = await call(value)
+        latencies.append(time.perf_counter() - started)
+        if result != value:
+            raise RuntimeError(f"echo({value!r}) returned {result!r}")
+    return latencies
+
+
+async def in_flight(call: Call, workers: int, calls: int) -> float:
+    """Calls per second with ``workers`` calls outstanding at any time, over ``calls`` calls."""
+    remaining = calls
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call(remaining)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return calls / (time.perf_counter() - started)
+
+
+async def measure_asyncio(name: str, url: str, args: argparse.Namespace) -> Figures:
+    async with CLIENTS[name](url) as call:
+        await in_flight(call, args.in_flight[0], args.warmup)
+        p50, p99 = percentiles_ms(await sequential(call, args.calls))
+        rates = {k: await in_flight(call, k, args.in_flight_calls) for k in args.in_flight}
+    return Figures(name, p50, p99, rates)
+
+
+def measure_nameko(url: str, args: argparse.Namespace) -> Figures:
+    command = [sys.executable, str(NAMEKO_SCRIPT), "call", url, "--calls", str(args.calls),
+               "--in-flight", ",".join(map(str, args.in_flight)),
+               "--in-flight-calls", str(args.in_flight_calls), "--warmup", str(args.warmup)]
+    # run() kills the caller if it overruns or this process is interrupted.
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=600, check=True)
+    measured = json.loads(done.stdout)
+    p50, p99 = percentiles_ms(measured["sequential_s"])
+    return Figures("nameko", p50, p99,
+                   {int(k): rate for k, rate in measured["calls_per_s"].items()})
+
+
+# --- processes and the vhost -----------------------------------------------------------------
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def bench_vhost() -> Iterator[str]:
+    name = f"veikals-bench-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+def server_command(name: str, url: str) -> list[str]:
+    if name == "nameko":
+        return [sys.executable, str(NAMEKO_SCRIPT), "serve", url, str(PREFETCH)]
+    return [sys.executable, __file__, "--serve", name, "--url", url]
+
+
+@contextlib.contextmanager
+def server_process(name: str, url: str) -> Iterator[None]:
+    """Runs ``name``'s server until the block ends; it prints ``ready`` once it consumes."""
+    process = subprocess.Popen(server_command(name, url), stdout=subprocess.PIPE, text=True)
+    try:
+        readable, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT)
+        line = process.stdout.readline().strip() if readable else "nothing yet"
+        if line != "ready":
+            raise RuntimeError(f"{name} server not ready after {READY_TIMEOUT}s: {line or 'exited'}")
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def serve(name: str, url: str) -> None:
+    """The server subprocess: serve until SIGTERM or SIGINT."""
+    configure_logging(f"bench-{name}-server", level="warning")
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    async with SERVERS[name](url):
+        print("ready", flush=True)
+        await stop.wait()
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def report(figures: list[Figures], levels: list[int]) -> None:
+    header = f"{'implementation':<16}{'seq p50 ms':>12}{'seq p99 ms':>12}" + "".join(
+        f"{f'{k} in flight/s':>18}" for k in levels)
+    print(header)
+    print("-" * len(header))
+    for f in figures:
+        print(f"{f.name:<16}{f.p50_ms:>12.2f}{f.p99_ms:>12.2f}" + "".join(
+            f"{f.calls_per_s[k]:>18.0f}" for k in levels))
+
+    by_name = {f.name: f for f in figures}
+    ours = by_name.get("ours")
+    if ours is None:
+        return
+    print()
+    goals = {"raw": 0.7, "nameko": 2.0}
+    for other, goal in goals.items():
+        if other not in by_name:
+            continue
+        for k in levels:
+            ratio = ours.calls_per_s[k] / by_name[other].calls_per_s[k]
+            # The raw-aio-pika goal is stated for 64 in flight only.
+            judged = other == "nameko" or k == 64
+            verdict = ("met" if ratio >= goal else "NOT met") if judged else "-"
+            print(f"ours/{other:<7} at {k:>3} in flight: {ratio:5.2f}x   "
+                  f"goal >= {goal}x: {verdict}")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def comma_ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
+def comma_names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    unknown = set(names) - set(IMPLEMENTATIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown implementation(s): {', '.join(sorted(unknown))}")
+    return names
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000,
+                        help="sequential calls per implementation (default %(default)s)")
+    parser.add_argument("--in-flight", type=comma_ints, default=[64, 256],
+                        help="calls kept outstanding, comma-separated (default 64,256)")
+    parser.add_argument("--in-flight-calls", type=int, default=10_000,
+                        help="calls per in-flight measurement (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=1000,
+                        help="warm-up calls, at the first in-flight level (default %(default)s)")
+    parser.add_argument("--only", type=comma_names, default=list(IMPLEMENTATIONS),
+                        help="implementations to run, comma-separated (default all)")
+    parser.add_argument("--amqp", default=AMQP_BASE,
+                        help="broker URL without the vhost (default %(default)s)")
+    parser.add_argument("--serve", choices=sorted(SERVERS), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve, args.url))
+        return
+
+    configure_logging("bench-client", level="warning")
+    # A plain `kill` should clean up as Ctrl-C does: stop the servers, delete the vhost.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    figures = []
+    with bench_vhost() as vhost:
+        url = f"{args.amqp}/{vhost}"
+        for name in args.only:
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            with server_process(name, url):
+                if name == "nameko":
+                    figures.append(measure_nameko(url, args))
+                else:
+                    figures.append(asyncio.run(measure_asyncio(name, url, args)))
+    print(f"\nRPC echo round trips, {args.calls} sequential calls, "
+          f"{args.in_flight_calls} calls per in-flight level, after {args.warmup} warm-up calls\n")
+    report(figures, args.in_flight)
+
+
+if __name__ == "__main__":
+    main()
