@@ -121,13 +121,14 @@ class Server:
     url: str   # PostgreSQL: a DSN for the maintenance database "postgres"; RabbitMQ: the AMQP URL
     host: str
     port: int
+    user: str = ""
 
     @property
     def local(self) -> bool:
         return self.host in LOCAL_HOSTS
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.host}:{self.port}"
+        return f"{self.kind} {self.user + '@' if self.user else ''}{self.host}:{self.port}"
 
 
 def all_settings() -> dict[str, ServiceSettings]:
@@ -147,10 +148,11 @@ def servers() -> list[Server]:
         db = urlsplit(settings.dsn)
         maintenance = urlunsplit(db._replace(path="/postgres"))
         found.setdefault(maintenance, Server("PostgreSQL", maintenance, db.hostname or "127.0.0.1",
-                                             db.port or 5432))
+                                             db.port or 5432, db.username or ""))
         mq = urlsplit(settings.amqp_url)
         found.setdefault(settings.amqp_url, Server("RabbitMQ", settings.amqp_url,
-                                                   mq.hostname or "127.0.0.1", mq.port or 5672))
+                                                   mq.hostname or "127.0.0.1", mq.port or 5672,
+                                                   mq.username or ""))
     return sorted(found.values(), key=lambda s: (s.kind, s.host, s.port))
 
 
@@ -453,18 +455,20 @@ def up() -> None:
     all_ = services()
     create_databases(all_)
 
+    running = {s.name: s.running_pid() for s in all_}
+    for service in all_:
+        if running[service.name] is None and tcp_open(service.host, service.settings.port):
+            raise Failed(f"{service.name}: port {service.settings.port} is taken by a process this "
+                         f"runner did not start (see: ss -ltnp 'sport = :{service.settings.port}').")
+
     started: dict[str, subprocess.Popen | None] = {}
     for service in all_:
-        pid = service.running_pid()
-        if pid is not None:
-            say(f"{service.name}: already running (pid {pid})")
+        if running[service.name] is not None:
+            say(f"{service.name}: already running (pid {running[service.name]})")
             started[service.name] = None
-            continue
-        if tcp_open(service.host, service.settings.port):
-            raise Failed(f"{service.name}: port {service.settings.port} is taken by a process "
-                         f"this runner did not start (see: ss -ltnp 'sport = :{service.settings.port}').")
-        started[service.name] = process = service.start()
-        say(f"{service.name}: started (pid {process.pid})")
+        else:
+            started[service.name] = process = service.start()
+            say(f"{service.name}: started (pid {process.pid})")
 
     say(f"waiting for every /readyz to answer 200 (up to {READY_TIMEOUT_S:.0f} s) ...")
     failed = asyncio.run(wait_until_ready(started, all_, READY_TIMEOUT_S))
