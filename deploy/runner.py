@@ -266,7 +266,9 @@ def start_postgres(server: Server, fresh: bool) -> None:
         trust_loopback(cluster)
     if not cluster.online:
         say(f"  starting PostgreSQL cluster {cluster.version}/{cluster.name}")
-        cluster.ctl("start")
+        if not cluster.ctl("start"):
+            raise Failed(f"Could not start PostgreSQL; as root run: pg_ctlcluster "
+                         f"--skip-systemctl-redirect {cluster.version} {cluster.name} start")
     elif fresh:
         cluster.ctl("reload")
     else:
@@ -279,10 +281,12 @@ def start_rabbitmq(server: Server) -> None:
         say("  the RabbitMQ node runs but does not accept AMQP yet; giving it 20 s")
         if wait_for(server, 20) is None:
             return
-        run(["rabbitmqctl", "start_app"], timeout=120)
+        command = ["rabbitmqctl", "start_app"]
     else:
         say("  starting the RabbitMQ node")
-        run(["rabbitmq-server", "-detached"], timeout=120)
+        command = ["rabbitmq-server", "-detached"]
+    if not run(command, timeout=120):
+        raise Failed(f"Could not start RabbitMQ; as root run: {' '.join(command)}")
 
 
 def infra() -> None:
@@ -313,12 +317,14 @@ def infra() -> None:
     missing = {s.kind for s in unreachable if not installed(s.kind)}
     if missing:
         install(missing)
-    for server in unreachable:
+    # Several URLs (users, vhosts) can name one server: start each server once.
+    for server in {(s.kind, s.host, s.port): s for s in unreachable}.values():
         say(f"{server}: starting it")
         if server.kind == "PostgreSQL":
             start_postgres(server, fresh=server.kind in missing)
         else:
             start_rabbitmq(server)
+    for server in unreachable:
         timeout = POSTGRES_START_TIMEOUT_S if server.kind == "PostgreSQL" else RABBITMQ_START_TIMEOUT_S
         started = time.monotonic()
         problem = wait_for(server, timeout)
