@@ -87,6 +87,7 @@ class Broker:
         self, exchange: str, routing_key: str, body: bytes, *,
         headers: dict[str, Any] | None = None, correlation_id: str | None = None,
         reply_to: str | None = None, message_id: str | None = None,
+        expiration_ms: int | None = None,
     ) -> None:
         """Publish persistent, mandatory, and wait for the confirm.
 
@@ -97,6 +98,7 @@ class Broker:
             body, content_type=wire.CONTENT_TYPE, content_encoding=wire.CONTENT_ENCODING,
             headers=headers or {}, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             correlation_id=correlation_id, reply_to=reply_to, message_id=message_id,
+            expiration=None if expiration_ms is None else expiration_ms / 1000,
         )
         target = await self._exchange(exchange)
         try:

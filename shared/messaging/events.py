@@ -5,7 +5,7 @@ as routing key and the event's data as body. A handler consumes a durable queue 
 nameko's service-pool handlers do, ``evt-<source>-<event>--<service>.<method>``.
 
 A delivery whose handler fails is republished (same body, headers and message id, attempt
-count in ``x-veikals-attempt``) to ``<queue>.retry``, which holds it for ``retry_delay_ms`` and
+count in ``x-veikals-attempt``) to ``<queue>.retry`` with an expiration of ``retry_delay_ms``; when it expires the retry queue
 dead-letters it back to the queue. After ``max_retries`` retries, or at once when the body is
 not JSON, it is published to the ``veikals.dead-letter`` exchange and lands in
 ``<queue>.dead-letter`` with the error, where an operator can inspect and replay it. The
@@ -107,8 +107,9 @@ class EventConsumer:
         exchange = await self.broker.declare_topic_exchange(channel, events_exchange(self.source))
         queue = await channel.declare_queue(self.queue_name, durable=True)
         await queue.bind(exchange, routing_key=self.event_type)
+        # The delay is each message's expiration, not a queue argument: a changed setting must
+        # not make the redeclaration fail.
         await channel.declare_queue(self.retry_queue, durable=True, arguments={
-            "x-message-ttl": self.retry_delay_ms,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.queue_name,
         })
@@ -140,7 +141,8 @@ class EventConsumer:
             log.exception("event handler failed", queue=self.queue_name, attempt=attempt)
             if attempt < self.max_retries:
                 headers[ATTEMPT_HEADER] = attempt + 1
-                await self._republish("", self.retry_queue, message, headers)
+                await self._republish("", self.retry_queue, message, headers,
+                                      expiration_ms=self.retry_delay_ms)
                 MESSAGES_HANDLED.labels(self.service, self.queue_name, "retried").inc()
             else:
                 await self._dead_letter(message, headers, f"{type(exc).__name__}: {exc}")
@@ -158,8 +160,10 @@ class EventConsumer:
         MESSAGES_HANDLED.labels(self.service, self.queue_name, "dead_lettered").inc()
 
     async def _republish(self, exchange: str, routing_key: str,
-                         message: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
+                         message: AbstractIncomingMessage, headers: dict[str, Any],
+                         expiration_ms: int | None = None) -> None:
         await self.broker.publish(
             exchange, routing_key, message.body, headers=headers,
-            message_id=message_identity(message), correlation_id=message.correlation_id)
+            message_id=message_identity(message), correlation_id=message.correlation_id,
+            expiration_ms=expiration_ms)
         await message.ack()

@@ -1,10 +1,13 @@
 """A message that keeps failing ends on the dead-letter path; the consumer keeps serving."""
 import asyncio
 
+from shared.config import load_settings
 from shared.messaging import wire
 from shared.messaging.events import ATTEMPT_HEADER, ERROR_HEADER, QUEUE_HEADER
 from tests.conftest import eventually
+from shared.service import ServiceRuntime
 from tests.integration.conftest import received
+from tests.integration.probe import ProbeService
 
 QUEUE = "evt-ticker-tick--probe.on_tick"
 
@@ -59,3 +62,13 @@ async def test_undecodable_body_goes_straight_to_dead_letter(probe, broker):
     assert ATTEMPT_HEADER not in message.headers
     assert "undecodable" in message.headers[ERROR_HEADER]
     await channel.close()
+
+
+async def test_changing_the_retry_settings_does_not_break_the_next_start(
+        amqp_url, database, free_port):
+    for delay, retries in ((100, 2), (5000, 7)):
+        runtime = ServiceRuntime(ProbeService, load_settings(
+            "probe", amqp_url=amqp_url, database_url=database, http_port=free_port,
+            retry_delay_ms=delay, max_retries=retries))
+        await runtime.start()
+        await runtime.stop()
