@@ -3,15 +3,19 @@ with asyncio).
 
     python bench/nameko_echo.py serve AMQP_URI MAX_WORKERS
         runs the ``nameko_bench`` service (``echo``) and prints ``ready`` once it consumes.
-    python bench/nameko_echo.py call AMQP_URI --calls N --in-flight 64,256 --in-flight-calls M
+    python bench/nameko_echo.py call AMQP_URI --calls N --in-flight 64,256 --in-flight-calls M \
+            --warmup W --proxies P
         calls it through ``ClusterRpcProxy`` and prints one JSON object:
         ``{"sequential_s": [...], "calls_per_s": {"64": ..., "256": ...}}``.
 
-Only the sliding window in :func:`in_flight` needs explaining. The standalone proxy is not
-safe to share between greenthreads (they would all read its one connection), so a single
-greenthread keeps K calls outstanding: ``call_async`` publishes a request (waiting for the
-broker's confirm, as stock nameko does), and when K are out it collects the oldest reply
-before publishing the next. Collecting a reply drains every reply that has arrived meanwhile.
+How K calls are kept in flight needs explaining. A standalone proxy is not safe to share
+between greenthreads (they would all read its one connection), so each greenthread drives a
+proxy of its own through a sliding window: ``call_async`` publishes a request (waiting for the
+broker's confirm, as stock nameko does) and, once its share of the K calls is out, collects the
+oldest reply before publishing the next; collecting a reply drains every reply that has arrived
+meanwhile. One proxy alone cannot keep the server busy (it spends its time waiting for
+confirms one publish after another), so the K calls are spread over P proxies, each in its
+own greenthread; sequential calls use the first proxy.
 """
 import warnings
 
@@ -23,6 +27,7 @@ eventlet.monkey_patch()
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
@@ -57,31 +62,49 @@ def sequential(echo, calls):
     latencies = []
     for value in range(calls):
         started = time.perf_counter()
-        echo(value)
+        result = echo(value)
         latencies.append(time.perf_counter() - started)
+        if result != value:
+            raise RuntimeError(f"echo({value!r}) returned {result!r}")
     return latencies
 
 
-def in_flight(echo, window_size, calls):
-    """Calls per second with ``window_size`` calls kept outstanding, over ``calls`` calls."""
+def share(total, parts, index):
+    """Part ``index`` of ``total`` split as evenly as possible into ``parts``."""
+    return total // parts + (index < total % parts)
+
+
+def keep_window(echo, window_size, calls):
     window = collections.deque()
-    started = time.perf_counter()
     for value in range(calls):
         if len(window) == window_size:
             window.popleft().result()
         window.append(echo.call_async(value))
     while window:
         window.popleft().result()
+
+
+def in_flight(echoes, window_size, calls):
+    """Calls per second with ``window_size`` calls outstanding over all ``echoes``."""
+    parts = len(echoes)
+    started = time.perf_counter()
+    threads = [eventlet.spawn(keep_window, echo, share(window_size, parts, i),
+                              share(calls, parts, i))
+               for i, echo in enumerate(echoes)]
+    for thread in threads:
+        thread.wait()  # re-raises what the greenthread raised
     return calls / (time.perf_counter() - started)
 
 
-def call(uri, calls, levels, level_calls, warmup):
-    with ClusterRpcProxy({"AMQP_URI": uri}, timeout=60) as cluster:
-        echo = getattr(cluster, SERVICE).echo
-        in_flight(echo, levels[0], warmup)
+def call(uri, calls, levels, level_calls, warmup, proxies):
+    with contextlib.ExitStack() as stack:
+        clusters = [stack.enter_context(ClusterRpcProxy({"AMQP_URI": uri}, timeout=60))
+                    for _ in range(proxies)]
+        echoes = [getattr(cluster, SERVICE).echo for cluster in clusters]
+        in_flight(echoes, levels[0], warmup)
         results = {
-            "sequential_s": sequential(echo, calls),
-            "calls_per_s": {str(k): in_flight(echo, k, level_calls) for k in levels},
+            "sequential_s": sequential(echoes[0], calls),
+            "calls_per_s": {str(k): in_flight(echoes, k, level_calls) for k in levels},
         }
     print(json.dumps(results), flush=True)
 
@@ -98,12 +121,13 @@ def main():
     calling.add_argument("--in-flight", required=True, help="comma-separated window sizes")
     calling.add_argument("--in-flight-calls", type=int, required=True)
     calling.add_argument("--warmup", type=int, required=True)
+    calling.add_argument("--proxies", type=int, required=True)
     args = parser.parse_args()
     if args.mode == "serve":
         serve(args.uri, args.max_workers)
     else:
         levels = [int(k) for k in args.in_flight.split(",")]
-        call(args.uri, args.calls, levels, args.in_flight_calls, args.warmup)
+        call(args.uri, args.calls, levels, args.in_flight_calls, args.warmup, args.proxies)
 
 
 if __name__ == "__main__":
