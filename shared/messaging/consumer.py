@@ -28,14 +28,13 @@ class Consumer:
 
     async def consume(self, queue: AbstractQueue) -> None:
         self._queue = queue
+        self._latency = MESSAGE_LATENCY.labels(self.service, queue.name)
         self._tag = await queue.consume(self._on_message, no_ack=False)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.create_task(self._run(message))
+        # aio-pika runs each delivery in a task of its own; remember it for a graceful stop.
+        task = asyncio.current_task()
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-
-    async def _run(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         try:
             await self._handle(message)
@@ -44,8 +43,8 @@ class Consumer:
             # redelivers it after the reconnect.
             log.exception("delivery not settled", queue=self._queue.name if self._queue else None)
         finally:
-            MESSAGE_LATENCY.labels(self.service, self._queue.name if self._queue else "").observe(
-                time.perf_counter() - started)
+            self._in_flight.discard(task)
+            self._latency.observe(time.perf_counter() - started)
 
     async def stop(self, grace: float) -> None:
         if self._queue is not None and self._tag is not None:

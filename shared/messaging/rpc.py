@@ -46,6 +46,9 @@ class RpcServer:
         self.methods = methods
         self.prefetch = prefetch
         self.queue_name = RPC_QUEUE_TEMPLATE.format(service)
+        self._signatures = {name: inspect.signature(m) for name, m in methods.items()}
+        self._outcomes = {outcome: MESSAGES_HANDLED.labels(service, self.queue_name, outcome)
+                          for outcome in ("ok", "error")}
         self._consumer = Consumer(service, self._handle)
 
     async def start(self) -> None:
@@ -58,19 +61,19 @@ class RpcServer:
     async def stop(self, grace: float) -> None:
         await self._consumer.stop(grace)
 
-    def _resolve(self, routing_key: str) -> RpcMethod:
+    def _resolve(self, routing_key: str) -> tuple[RpcMethod, inspect.Signature]:
         name = routing_key.split(".")[-1]
         method = self.methods.get(name)
         if method is None or routing_key != f"{self.service}.{name}":
             raise MethodNotFound(name)
-        return method
+        return method, self._signatures[name]
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         result: Any = None
         error: dict[str, Any] | None = None
         method_name = (message.routing_key or "").split(".")[-1]
         try:
-            method = self._resolve(message.routing_key or "")
+            method, signature = self._resolve(message.routing_key or "")
             try:
                 body = wire.loads(message.body)
                 args, kwargs = body["args"], body["kwargs"]
@@ -79,7 +82,7 @@ class RpcServer:
             except ValueError as exc:
                 raise MalformedRequest(f"Message body is not valid JSON: {exc}")
             try:
-                inspect.signature(method).bind(*args, **kwargs)
+                signature.bind(*args, **kwargs)
             except TypeError as exc:
                 raise IncorrectSignature(str(exc))
             worker = ctx.worker_context(ctx.context_from_headers(message.headers),
@@ -108,8 +111,7 @@ class RpcServer:
         else:
             log.warning("rpc request without reply_to", method=method_name)
         await message.ack()
-        MESSAGES_HANDLED.labels(self.service, self.queue_name,
-                                "error" if error else "ok").inc()
+        self._outcomes["error" if error else "ok"].inc()
 
 
 class RpcClient:
@@ -165,8 +167,9 @@ class RpcClient:
             except Unroutable:
                 raise UnknownService(service) from None
             try:
-                reply = await asyncio.wait_for(future, timeout or self.timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout or self.timeout):
+                    reply = await future
+            except TimeoutError:
                 raise RpcTimeout(f"{service}.{method}: no reply in {timeout or self.timeout}s") from None
         finally:
             self._pending.pop(correlation_id, None)

@@ -49,6 +49,9 @@ def _object_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_decoder = json.JSONDecoder(object_hook=_object_hook)
+
+
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj, default=_default, separators=(",", ":")).encode(CONTENT_ENCODING)
 
@@ -56,4 +59,4 @@ def dumps(obj: Any) -> bytes:
 def loads(body: bytes | str) -> Any:
     if isinstance(body, (bytes, bytearray, memoryview)):
         body = bytes(body).decode(CONTENT_ENCODING)
-    return json.loads(body, object_hook=_object_hook)
+    return _decoder.decode(body)
