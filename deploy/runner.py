@@ -34,7 +34,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from shared.config import DEFAULT_HTTP_PORTS, ServiceSettings, load_settings
-from shared.db import ensure_database
+from shared.db import ensure_database, maintenance_dsn
 from shared.logging import configure_logging
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ RUN_DIR = ROOT / "var" / "run"
 SERVICES = tuple(DEFAULT_HTTP_PORTS)
 
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 25.0
+STOP_MARGIN_S = 5.0  # beyond each service's own SHUTDOWN_GRACE_S before SIGKILL
 POSTGRES_START_TIMEOUT_S = 30.0
 RABBITMQ_START_TIMEOUT_S = 60.0
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -146,7 +146,7 @@ def servers() -> list[Server]:
     found: dict[str, Server] = {}
     for settings in all_settings().values():
         db = urlsplit(settings.dsn)
-        maintenance = urlunsplit(db._replace(path="/postgres"))
+        maintenance, _ = maintenance_dsn(settings.dsn)
         found.setdefault(maintenance, Server("PostgreSQL", maintenance, db.hostname or "127.0.0.1",
                                              db.port or 5432, db.username or ""))
         mq = urlsplit(settings.amqp_url)
@@ -545,7 +545,9 @@ def down() -> None:
         stopping[service.name] = (service, pid)
         say(f"{service.name}: sent SIGTERM to pid {pid}")
 
-    deadline = time.monotonic() + STOP_TIMEOUT_S
+    stop_timeout = max(s.settings.shutdown_grace_s for s, _ in stopping.values()) + STOP_MARGIN_S \
+        if stopping else 0
+    deadline = time.monotonic() + stop_timeout
     while stopping and time.monotonic() < deadline:
         for name, (service, pid) in list(stopping.items()):
             if not service.is_ours(pid):
@@ -555,7 +557,7 @@ def down() -> None:
         if stopping:
             time.sleep(0.25)
     for name, (service, pid) in stopping.items():
-        say(f"{name}: still running after {STOP_TIMEOUT_S:.0f} s; sending SIGKILL to pid {pid}")
+        say(f"{name}: still running after {stop_timeout:.0f} s; sending SIGKILL to pid {pid}")
         signal_process(pid, signal.SIGKILL, group=True)
         service.pid_file.unlink(missing_ok=True)
     say("PostgreSQL and RabbitMQ are left running.")

@@ -25,7 +25,7 @@ class ServiceSettings(BaseSettings):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = ""  # empty: postgresql://postgres@127.0.0.1:5432/veikals_<service>
     http_host: str = "127.0.0.1"
-    http_port: int = 0  # 0: the service's default port
+    http_port: int | None = None  # None: the service's default port; 0: any free port
     prefetch: int = Field(default=32, ge=1, le=1000)
     # An event handler that fails is retried this many times, then dead-lettered.
     max_retries: int = Field(default=3, ge=0, le=100)
@@ -41,7 +41,9 @@ class ServiceSettings(BaseSettings):
 
     @property
     def port(self) -> int:
-        return self.http_port or DEFAULT_HTTP_PORTS.get(self.service_name, 8100)
+        if self.http_port is None:
+            return DEFAULT_HTTP_PORTS.get(self.service_name, 8100)
+        return self.http_port
 
 
 def load_settings(service_name: str, **overrides) -> ServiceSettings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -22,20 +23,21 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 _ADVISORY_LOCK_KEY = 0x7665696B616C73  # "veikals"
 
 
-def _split_dsn(dsn: str) -> tuple[str, str]:
-    base, _, name = dsn.rpartition("/")
-    name = name.split("?", 1)[0]
-    if not name or not base:
-        raise ValueError(f"database URL has no database name: {dsn!r}")
-    return base, name
+def maintenance_dsn(dsn: str) -> tuple[str, str]:
+    """The DSN of the server's ``postgres`` database (query string kept) and the database name."""
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    if not name:
+        raise ValueError(f"database URL has no database name: {parts._replace(netloc=parts.hostname or '').geturl()}")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise ValueError(f"refusing to create or drop a database named {name!r}")
+    return urlunsplit(parts._replace(path="/postgres")), name
 
 
 async def ensure_database(dsn: str) -> bool:
     """Create the database named in ``dsn`` if it does not exist; True when created."""
-    base, name = _split_dsn(dsn)
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
-        raise ValueError(f"refusing to create a database named {name!r}")
-    conn = await asyncpg.connect(f"{base}/postgres")
+    maintenance, name = maintenance_dsn(dsn)
+    conn = await asyncpg.connect(maintenance)
     try:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return False
@@ -50,8 +52,8 @@ async def ensure_database(dsn: str) -> bool:
 
 
 async def drop_database(dsn: str) -> None:
-    base, name = _split_dsn(dsn)
-    conn = await asyncpg.connect(f"{base}/postgres")
+    maintenance, name = maintenance_dsn(dsn)
+    conn = await asyncpg.connect(maintenance)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -149,7 +149,7 @@ def _middlewares(service: str) -> list:
             log.exception("unhandled error", route=route_name, method=request.method)
             response = problem_response(Problem(
                 title="Internal server error", status=500,
-                detail="The request could not be completed; nothing was changed by it."))
+                detail="The request could not be completed because of an error on our side."))
         HTTP_REQUESTS.labels(service, request.method, route_name, str(response.status)).inc()
         HTTP_LATENCY.labels(service, request.method, route_name).observe(
             time.perf_counter() - started)

@@ -1,22 +1,28 @@
 """The outbox: an event is a row written in the business transaction; a relay publishes it.
 
 ``add_event(conn, ...)`` inserts the event inside the caller's transaction (and notifies the
-relay on commit). The relay takes unpublished rows in order with ``FOR UPDATE SKIP LOCKED``
-(so replicas never take the same row), publishes each with confirms and mandatory routing, and
+relay on commit). The relay takes due rows in order with ``FOR UPDATE SKIP LOCKED`` (so
+replicas never take the same row), publishes each with confirms and mandatory routing, and
 marks it published in the same transaction. A crash before the mark republishes the event on
 restart (consumers deduplicate by message id through the inbox); a crash before the publish
-loses nothing, because the row is still there.
+loses nothing, because the row is still there. A row that fails waits (doubling, up to
+``MAX_BACKOFF``) before it is tried again, and the rows behind it go out meanwhile.
+
+Published rows are deleted after ``PUBLISHED_RETENTION`` and inbox entries after
+``INBOX_RETENTION``: event bodies may carry personal data, and a redelivery comes long before.
 """
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import uuid
 from typing import Any
 
 import asyncpg
 
-from shared.logging import get_logger
+from shared.contracts.privacy import InventoryEntry, LegalBasis, Retention
+from shared.logging import get_logger, redact_text
 from shared.messaging import context as ctx
 from shared.messaging import wire
 from shared.messaging.broker import Broker, Unroutable, events_exchange
@@ -25,6 +31,18 @@ from shared.metrics import OUTBOX_PUBLISHED, PUBLISH_FAILURES
 log = get_logger(__name__)
 
 NOTIFY_CHANNEL = "veikals_outbox"
+MAX_BACKOFF = dt.timedelta(minutes=5)
+PUBLISHED_RETENTION = dt.timedelta(days=7)
+INBOX_RETENTION = dt.timedelta(days=30)
+PRUNE_EVERY = dt.timedelta(hours=1)
+
+# Every service's part of the record of processing for its outbox.
+OUTBOX_INVENTORY = InventoryEntry(
+    category="events awaiting delivery to other services", table="outbox", fields=["body"],
+    purpose="deliver each change to the services that act on it, exactly once",
+    legal_basis=LegalBasis.CONTRACT,
+    retention=Retention(period_days=PUBLISHED_RETENTION.days, after="the event is published"),
+    recipients=["the shop's own services"])
 
 
 async def add_event(conn: asyncpg.Connection, service: str, event_type: str, data: Any) -> uuid.UUID:
@@ -35,7 +53,7 @@ async def add_event(conn: asyncpg.Connection, service: str, event_type: str, dat
     await conn.execute(
         "INSERT INTO outbox (id, exchange, routing_key, body, headers) VALUES ($1, $2, $3, $4, $5)",
         event_id, events_exchange(service), event_type, wire.dumps(data),
-        json.dumps(ctx.outgoing_headers(service)))
+        wire.dumps(ctx.outgoing_headers(service)).decode())
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return event_id
 
@@ -77,10 +95,15 @@ class OutboxRelay:
         self._wake.set()
 
     async def _run(self) -> None:
+        pruned_at = None
         while True:
             try:
                 while await self.relay_once() == self.batch_size:
-                    pass
+                    pass  # a full batch went out: there may be more
+                now = dt.datetime.now(dt.timezone.utc)
+                if pruned_at is None or now - pruned_at > PRUNE_EVERY:
+                    await self.prune()
+                    pruned_at = now
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -92,31 +115,38 @@ class OutboxRelay:
             self._wake.clear()
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending events; returns how many were taken."""
+        """Publish one batch of due events; returns how many were published."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT id, exchange, routing_key, body, headers FROM outbox
-                   WHERE published_at IS NULL ORDER BY seq
+                   WHERE published_at IS NULL AND next_attempt_at <= now() ORDER BY seq
                    LIMIT $1 FOR UPDATE SKIP LOCKED""", self.batch_size)
             if not rows:
                 return 0
             results = await asyncio.gather(*(self._publish(r) for r in rows),
                                            return_exceptions=True)
             published = [r["id"] for r, res in zip(rows, results) if res is None]
-            failed = [(r["id"], f"{type(res).__name__}: {res}") for r, res in zip(rows, results)
-                      if res is not None]
+            failed = [(r["id"], redact_text(f"{type(res).__name__}: {res}")[:1000])
+                      for r, res in zip(rows, results) if res is not None]
             if published:
                 await conn.execute(
                     "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
                     published)
                 OUTBOX_PUBLISHED.labels(self.service).inc(len(published))
-            for event_id, error in failed:
-                await conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-                    event_id, error[:1000])
             if failed:
+                await conn.executemany(
+                    """UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                       next_attempt_at = now() + least(interval '1 second' * power(2, attempts), $3)
+                       WHERE id = $1""", [(event_id, error, MAX_BACKOFF) for event_id, error in failed])
                 log.warning("outbox events not published; will retry", count=len(failed))
-            return len(rows)
+            return len(published)
+
+    async def prune(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute("DELETE FROM outbox WHERE published_at < now() - $1::interval",
+                               PUBLISHED_RETENTION)
+            await conn.execute("DELETE FROM inbox WHERE handled_at < now() - $1::interval",
+                               INBOX_RETENTION)
 
     async def _publish(self, row: asyncpg.Record) -> None:
         try:

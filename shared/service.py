@@ -23,10 +23,8 @@ from shared.config import ServiceSettings, load_settings
 from shared.contracts.privacy import DataInventory
 from shared.inbox import first_delivery
 from shared.logging import configure_logging, get_logger
-from shared.messaging import Broker, EventConsumer, EventPublisher, RpcClient, RpcServer
-from shared.messaging.events import Delivery
-from shared.metrics import MESSAGES_HANDLED
-from shared.outbox import OutboxRelay
+from shared.messaging import Broker, EventConsumer, RpcClient, RpcServer
+from shared.outbox import OUTBOX_INVENTORY, OutboxRelay
 
 log = get_logger(__name__)
 
@@ -40,8 +38,10 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
 def event_handler(source: str, event_type: str):
     """Handle ``event_type`` events from ``source``: ``async def on_x(self, conn, data)``.
 
-    The handler runs inside a database transaction that has already recorded the message in
-    the inbox; a redelivered message is acked without calling it again.
+    The handler runs inside a database transaction that has already recorded the message id in
+    the inbox; a redelivered message is acked without calling it again. A message without an
+    id (stock nameko sets none) cannot be recognised again, so it is applied at least once:
+    such handlers must be idempotent by their data.
     """
     def decorate(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         fn.__veikals_event__ = (source, event_type)  # type: ignore[attr-defined]
@@ -55,7 +55,6 @@ class Dependencies:
     pool: asyncpg.Pool
     broker: Broker
     rpc: RpcClient
-    events: EventPublisher
 
 
 class Service:
@@ -90,7 +89,8 @@ class Service:
     @rpc
     async def privacy_inventory(self) -> DataInventory:
         """The personal data this service holds (the privacy participant contract)."""
-        return self.inventory
+        return self.inventory.model_copy(
+            update={"entries": [*self.inventory.entries, OUTBOX_INVENTORY]})
 
 
 def _members(service: Service, marker: str) -> dict[str, Any]:
@@ -129,8 +129,7 @@ class ServiceRuntime:
         self._rpc_client = RpcClient(self._broker, name, timeout=s.rpc_timeout_s)
         await self._rpc_client.start()
         self.service = service = self.service_cls(Dependencies(
-            settings=s, pool=self._pool, broker=self._broker, rpc=self._rpc_client,
-            events=EventPublisher(self._broker, name)))
+            settings=s, pool=self._pool, broker=self._broker, rpc=self._rpc_client))
 
         self._rpc_server = RpcServer(self._broker, name, _members(service, "__veikals_rpc__"),
                                      prefetch=s.prefetch)
@@ -159,36 +158,57 @@ class ServiceRuntime:
     def _with_inbox(self, method: str, handler: Callable[..., Awaitable[None]]):
         consumer = f"{self.service_cls.name}.{method}"
 
-        async def handle(data: Any, delivery: Delivery) -> None:
+        async def handle(data: Any, message_id: str | None) -> bool:
             assert self._pool is not None
             async with self._pool.acquire() as conn, conn.transaction():
-                if not await first_delivery(conn, consumer, delivery.message_id):
-                    MESSAGES_HANDLED.labels(self.service_cls.name, consumer, "duplicate").inc()
-                    return
+                if message_id is not None and not await first_delivery(conn, consumer, message_id):
+                    return False
                 await handler(conn, data)
+            return True
         return handle
 
     async def stop(self) -> None:
+        """Stop taking work, finish what is in hand, flush the outbox, close: all within
+        ``shutdown_grace_s`` (a broker that is down cannot hold the process up)."""
         grace = self.settings.shutdown_grace_s
-        # Stop taking work: no new deliveries; let the ones in hand finish.
+        deadline = asyncio.get_running_loop().time() + grace
+
+        def left() -> float:
+            return max(deadline - asyncio.get_running_loop().time(), 0.1)
+
         stoppers = [c.stop(grace) for c in self._consumers]
         if self._rpc_server is not None:
             stoppers.append(self._rpc_server.stop(grace))
-        await asyncio.gather(*stoppers, return_exceptions=True)
         if self._http is not None:
-            await self._http.cleanup()  # closes the listener, waits for requests in flight
+            stoppers.append(self._http.cleanup())  # closes the listener, finishes requests
+        try:
+            async with asyncio.timeout(left()):
+                await asyncio.gather(*stoppers, return_exceptions=True)
+        except TimeoutError:
+            log.warning("work still in hand at the end of the grace period")
         if self._relay is not None:
             await self._relay.stop()
-            try:
-                await self._relay.relay_once()  # publish what the last handlers wrote
-            except Exception:
-                log.warning("final outbox pass failed; events stay queued for the next start")
+            if self._broker is not None and self._broker.connected:
+                try:
+                    async with asyncio.timeout(left()):
+                        while await self._relay.relay_once():  # what the last handlers wrote
+                            pass
+                except Exception:
+                    log.warning("outbox not flushed; its events go out at the next start")
         if self._rpc_client is not None:
-            await self._rpc_client.stop()
+            await self._rpc_client.stop(0)
         if self._broker is not None:
-            await self._broker.close()
+            try:
+                async with asyncio.timeout(left()):
+                    await self._broker.close()
+            except TimeoutError:
+                pass
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                async with asyncio.timeout(left()):
+                    await self._pool.close()
+            except TimeoutError:
+                self._pool.terminate()
         log.info("service stopped")
 
 

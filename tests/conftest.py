@@ -6,6 +6,7 @@ with random names and removed afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -30,27 +31,47 @@ def rabbitmqctl(*args: str) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="session")
-def vhost() -> str:
+@contextlib.contextmanager
+def own_vhost():
+    """A RabbitMQ vhost of its own (its URL), deleted afterwards with all its queues."""
     name = f"veikals-test-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"{AMQP_BASE}/{quote(name, safe='')}"
+    finally:
+        rabbitmqctl("delete_vhost", name)
 
 
-@pytest.fixture(scope="session")
-def amqp_url(vhost: str) -> str:
-    return f"{AMQP_BASE}/{quote(vhost, safe='')}"
+@pytest.fixture
+def amqp_url() -> str:
+    """Each test gets an empty vhost: durable queues never carry over from another test."""
+    with own_vhost() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def own_database():
+    dsn = f"{PG_BASE}/veikals_test_{uuid.uuid4().hex[:10]}"
+    await db.ensure_database(dsn)
+    try:
+        yield dsn
+    finally:
+        await db.drop_database(dsn)
 
 
 @pytest.fixture
 async def database():
     """A fresh, empty database for one test; dropped afterwards."""
-    dsn = f"{PG_BASE}/veikals_test_{uuid.uuid4().hex[:10]}"
-    await db.ensure_database(dsn)
-    yield dsn
-    await db.drop_database(dsn)
+    async with own_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def other_database():
+    """A second one, for a process that must not share the first (another service's)."""
+    async with own_database() as dsn:
+        yield dsn
 
 
 @pytest.fixture

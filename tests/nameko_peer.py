@@ -9,6 +9,8 @@
         calls SERVICE through a stock ClusterRpcProxy and prints one JSON object of outcomes.
     python -m tests.nameko_peer health AMQP_URI SERVICE [SERVICE ...]
         prints the JSON result of ``health()`` on each service.
+    python -m tests.nameko_peer dispatch AMQP_URI SOURCE EVENT_TYPE JSON_DATA COUNT
+        dispatches the same event COUNT times with nameko's standalone event dispatcher.
 """
 import eventlet
 
@@ -20,6 +22,7 @@ import sys  # noqa: E402
 from nameko.events import EventDispatcher, event_handler  # noqa: E402
 from nameko.rpc import RpcProxy, rpc  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
+from nameko.standalone.events import event_dispatcher  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 
@@ -82,6 +85,12 @@ def main(mode, uri, *rest):
         with ClusterRpcProxy(config, timeout=20) as cluster:
             print(json.dumps({s: outcome(lambda s=s: getattr(cluster, s).health()) for s in rest}),
                   flush=True)
+    elif mode == "dispatch":
+        source, event_type, data, count = rest
+        dispatch = event_dispatcher(config)
+        for _ in range(int(count)):
+            dispatch(source, event_type, json.loads(data))
+        print(json.dumps({"dispatched": int(count)}), flush=True)
 
 
 if __name__ == "__main__":

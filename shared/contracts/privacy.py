@@ -86,7 +86,8 @@ class Retention(_Contract):
 
     period_days: int | None = Field(default=None, ge=1)
     after: str = Field(description="what starts the period, e.g. 'account closed', 'invoice date'")
-    clause: str = Field(description="the policy clause (P22-P25) that sets it", pattern=r"^P\d+$")
+    clause: str | None = Field(default=None, pattern=r"^P\d+$",
+                               description="the policy clause (P22-P25) that sets it, if one does")
 
 
 class InventoryEntry(_Contract):

@@ -1,6 +1,6 @@
 """Messaging in nameko's AMQP wire format over aio-pika: RPC, events, dead letters."""
-from shared.messaging.broker import Broker, Unroutable
-from shared.messaging.events import Delivery, EventConsumer, EventPublisher
+from shared.messaging.broker import Broker, BrokerUnavailable, Unroutable
+from shared.messaging.events import EventConsumer
 from shared.messaging.exceptions import (
     IncorrectSignature, MalformedRequest, MethodNotFound, RemoteError, RpcTimeout,
     UnknownService, remote_exception,
@@ -8,7 +8,7 @@ from shared.messaging.exceptions import (
 from shared.messaging.rpc import RpcClient, RpcServer
 
 __all__ = [
-    "Broker", "Unroutable", "Delivery", "EventConsumer", "EventPublisher", "IncorrectSignature",
-    "MalformedRequest", "MethodNotFound", "RemoteError", "RpcTimeout", "UnknownService",
-    "remote_exception", "RpcClient", "RpcServer",
+    "Broker", "BrokerUnavailable", "Unroutable", "EventConsumer", "IncorrectSignature", "MalformedRequest",
+    "MethodNotFound", "RemoteError", "RpcTimeout", "UnknownService", "remote_exception",
+    "RpcClient", "RpcServer",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
 from shared.logging import get_logger
 from shared.messaging import wire
@@ -35,6 +35,16 @@ class Unroutable(Exception):
         self.exchange = exchange
         self.routing_key = routing_key
         super().__init__(f"no queue bound for {routing_key!r} on exchange {exchange!r}")
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not be reached, or did not confirm the publish in time."""
+
+
+_CONNECTION_ERRORS = (
+    aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ChannelClosed, ConnectionError,
+)
 
 
 class Broker:
@@ -70,6 +80,15 @@ class Broker:
     async def declare_topic_exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
         return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
 
+    async def declare_bound_queue(self, channel: AbstractChannel, queue: str, exchange: str,
+                                  routing_key: str, arguments: dict[str, Any] | None = None,
+                                  ) -> AbstractQueue:
+        """A durable queue bound to a durable topic exchange (both declared if missing)."""
+        target = await self.declare_topic_exchange(channel, exchange)
+        declared = await channel.declare_queue(queue, durable=True, arguments=arguments)
+        await declared.bind(target, routing_key=routing_key)
+        return declared
+
     async def _exchange(self, name: str) -> AbstractExchange:
         assert self._publish_channel is not None, "connect() first"
         if name == "":
@@ -91,8 +110,10 @@ class Broker:
     ) -> None:
         """Publish persistent, mandatory, and wait for the confirm.
 
-        Raises :class:`Unroutable` when no queue takes the message, and aio-pika's errors
-        when the broker nacks it or the connection is lost before the confirm.
+        Raises :class:`Unroutable` when no queue takes the message, aio-pika's DeliveryError
+        when the broker nacks it, and :class:`BrokerUnavailable` when the connection is lost
+        or no confirm comes within ``publish_timeout`` (a robust channel would otherwise wait
+        for the broker to come back, however long that takes).
         """
         message = aio_pika.Message(
             body, content_type=wire.CONTENT_TYPE, content_encoding=wire.CONTENT_ENCODING,
@@ -100,11 +121,16 @@ class Broker:
             correlation_id=correlation_id, reply_to=reply_to, message_id=message_id,
             expiration=None if expiration_ms is None else expiration_ms / 1000,
         )
-        target = await self._exchange(exchange)
         try:
-            await target.publish(message, routing_key, mandatory=True, timeout=self.publish_timeout)
+            async with asyncio.timeout(self.publish_timeout):
+                target = await self._exchange(exchange)
+                await target.publish(message, routing_key, mandatory=True)
         except aiormq.exceptions.PublishError as exc:  # a basic.return; a nack stays DeliveryError
             raise Unroutable(exchange, routing_key) from exc
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"no confirm within {self.publish_timeout}s") from exc
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -39,9 +39,14 @@ class Consumer:
         try:
             await self._handle(message)
         except Exception:
-            # The handler could not even settle the message (the channel is gone): RabbitMQ
-            # redelivers it after the reconnect.
-            log.exception("delivery not settled", queue=self._queue.name if self._queue else None)
+            # The handler could not settle the message (a publish it needed failed, or the
+            # channel is gone). Return it to the queue rather than hold a prefetch slot forever;
+            # on a lost channel RabbitMQ requeues it anyway.
+            log.exception("delivery not settled; requeued", queue=self._queue.name if self._queue else None)
+            try:
+                await message.nack(requeue=True)
+            except Exception:
+                pass
         finally:
             self._in_flight.discard(task)
             self._latency.observe(time.perf_counter() - started)
@@ -49,9 +54,11 @@ class Consumer:
     async def stop(self, grace: float) -> None:
         if self._queue is not None and self._tag is not None:
             try:
-                await self._queue.cancel(self._tag)
+                # A robust channel waits for the broker to return; a closing service does not.
+                async with asyncio.timeout(min(grace, 5) or 0.1):
+                    await self._queue.cancel(self._tag)
             except Exception:
-                log.warning("consumer cancel failed", queue=self._queue.name)
+                log.warning("consumer cancel failed; closing the connection ends it", queue=self._queue.name)
             self._tag = None
         if self._in_flight:
             done, pending = await asyncio.wait(set(self._in_flight), timeout=grace)

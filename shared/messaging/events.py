@@ -5,22 +5,20 @@ as routing key and the event's data as body. A handler consumes a durable queue 
 nameko's service-pool handlers do, ``evt-<source>-<event>--<service>.<method>``.
 
 A delivery whose handler fails is republished (same body, headers and message id, attempt
-count in ``x-veikals-attempt``) to ``<queue>.retry`` with an expiration of ``retry_delay_ms``; when it expires the retry queue
-dead-letters it back to the queue. After ``max_retries`` retries, or at once when the body is
-not JSON, it is published to the ``veikals.dead-letter`` exchange and lands in
-``<queue>.dead-letter`` with the error, where an operator can inspect and replay it. The
-original is acked only after that publish is confirmed, so nothing is dropped on the way.
+count in ``x-veikals-attempt``) to ``<queue>.retry`` with an expiration of ``retry_delay_ms``;
+when it expires the retry queue dead-letters it back to the queue. After ``max_retries``
+retries, or at once when the body cannot be decoded, it is published to the
+``veikals.dead-letter`` exchange and lands in ``<queue>.dead-letter`` with the error, where an
+operator can inspect and replay it. The original is acked only after that publish is
+confirmed, so nothing is dropped on the way.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from shared.logging import get_logger
+from shared.logging import get_logger, redact_text
 from shared.messaging import context as ctx
 from shared.messaging import wire
 from shared.messaging.broker import DEAD_LETTER_EXCHANGE, Broker, events_exchange
@@ -33,55 +31,13 @@ ATTEMPT_HEADER = "x-veikals-attempt"
 ERROR_HEADER = "x-veikals-error"
 QUEUE_HEADER = "x-veikals-queue"
 
+# Called with the event's data and its message id (None when the publisher set none, as stock
+# nameko does). Returns False when it skipped a message it had already applied.
+EventHandler = Callable[[Any, str | None], Awaitable[bool | None]]
+
 
 def handler_queue_name(source: str, event_type: str, service: str, method: str) -> str:
     return f"evt-{source}-{event_type}--{service}.{method}"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What a handler may need to know about the message besides its data."""
-
-    message_id: str
-    event_type: str
-    source: str
-    headers: dict[str, Any]
-    redelivered: bool
-    attempt: int
-
-
-def message_identity(message: AbstractIncomingMessage) -> str:
-    """The message id, or for publishers that set none (stock nameko) a digest of the message.
-
-    nameko's headers carry a unique call id per worker, so the digest of routing key, body and
-    headers is stable across redeliveries and distinct across dispatches.
-    """
-    if message.message_id:
-        return message.message_id
-    headers = {k: v for k, v in (message.headers or {}).items() if k != ATTEMPT_HEADER}
-    digest = hashlib.sha256()
-    digest.update((message.exchange or "").encode() + b"\0" + (message.routing_key or "").encode())
-    digest.update(b"\0" + json.dumps(headers, sort_keys=True, default=str).encode() + b"\0")
-    digest.update(message.body)
-    return "sha256:" + digest.hexdigest()
-
-
-class EventPublisher:
-    def __init__(self, broker: Broker, service: str) -> None:
-        self.broker = broker
-        self.service = service
-        self.exchange = events_exchange(service)
-
-    async def dispatch(self, event_type: str, data: Any, *, message_id: str | None = None,
-                       headers: dict[str, Any] | None = None) -> None:
-        """Publish one event now (confirmed, mandatory). Services publish through the outbox."""
-        await self.broker.publish(
-            self.exchange, event_type, wire.dumps(data),
-            headers=headers if headers is not None else ctx.outgoing_headers(self.service),
-            message_id=message_id)
-
-
-EventHandler = Callable[[Any, Delivery], Awaitable[None]]
 
 
 class EventConsumer:
@@ -100,22 +56,22 @@ class EventConsumer:
         self.queue_name = handler_queue_name(source, event_type, service, method)
         self.retry_queue = f"{self.queue_name}.retry"
         self.dead_letter_queue = f"{self.queue_name}.dead-letter"
+        self._outcomes = {outcome: MESSAGES_HANDLED.labels(service, self.queue_name, outcome)
+                          for outcome in ("ok", "duplicate", "retried", "dead_lettered")}
         self._consumer = Consumer(service, self._handle)
 
     async def start(self) -> None:
         channel = await self.broker.channel(self.prefetch)
-        exchange = await self.broker.declare_topic_exchange(channel, events_exchange(self.source))
-        queue = await channel.declare_queue(self.queue_name, durable=True)
-        await queue.bind(exchange, routing_key=self.event_type)
+        queue = await self.broker.declare_bound_queue(
+            channel, self.queue_name, events_exchange(self.source), self.event_type)
         # The delay is each message's expiration, not a queue argument: a changed setting must
         # not make the redeclaration fail.
         await channel.declare_queue(self.retry_queue, durable=True, arguments={
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.queue_name,
         })
-        dead_letters = await self.broker.declare_topic_exchange(channel, DEAD_LETTER_EXCHANGE)
-        dlq = await channel.declare_queue(self.dead_letter_queue, durable=True)
-        await dlq.bind(dead_letters, routing_key=self.queue_name)
+        await self.broker.declare_bound_queue(
+            channel, self.dead_letter_queue, DEAD_LETTER_EXCHANGE, self.queue_name)
         await self._consumer.consume(queue)
 
     async def stop(self, grace: float) -> None:
@@ -126,44 +82,41 @@ class EventConsumer:
         attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)
         try:
             data = wire.loads(message.body)
-        except ValueError as exc:
+        except Exception as exc:  # not JSON, or a typed value kombu could not have written
             await self._dead_letter(message, headers, f"undecodable body: {exc}")
             return
-        delivery = Delivery(
-            message_id=message_identity(message), event_type=self.event_type,
-            source=self.source, headers=headers, redelivered=bool(message.redelivered),
-            attempt=attempt)
         worker = ctx.worker_context(ctx.context_from_headers(headers), self.service, self.method)
         token = ctx.enter_worker(worker)
         try:
-            await self.handler(data, delivery)
+            applied = await self.handler(data, message.message_id)
         except Exception as exc:
             log.exception("event handler failed", queue=self.queue_name, attempt=attempt)
             if attempt < self.max_retries:
                 headers[ATTEMPT_HEADER] = attempt + 1
                 await self._republish("", self.retry_queue, message, headers,
                                       expiration_ms=self.retry_delay_ms)
-                MESSAGES_HANDLED.labels(self.service, self.queue_name, "retried").inc()
+                self._outcomes["retried"].inc()
             else:
                 await self._dead_letter(message, headers, f"{type(exc).__name__}: {exc}")
             return
         finally:
             ctx.leave_worker(token)
         await message.ack()
-        MESSAGES_HANDLED.labels(self.service, self.queue_name, "ok").inc()
+        self._outcomes["duplicate" if applied is False else "ok"].inc()
 
     async def _dead_letter(self, message: AbstractIncomingMessage, headers: dict[str, Any],
                            error: str) -> None:
+        error = redact_text(error)[:1000]
         log.error("message dead-lettered", queue=self.queue_name, error=error)
-        headers = {**headers, ERROR_HEADER: error[:1000], QUEUE_HEADER: self.queue_name}
+        headers = {**headers, ERROR_HEADER: error, QUEUE_HEADER: self.queue_name}
         await self._republish(DEAD_LETTER_EXCHANGE, self.queue_name, message, headers)
-        MESSAGES_HANDLED.labels(self.service, self.queue_name, "dead_lettered").inc()
+        self._outcomes["dead_lettered"].inc()
 
     async def _republish(self, exchange: str, routing_key: str,
                          message: AbstractIncomingMessage, headers: dict[str, Any],
                          expiration_ms: int | None = None) -> None:
         await self.broker.publish(
             exchange, routing_key, message.body, headers=headers,
-            message_id=message_identity(message), correlation_id=message.correlation_id,
+            message_id=message.message_id, correlation_id=message.correlation_id,
             expiration_ms=expiration_ms)
         await message.ack()

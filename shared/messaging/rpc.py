@@ -53,9 +53,8 @@ class RpcServer:
 
     async def start(self) -> None:
         channel = await self.broker.channel(self.prefetch)
-        exchange = await self.broker.declare_topic_exchange(channel, RPC_EXCHANGE)
-        queue = await channel.declare_queue(self.queue_name, durable=True)
-        await queue.bind(exchange, routing_key=f"{self.service}.*")
+        queue = await self.broker.declare_bound_queue(
+            channel, self.queue_name, RPC_EXCHANGE, f"{self.service}.*")
         await self._consumer.consume(queue)
 
     async def stop(self, grace: float) -> None:
@@ -130,13 +129,12 @@ class RpcClient:
 
     async def start(self) -> None:
         channel = await self.broker.channel(self.prefetch)
-        exchange = await self.broker.declare_topic_exchange(channel, RPC_EXCHANGE)
-        queue = await channel.declare_queue(
-            self.queue_name, durable=True, arguments={"x-expires": REPLY_QUEUE_TTL_MS})
-        await queue.bind(exchange, routing_key=self._reply_key)
+        queue = await self.broker.declare_bound_queue(
+            channel, self.queue_name, RPC_EXCHANGE, self._reply_key,
+            arguments={"x-expires": REPLY_QUEUE_TTL_MS})
         await self._consumer.consume(queue)
 
-    async def stop(self, grace: float = 0) -> None:
+    async def stop(self, grace: float = 1) -> None:
         await self._consumer.stop(grace)
         for future in self._pending.values():
             future.cancel()
@@ -154,23 +152,26 @@ class RpcClient:
 
     async def call(self, service: str, method: str, *args: Any, timeout: float | None = None,
                    **kwargs: Any) -> Any:
+        """Call ``service.method``. Raises RpcTimeout when no reply comes within ``timeout``
+        seconds, counted from now, and BrokerUnavailable when the request cannot be published:
+        a broker that is down never stalls the caller."""
+        timeout = timeout or self.timeout
         correlation_id = str(uuid.uuid4())
         future = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
-            try:
-                await self.broker.publish(
-                    RPC_EXCHANGE, f"{service}.{method}",
-                    wire.dumps({"args": args, "kwargs": kwargs}),
-                    headers=ctx.outgoing_headers(self.caller),
-                    reply_to=self._reply_key, correlation_id=correlation_id)
-            except Unroutable:
-                raise UnknownService(service) from None
-            try:
-                async with asyncio.timeout(timeout or self.timeout):
-                    reply = await future
-            except TimeoutError:
-                raise RpcTimeout(f"{service}.{method}: no reply in {timeout or self.timeout}s") from None
+            async with asyncio.timeout(timeout):
+                try:
+                    await self.broker.publish(
+                        RPC_EXCHANGE, f"{service}.{method}",
+                        wire.dumps({"args": args, "kwargs": kwargs}),
+                        headers=ctx.outgoing_headers(self.caller),
+                        reply_to=self._reply_key, correlation_id=correlation_id)
+                except Unroutable:
+                    raise UnknownService(service) from None
+                reply = await future
+        except TimeoutError:
+            raise RpcTimeout(f"{service}.{method}: no reply in {timeout}s") from None
         finally:
             self._pending.pop(correlation_id, None)
         if reply.get("error"):

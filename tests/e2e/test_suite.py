@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from shared import db
-from tests.conftest import PG_BASE, eventually
+from tests.conftest import PG_BASE, eventually, own_vhost
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("accounts", "orders", "payments", "marketing", "privacy")
@@ -23,6 +23,12 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def amqp_url():
+    with own_vhost() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,10 @@ class ProbeService(Service):
         return "finished"
 
     @rpc
+    async def unserializable(self) -> object:
+        return object()
+
+    @rpc
     async def call_stack(self) -> list[str]:
         return (ctx.current_context() or {}).get(ctx.CALL_ID_STACK, [])
 

@@ -72,3 +72,16 @@ async def test_changing_the_retry_settings_does_not_break_the_next_start(
             retry_delay_ms=delay, max_retries=retries))
         await runtime.start()
         await runtime.stop()
+
+
+async def test_json_with_an_impossible_typed_value_is_dead_lettered(probe, broker):
+    body = b'{"n": {"__type__": "decimal", "__value__": "not a number"}}'
+    await broker.publish("ticker.events", "tick", body, message_id="bad-decimal")
+    channel = await broker.channel(prefetch=1)
+    dead_letters = await channel.declare_queue(f"{QUEUE}.dead-letter", durable=True)
+
+    async def dead_lettered():
+        return await dead_letters.get(no_ack=True, fail=False)
+    message = await eventually(dead_lettered)
+    assert message.message_id == "bad-decimal" and "undecodable" in message.headers[ERROR_HEADER]
+    await channel.close()

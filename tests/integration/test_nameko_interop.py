@@ -70,3 +70,15 @@ async def test_our_consumer_receives_a_nameko_event(probe, nameko_peer):
     async def handled():
         return await received(probe, "nameko_peer", "pinged")
     assert await eventually(handled) == [{"value": 11}]
+
+
+async def test_identical_nameko_events_are_each_applied(probe, amqp_url):
+    """Stock nameko sets no message id: two equal events are two events, not a duplicate."""
+    out = await asyncio.to_thread(run_nameko, "dispatch", amqp_url, "ticker", "tick",
+                                  '{"n": 7}', "2")
+    assert out == {"dispatched": 2}
+
+    async def both():
+        rows = await received(probe, "ticker", "tick")
+        return rows if len(rows) == 2 else None
+    assert await eventually(both) == [{"n": 7}, {"n": 7}]

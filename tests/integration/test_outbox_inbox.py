@@ -16,10 +16,10 @@ from tests.integration.conftest import received
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def bind_listener(broker, source: str, event_type: str):
+async def bind_listener(broker, source: str, event_type: str, arguments=None):
     channel = await broker.channel(prefetch=50)
     exchange = await broker.declare_topic_exchange(channel, f"{source}.events")
-    queue = await channel.declare_queue(exclusive=True)
+    queue = await channel.declare_queue(exclusive=True, arguments=arguments)
     await queue.bind(exchange, routing_key=event_type)
     return queue
 
@@ -36,34 +36,58 @@ async def drain(queue, wait: float = 1.0) -> list[aio_pika.abc.AbstractIncomingM
     return messages
 
 
+async def migrated_pool(dsn: str, **kwargs):
+    pool = await db.create_pool(dsn, **kwargs)
+    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
+    return pool
+
+
+def crash_relay(dsn: str, amqp_url: str, when: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.outbox_crash", dsn, amqp_url, when],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == -9, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
 async def test_relay_killed_between_commit_and_publish_publishes_once_on_restart(
         database, amqp_url, broker):
-    pool = await db.create_pool(database)
-    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
-    queue = await bind_listener(broker, "probe", "announced")
-
-    crash = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "tests.integration.outbox_crash", database, amqp_url],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert crash.returncode == -9, crash.stderr[-2000:]
-    assert "killed before publish" in crash.stdout
+    pool = await migrated_pool(database)
+    queue = await bind_listener(broker, "ticker", "tick")
+    assert "killed before publish" in await asyncio.to_thread(crash_relay, database, amqp_url, "before")
     assert await drain(queue, 0.5) == []
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
 
-    relay = OutboxRelay(pool, broker, "probe")
+    relay = OutboxRelay(pool, broker, "ticker")
     assert await relay.relay_once() == 1
     assert await relay.relay_once() == 0
     messages = await drain(queue)
-    assert [wire.loads(m.body) for m in messages] == [{"value": 99}]
-    event_id = await pool.fetchval("SELECT id::text FROM outbox")
-    assert messages[0].message_id == event_id
-    assert messages[0].headers["nameko.call_id_stack"][0].startswith("probe.call.")
+    assert [wire.loads(m.body) for m in messages] == [{"n": 99}]
+    assert messages[0].message_id == await pool.fetchval("SELECT id::text FROM outbox")
+    assert messages[0].headers["nameko.call_id_stack"][0].startswith("ticker.call.")
+    await pool.close()
+
+
+async def test_relay_killed_after_publish_before_mark_is_applied_once(
+        probe, other_database, amqp_url, broker):
+    """The event goes out twice (the relay cannot know it was confirmed); the inbox absorbs it.
+
+    The crashing relay is the ``ticker`` service's, with a database of its own."""
+    pool = await migrated_pool(other_database)
+    assert "killed after publish" in await asyncio.to_thread(
+        crash_relay, other_database, amqp_url, "after")
+
+    async def first_copy_applied():
+        return await received(probe, "ticker", "tick")
+    assert await eventually(first_copy_applied) == [{"n": 99}]
+    assert await OutboxRelay(pool, broker, "ticker").relay_once() == 1  # the second copy
+    await asyncio.sleep(1)
+    assert await received(probe, "ticker", "tick") == [{"n": 99}]
     await pool.close()
 
 
 async def test_rolled_back_change_publishes_nothing(database, broker):
-    pool = await db.create_pool(database)
-    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
+    pool = await migrated_pool(database)
     queue = await bind_listener(broker, "probe", "announced")
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -77,8 +101,7 @@ async def test_rolled_back_change_publishes_nothing(database, broker):
 
 
 async def test_two_relays_never_publish_the_same_event(database, broker):
-    pool = await db.create_pool(database, max_size=20)
-    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
+    pool = await migrated_pool(database, max_size=20)
     queue = await bind_listener(broker, "probe", "announced")
     async with pool.acquire() as conn, conn.transaction():
         for n in range(300):
@@ -91,6 +114,36 @@ async def test_two_relays_never_publish_the_same_event(database, broker):
     await asyncio.gather(*(run(r) for r in relays))
     values = [wire.loads(m.body)["value"] for m in await drain(queue, 2.0)]
     assert sorted(values) == list(range(300))
+    await pool.close()
+
+
+async def test_a_refused_event_waits_and_does_not_hold_up_the_rest(database, broker):
+    pool = await migrated_pool(database)
+    # A full queue that refuses more: the broker nacks every publish routed to it.
+    await bind_listener(broker, "probe", "refused",
+                        arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    accepted = await bind_listener(broker, "probe", "accepted")
+    async with pool.acquire() as conn, conn.transaction():
+        await add_event(conn, "probe", "refused", {"n": 0})
+        for n in range(1, 4):
+            await add_event(conn, "probe", "accepted", {"n": n})
+    relay = OutboxRelay(pool, broker, "probe", batch_size=2)
+    assert await relay.relay_once() == 1  # the refused one failed, the one beside it went out
+    assert await relay.relay_once() == 2  # the refused one waits; the rest go out
+    assert await relay.relay_once() == 0
+    row = await pool.fetchrow("SELECT * FROM outbox WHERE routing_key = 'refused'")
+    assert row["published_at"] is None and row["attempts"] == 1
+    assert "DeliveryError" in row["last_error"] and row["next_attempt_at"] > row["created_at"]
+    assert sorted(wire.loads(m.body)["n"] for m in await drain(accepted)) == [1, 2, 3]
+    await pool.close()
+
+
+async def test_event_nobody_subscribes_to_is_not_retried_forever(database, broker):
+    pool = await migrated_pool(database)
+    async with pool.acquire() as conn, conn.transaction():
+        await add_event(conn, "probe", "nobody_listens", {"n": 1})
+    assert await OutboxRelay(pool, broker, "probe").relay_once() == 1
+    assert await pool.fetchval("SELECT published_at IS NOT NULL FROM outbox")
     await pool.close()
 
 

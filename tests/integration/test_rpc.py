@@ -1,8 +1,16 @@
 """Our RPC client against our RPC server, over the real broker."""
+import asyncio
+
 import pytest
 
-from shared.messaging import IncorrectSignature, MethodNotFound, RemoteError, UnknownService
-from tests.integration.probe import ProbeRefused
+from shared.config import load_settings
+from shared.messaging import (
+    BrokerUnavailable, IncorrectSignature, MethodNotFound, RemoteError, RpcTimeout, UnknownService, wire,
+)
+from shared.service import ServiceRuntime
+from tests.conftest import eventually
+from tests.integration.probe import ProbeRefused, ProbeService
+from tests.tcp_proxy import TcpProxy
 
 
 async def test_result_comes_back(probe, rpc_client):
@@ -50,6 +58,61 @@ async def test_each_call_gets_its_own_call_id(probe, rpc_client):
 
 
 async def test_many_calls_in_flight(probe, rpc_client):
-    import asyncio
     results = await asyncio.gather(*(rpc_client.probe.add(i, i) for i in range(300)))
     assert results == [2 * i for i in range(300)]
+
+
+async def test_no_reply_in_time_is_a_timeout(probe, rpc_client):
+    with pytest.raises(RpcTimeout, match="probe.slow"):
+        await rpc_client.call("probe", "slow", 2, timeout=0.3)
+
+
+async def test_unserializable_result_is_reported_not_fatal(probe, rpc_client):
+    with pytest.raises(RemoteError) as info:
+        await rpc_client.probe.unserializable()
+    assert info.value.exc_type == "UnserializableValueError"
+    assert await rpc_client.probe.add(1, 1) == 2
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"args": []}', b'["args", "kwargs"]'])
+async def test_malformed_request_is_answered_as_nameko_does(probe, broker, body):
+    channel = await broker.channel(prefetch=1)
+    replies = await channel.declare_queue(exclusive=True)
+    await replies.bind("nameko-rpc", routing_key=replies.name)
+    await broker.publish("nameko-rpc", "probe.add", body, reply_to=replies.name,
+                         correlation_id="c-1")
+
+    async def reply():
+        return await replies.get(no_ack=True, fail=False)
+    message = await eventually(reply)
+    assert message.correlation_id == "c-1"
+    error = wire.loads(message.body)["error"]
+    assert error["exc_path"] == "nameko.exceptions.MalformedRequest"
+    await channel.close()
+
+
+async def test_broker_gone_calls_time_out_and_shutdown_is_bounded(
+        amqp_url, database, free_port):
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    via_proxy = amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+    runtime = ServiceRuntime(ProbeService, load_settings(
+        "probe", amqp_url=via_proxy, database_url=database, http_port=free_port,
+        shutdown_grace_s=2))
+    await runtime.start()
+    try:
+        assert await runtime.service.rpc.probe.add(1, 2) == 3
+        await proxy.cut()
+        for _ in range(3):  # at once after the cut, and while it tries to reconnect
+            started = asyncio.get_running_loop().time()
+            with pytest.raises((RpcTimeout, BrokerUnavailable)):
+                await runtime.service.rpc.call("probe", "add", 1, 2, timeout=1)
+            assert asyncio.get_running_loop().time() - started < 2
+        async def not_ready():
+            return (await runtime.service.readiness())["broker"] == "unreachable"
+        await eventually(not_ready, timeout=5)
+    finally:
+        started = asyncio.get_running_loop().time()
+        await runtime.stop()
+        assert asyncio.get_running_loop().time() - started < 10  # grace 2 s, not forever
+        await proxy.close()
