@@ -34,6 +34,14 @@ class ServiceSettings(BaseSettings):
     outbox_poll_s: float = Field(default=1.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     log_level: str = "info"
+    # Where the accounts service publishes the public keys of its access tokens.
+    jwks_url: str = "http://127.0.0.1:8101/.well-known/jwks.json"
+    # Outbound webhooks (Standard Webhooks' schedule: a try now, then after each delay, in seconds).
+    webhook_retry_schedule_s: list[float] = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    # host:port pairs that may be reached over http or on private addresses (local sandboxes).
+    webhook_allowed_hosts: list[str] = []
 
     @property
     def dsn(self) -> str:

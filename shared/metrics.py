@@ -21,3 +21,12 @@ PUBLISH_FAILURES = Counter(
     ["service", "reason"])
 OUTBOX_PUBLISHED = Counter(
     "veikals_outbox_published_total", "Outbox events relayed to the broker", ["service"])
+WEBHOOK_ATTEMPTS = Counter(
+    "veikals_webhook_attempts_total",
+    "Webhook delivery attempts, by outcome (delivered, retry, failed, disabled)",
+    ["service", "partner", "outcome"])
+WEBHOOK_LATENCY = Histogram(
+    "veikals_webhook_attempt_seconds", "Time from request to partner's answer", ["service", "partner"])
+WEBHOOK_CALLBACKS = Counter(
+    "veikals_webhook_callbacks_total", "Partner callbacks, by outcome (accepted, rejected, replayed)",
+    ["service", "partner", "outcome"])

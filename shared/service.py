@@ -19,12 +19,18 @@ import asyncpg
 from aiohttp import web
 
 from shared import db, http
+from shared.auth import TokenVerifier
 from shared.config import ServiceSettings, load_settings
 from shared.contracts.privacy import DataInventory
 from shared.inbox import first_delivery
 from shared.logging import configure_logging, get_logger
 from shared.messaging import Broker, EventConsumer, RpcClient, RpcServer
 from shared.outbox import OUTBOX_INVENTORY, OutboxRelay
+from shared.webhooks.inbound import PartnerCallback, callback_endpoint
+from shared.webhooks.outbound import DeliveryWorker
+from shared.webhooks.policy import DeliveryPolicy
+from shared.webhooks.registry import Partner, PartnerRegistry
+from shared.webhooks.staff import staff_endpoints
 
 log = get_logger(__name__)
 
@@ -55,6 +61,8 @@ class Dependencies:
     pool: asyncpg.Pool
     broker: Broker
     rpc: RpcClient
+    partners: PartnerRegistry
+    tokens: TokenVerifier
 
 
 class Service:
@@ -67,9 +75,15 @@ class Service:
         self.deps = deps
         self.pool = deps.pool
         self.rpc = deps.rpc
+        self.partners = deps.partners
 
     def endpoints(self) -> list[http.Endpoint]:
         return []
+
+    async def on_partner_callback(self, conn: asyncpg.Connection, partner: Partner,
+                                  callback: PartnerCallback) -> None:
+        """React to a partner's verified callback, in the transaction that records it.
+        By default the callback is only recorded (staff read it in the partner's log)."""
 
     async def readiness(self) -> dict[str, str]:
         checks = {"broker": "ok" if self.deps.broker.connected else "unreachable"}
@@ -113,6 +127,7 @@ class ServiceRuntime:
         self._rpc_server: RpcServer | None = None
         self._consumers: list[EventConsumer] = []
         self._relay: OutboxRelay | None = None
+        self._webhooks: DeliveryWorker | None = None
         self._http: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -128,8 +143,11 @@ class ServiceRuntime:
         await self._broker.connect()
         self._rpc_client = RpcClient(self._broker, name, timeout=s.rpc_timeout_s)
         await self._rpc_client.start()
+        partners = PartnerRegistry.load()
+        tokens = TokenVerifier(s.jwks_url)
         self.service = service = self.service_cls(Dependencies(
-            settings=s, pool=self._pool, broker=self._broker, rpc=self._rpc_client))
+            settings=s, pool=self._pool, broker=self._broker, rpc=self._rpc_client,
+            partners=partners, tokens=tokens))
 
         self._rpc_server = RpcServer(self._broker, name, _members(service, "__veikals_rpc__"),
                                      prefetch=s.prefetch)
@@ -144,8 +162,15 @@ class ServiceRuntime:
             self._consumers.append(consumer)
         self._relay = OutboxRelay(self._pool, self._broker, name, poll_interval=s.outbox_poll_s)
         await self._relay.start()
+        self._webhooks = DeliveryWorker(
+            self._pool, partners, DeliveryPolicy(set(s.webhook_allowed_hosts)), name,
+            schedule=s.webhook_retry_schedule_s, timeout=s.webhook_timeout_s,
+            concurrency=s.webhook_concurrency, poll_interval=s.outbox_poll_s)
+        await self._webhooks.start()
 
-        app = http.make_app(name, version=service.version, endpoints=service.endpoints(),
+        endpoints = [*service.endpoints(), *staff_endpoints(self._pool, partners, tokens),
+                     callback_endpoint(self._pool, partners, name, service.on_partner_callback)]
+        app = http.make_app(name, version=service.version, endpoints=endpoints,
                             readiness=service.readiness)
         self._http = web.AppRunner(app, handle_signals=False, shutdown_timeout=s.shutdown_grace_s,
                                    access_log=None)
@@ -186,6 +211,8 @@ class ServiceRuntime:
                 await asyncio.gather(*stoppers, return_exceptions=True)
         except TimeoutError:
             log.warning("work still in hand at the end of the grace period")
+        if self._webhooks is not None:
+            await self._webhooks.stop()  # a request cut short is retried, same webhook-id
         if self._relay is not None:
             await self._relay.stop()
             if self._broker is not None and self._broker.connected:

@@ -1,0 +1,87 @@
+"""Verifying the access tokens the accounts service issues: one small verifier for every service.
+
+Tokens are JWTs signed with the accounts service's private key (EdDSA, ES256 or RS256); every
+service verifies them with the public keys accounts publishes as a JWKS document, so no
+secret is shared. Claims: ``sub`` (the account id), ``kind`` (``customer`` or ``staff``),
+``roles`` (staff: ``support``, ``accounting``, ``admin``), ``iss``, ``aud``, ``exp``.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import jwt
+from aiohttp import web
+
+from shared.http import HTTPProblem
+
+ISSUER = "veikals-accounts"
+AUDIENCE = "veikals"
+ALGORITHMS = ["EdDSA", "ES256", "RS256"]
+STAFF_ROLES = frozenset({"support", "accounting", "admin"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    kind: str
+    roles: frozenset[str]
+
+
+class TokenVerifier:
+    def __init__(self, jwks_url: str, *, cache_seconds: float = 300) -> None:
+        self.jwks_url = jwks_url
+        self.cache_seconds = cache_seconds
+        self._keys: jwt.PyJWKSet | None = None
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _key_set(self, refresh: bool = False) -> jwt.PyJWKSet:
+        async with self._lock:
+            stale = time.monotonic() - self._fetched_at > self.cache_seconds
+            if self._keys is None or stale or refresh:
+                timeout = aiohttp.ClientTimeout(total=5)
+                async with aiohttp.ClientSession(timeout=timeout) as session:
+                    async with session.get(self.jwks_url) as response:
+                        response.raise_for_status()
+                        self._keys = jwt.PyJWKSet.from_dict(await response.json())
+                self._fetched_at = time.monotonic()
+            return self._keys
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError as exc:
+            raise HTTPProblem(401, "Invalid token", str(exc))
+        try:
+            keys = await self._key_set()
+            if kid not in {k.key_id for k in keys.keys}:
+                keys = await self._key_set(refresh=True)  # accounts may have rotated its key
+        except (aiohttp.ClientError, asyncio.TimeoutError, jwt.PyJWKSetError) as exc:
+            raise HTTPProblem(503, "Token keys unavailable",
+                              f"The accounts service's keys could not be read: {type(exc).__name__}")
+        key = next((k for k in keys.keys if k.key_id == kid), None)
+        if key is None:
+            raise HTTPProblem(401, "Invalid token", "The token is signed by an unknown key.")
+        try:
+            claims = jwt.decode(token, key, algorithms=ALGORITHMS, audience=AUDIENCE,
+                                issuer=ISSUER, options={"require": ["exp", "sub", "iss", "aud"]})
+        except jwt.InvalidTokenError as exc:
+            raise HTTPProblem(401, "Invalid token", str(exc))
+        return Principal(subject=str(claims["sub"]), kind=str(claims.get("kind", "")),
+                         roles=frozenset(claims.get("roles") or ()))
+
+
+async def require_staff(request: web.Request, verifier: TokenVerifier, *roles: str) -> Principal:
+    """The staff member calling, if they hold one of ``roles`` (any staff role when none given)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPProblem(401, "Authentication required", "Send a staff access token as 'Authorization: Bearer <token>'.")
+    principal = await verifier.verify(token.strip())
+    wanted = set(roles) or STAFF_ROLES
+    if principal.kind != "staff" or not principal.roles & wanted:
+        raise HTTPProblem(403, "Not allowed", f"This needs a staff token with one of the roles: {', '.join(sorted(wanted))}.")
+    return principal

@@ -1,0 +1,75 @@
+"""Partners' signed callbacks: ``POST /v1/partners/{partner}/callbacks``.
+
+A partner confirms what it did (a shipment accepted, an invoice booked, an erasure done) by
+calling us with a Standard Webhooks signature made with its own secret. We check the
+signature in constant time (the ``standardwebhooks`` package), the timestamp window (five
+minutes), and replays: each ``webhook-id`` is recorded with the callback in one transaction, so
+the same callback is accepted once and refused (409) after that.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.http import Endpoint, HTTPProblem, validate_body
+from shared.metrics import WEBHOOK_CALLBACKS
+from shared.webhooks.registry import MissingSecret, Partner, PartnerRegistry
+from shared.webhooks.signing import SignatureError, verify
+
+MAX_CALLBACK_BYTES = 64 * 1024
+
+
+class PartnerCallback(BaseModel):
+    """What a partner tells us; ``type`` names what happened, e.g. ``erasure.completed``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=100)
+    timestamp: dt.datetime
+    data: dict[str, Any]
+
+
+class CallbackAccepted(BaseModel):
+    webhook_id: str
+    status: str = "accepted"
+
+
+# A service's reaction to a callback, run in the transaction that records it.
+CallbackHandler = Callable[[asyncpg.Connection, Partner, PartnerCallback], Awaitable[None]]
+
+
+def callback_endpoint(pool: asyncpg.Pool, registry: PartnerRegistry, service: str,
+                      on_callback: CallbackHandler) -> Endpoint:
+    async def receive(request: web.Request, raw: bytes) -> CallbackAccepted:
+        partner = registry.get(request.match_info["partner"])
+        if partner is None:
+            raise HTTPProblem(404, "Unknown partner", "No partner of that name is registered.")
+        try:
+            verify(raw, dict(request.headers), partner.secrets())
+        except (SignatureError, MissingSecret) as exc:
+            WEBHOOK_CALLBACKS.labels(service, partner.name, "rejected").inc()
+            raise HTTPProblem(401, "Signature not accepted", str(exc))
+        callback = validate_body(raw, PartnerCallback)
+        webhook_id = request.headers["webhook-id"]
+        async with pool.acquire() as conn, conn.transaction():
+            first = await conn.fetchval(
+                """INSERT INTO webhook_callbacks (partner, webhook_id, type, data)
+                   VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
+                partner.name, webhook_id, callback.type, json.dumps(callback.data))
+            if not first:
+                WEBHOOK_CALLBACKS.labels(service, partner.name, "replayed").inc()
+                raise HTTPProblem(409, "Callback already received",
+                                  f"webhook-id {webhook_id} was accepted before; it is not processed twice.")
+            await on_callback(conn, partner, callback)
+        WEBHOOK_CALLBACKS.labels(service, partner.name, "accepted").inc()
+        return CallbackAccepted(webhook_id=webhook_id)
+
+    return Endpoint("POST", "/v1/partners/{partner}/callbacks", receive,
+                    "A partner confirms what it did (Standard Webhooks signed)",
+                    body=PartnerCallback, response=CallbackAccepted, status=202, raw_body=True,
+                    max_body=MAX_CALLBACK_BYTES, tags=["partners"])

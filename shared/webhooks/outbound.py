@@ -1,0 +1,257 @@
+"""Outbound webhooks: written in the business transaction, delivered by a worker, retried.
+
+``enqueue(conn, partner, event_type, data)`` stores the message in ``webhook_deliveries`` in
+the caller's transaction: if the change rolls back there is nothing to send, and once it
+commits nothing is lost, whether this service or the partner is down. The id is the
+``webhook-id`` header, the same on every retry, so the partner can process each message once.
+
+The worker claims due deliveries (``FOR UPDATE SKIP LOCKED``, with a lease so a crash
+mid-request only delays the next try) and POSTs each one signed. 2xx is success. Redirects are
+not followed. 410 disables the partner's endpoint until staff enable it again (its deliveries
+wait, none are dropped). Anything else is retried after the next delay of the schedule, with
+±10% jitter, or later if the partner's ``Retry-After`` asks for it; after the last attempt the
+delivery is ``failed``, visible to staff, who can redeliver it by hand. An endpoint our policy
+refuses fails at once: retrying would not make it safe.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import random
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+from pydantic import BaseModel
+
+from shared.logging import get_logger, redact_text
+from shared.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
+from shared.webhooks.policy import DeliveryPolicy, EndpointRefused
+from shared.webhooks.registry import MissingSecret, Partner, PartnerRegistry
+from shared.webhooks.signing import signature_headers
+
+log = get_logger(__name__)
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_RETRY_AFTER = dt.timedelta(hours=24)
+NOTIFY_CHANNEL = "veikals_webhooks"
+LEASE = dt.timedelta(minutes=2)
+USER_AGENT = "Veikals-Webhooks/1"
+
+
+class PayloadTooLarge(ValueError):
+    pass
+
+
+class WebhookEnvelope(BaseModel):
+    """The body of every webhook we send: Standard Webhooks' recommended shape."""
+
+    type: str
+    timestamp: dt.datetime
+    data: dict[str, Any]
+
+
+async def enqueue(conn: asyncpg.Connection, partner: Partner, event_type: str,
+                  data: BaseModel | dict[str, Any]) -> str:
+    """Queue ``event_type`` for ``partner`` in the caller's transaction; returns the webhook-id."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("enqueue must run inside the transaction of the change it reports")
+    envelope = WebhookEnvelope(
+        type=event_type, timestamp=dt.datetime.now(dt.timezone.utc),
+        data=data.model_dump(mode="json") if isinstance(data, BaseModel) else data)
+    body = envelope.model_dump_json().encode()
+    if len(body) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(f"{event_type} payload is {len(body)} bytes; the cap is {MAX_PAYLOAD_BYTES}")
+    webhook_id = f"msg_{uuid.uuid4().hex}"
+    await conn.execute(
+        "INSERT INTO webhook_deliveries (id, partner, event_type, body) VALUES ($1, $2, $3, $4)",
+        webhook_id, partner.name, event_type, body)
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return webhook_id
+
+
+def retry_after(value: str | None, now: dt.datetime) -> dt.timedelta | None:
+    """``Retry-After`` as seconds or an HTTP date, capped at a day; None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        delay = dt.timedelta(seconds=max(int(value.strip()), 0))
+    except ValueError:
+        try:
+            delay = email.utils.parsedate_to_datetime(value) - now
+        except (TypeError, ValueError):
+            return None
+    return min(max(delay, dt.timedelta(0)), MAX_RETRY_AFTER)
+
+
+class DeliveryWorker:
+    def __init__(self, pool: asyncpg.Pool, registry: PartnerRegistry, policy: DeliveryPolicy,
+                 service: str, *, schedule: list[float], timeout: float = 15.0,
+                 concurrency: int = 16, poll_interval: float = 1.0) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.policy = policy
+        self.service = service
+        self.schedule = list(schedule)
+        self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(5.0, timeout))
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.schedule) + 1
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=self.policy.resolver(), limit=self.concurrency),
+            timeout=self.timeout, headers={"User-Agent": USER_AGENT})
+        self._listener = await self.pool.acquire()
+        await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        self._task = asyncio.create_task(self._run(), name=f"webhooks-{self.service}")
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._listener is not None:
+            try:
+                await self._listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            except Exception:
+                pass
+            await self.pool.release(self._listener)
+            self._listener = None
+        if self._session is not None:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self.deliver_due():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook delivery pass failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def deliver_due(self) -> int:
+        """Attempt every due delivery (up to a batch); returns how many were attempted."""
+        rows = await self.pool.fetch(
+            """UPDATE webhook_deliveries SET next_attempt_at = now() + $2::interval
+               WHERE id IN (
+                   SELECT d.id FROM webhook_deliveries d
+                   WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+                     AND NOT EXISTS (SELECT 1 FROM webhook_disabled_endpoints e WHERE e.partner = d.partner)
+                   ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+               RETURNING id, partner, body, attempts""", self.concurrency * 4, LEASE)
+        if rows:
+            await asyncio.gather(*(self._attempt(row) for row in rows))
+        return len(rows)
+
+    async def _attempt(self, row: asyncpg.Record) -> None:
+        assert self._session is not None
+        attempt = row["attempts"] + 1
+        partner = self.registry.get(row["partner"])
+        status: int | None = None
+        error: str | None = None
+        wait: dt.timedelta | None = None
+        permanent = False
+        started_at = dt.datetime.now(dt.timezone.utc)
+        started = time.perf_counter()
+        try:
+            if partner is None:
+                raise EndpointRefused(f"partner {row['partner']!r} is no longer registered")
+            url = str(partner.endpoint)
+            self.policy.check_url(url)
+            headers = signature_headers(row["id"], row["body"], partner.secrets())
+            headers["Content-Type"] = "application/json"
+            async with self._session.post(url, data=row["body"], headers=headers,
+                                          allow_redirects=False) as response:
+                status = response.status
+                await response.content.read(4096)  # a little of the answer; never all of it
+                wait = retry_after(response.headers.get("Retry-After"), started_at)
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}" + (" (redirect not followed)" if 300 <= status < 400 else "")
+        except (EndpointRefused, MissingSecret) as exc:
+            error, permanent = str(exc), True
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        if partner is not None:
+            WEBHOOK_LATENCY.labels(self.service, partner.name).observe(latency_ms / 1000)
+        error = redact_text(error)[:1000] if error else None
+        await self._record(row, attempt, started_at, status, latency_ms, error, wait, permanent)
+
+    async def _record(self, row: asyncpg.Record, attempt: int, started_at: dt.datetime,
+                      status: int | None, latency_ms: int, error: str | None,
+                      wait: dt.timedelta | None, permanent: bool) -> None:
+        delivery_id, partner = row["id"], row["partner"]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+                delivery_id, attempt, started_at, status, latency_ms, error)
+            if error is None:
+                outcome = "delivered"
+                await conn.execute(
+                    """UPDATE webhook_deliveries SET status = 'delivered', attempts = $2,
+                       delivered_at = now(), last_status = $3, last_error = NULL WHERE id = $1""",
+                    delivery_id, attempt, status)
+            elif status == 410:
+                outcome = "disabled"
+                await conn.execute(
+                    """INSERT INTO webhook_disabled_endpoints (partner, reason) VALUES ($1, $2)
+                       ON CONFLICT (partner) DO NOTHING""",
+                    partner, f"HTTP 410 Gone for {delivery_id}")
+                await conn.execute(
+                    """UPDATE webhook_deliveries SET attempts = $2, last_status = 410, last_error = $3,
+                       next_attempt_at = now() WHERE id = $1""",
+                    delivery_id, attempt, "endpoint gone (410): disabled until staff enable it")
+                log.warning("partner endpoint disabled after 410", partner=partner)
+            elif permanent or attempt >= self.max_attempts:
+                outcome = "failed"
+                await conn.execute(
+                    """UPDATE webhook_deliveries SET status = 'failed', attempts = $2,
+                       last_status = $3, last_error = $4 WHERE id = $1""",
+                    delivery_id, attempt, status, error)
+                log.error("webhook delivery failed for good", partner=partner, delivery=delivery_id)
+            else:
+                outcome = "retry"
+                delay = dt.timedelta(seconds=self.schedule[attempt - 1] * random.uniform(0.9, 1.1))
+                if wait is not None and status in (429, 503):
+                    delay = max(delay, wait)
+                await conn.execute(
+                    """UPDATE webhook_deliveries SET attempts = $2, last_status = $3, last_error = $4,
+                       next_attempt_at = now() + $5::interval WHERE id = $1""",
+                    delivery_id, attempt, status, error, delay)
+        WEBHOOK_ATTEMPTS.labels(self.service, partner, outcome).inc()
+
+
+async def redeliver(pool: asyncpg.Pool, delivery_id: str) -> bool:
+    """Send a failed or delivered message again, with the same webhook-id; False if unknown."""
+    return await pool.fetchval(
+        """UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now()
+           WHERE id = $1 RETURNING true""", delivery_id) is True
+
+
+async def enable_endpoint(pool: asyncpg.Pool, partner: str) -> bool:
+    """Lift a 410 disablement; the partner's waiting deliveries go out. False if it was not disabled."""
+    return await pool.fetchval(
+        "DELETE FROM webhook_disabled_endpoints WHERE partner = $1 RETURNING true", partner) is True
