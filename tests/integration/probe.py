@@ -10,6 +10,7 @@ from shared.messaging import context as ctx
 from shared.messaging import remote_exception
 from shared.outbox import add_event
 from shared.service import Service, event_handler, rpc
+from shared.webhooks.outbound import enqueue
 
 
 @remote_exception
@@ -56,6 +57,19 @@ class ProbeService(Service):
                 json.dumps({"value": value}))
             await add_event(conn, self.name, "announced", {"value": value})
         return value
+
+    @rpc
+    async def ship(self, shipment_id: str, email: str) -> str:
+        """Create a shipment and tell the carrier: the webhook is queued in the same transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO received (source, event_type, data) VALUES ('self', 'ship', $1)",
+                json.dumps({"shipment_id": shipment_id}))
+            return await enqueue(conn, self.partners.get("sandbox-carrier"), "shipment.created",
+                                 {"shipment_id": shipment_id, "recipient": {"email": email}})
+
+    async def on_partner_callback(self, conn, partner, callback) -> None:
+        await self._record(conn, partner.name, callback.type, callback.data)
 
     @event_handler("nameko_peer", "pinged")
     async def on_pinged(self, conn, data) -> None:

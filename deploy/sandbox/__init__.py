@@ -1,0 +1,1 @@
+"""Sandbox partners for development and tests: a carrier, an accountant, a hosting provider."""
