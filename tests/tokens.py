@@ -21,8 +21,10 @@ class TokenIssuer:
     async def start(self) -> None:
         public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self.key.public_key()))
         jwks = {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "EdDSA"}]}
+        async def serve_jwks(_: web.Request) -> web.Response:
+            return web.json_response(jwks)
         app = web.Application()
-        app.router.add_get("/.well-known/jwks.json", lambda _: web.json_response(jwks))
+        app.router.add_get("/.well-known/jwks.json", serve_jwks)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
