@@ -26,7 +26,8 @@ from shared.inbox import first_delivery
 from shared.logging import configure_logging, get_logger
 from shared.messaging import Broker, EventConsumer, RpcClient, RpcServer
 from shared.outbox import OUTBOX_INVENTORY, OutboxRelay
-from shared.webhooks.inbound import PartnerCallback, callback_endpoint
+from shared.contracts.webhooks import PartnerReply
+from shared.webhooks.inbound import callback_endpoint
 from shared.webhooks.outbound import DeliveryWorker
 from shared.webhooks.policy import DeliveryPolicy
 from shared.webhooks.registry import Partner, PartnerRegistry
@@ -81,7 +82,7 @@ class Service:
         return []
 
     async def on_partner_callback(self, conn: asyncpg.Connection, partner: Partner,
-                                  callback: PartnerCallback) -> None:
+                                  reply: PartnerReply) -> None:
         """React to a partner's verified callback, in the transaction that records it.
         By default the callback is only recorded (staff read it in the partner's log)."""
 

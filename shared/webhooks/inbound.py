@@ -9,14 +9,14 @@ the same callback is accepted once and refused (409) after that.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.http import Endpoint, HTTPProblem, validate_body
+from shared.contracts.webhooks import REPLIES, PartnerReply
+from shared.http import Endpoint, FieldError, HTTPProblem, validate_body
 from shared.metrics import WEBHOOK_CALLBACKS
 from shared.webhooks.registry import MissingSecret, Partner, PartnerRegistry
 from shared.webhooks.signing import SignatureError, verify
@@ -40,7 +40,20 @@ class CallbackAccepted(BaseModel):
 
 
 # A service's reaction to a callback, run in the transaction that records it.
-CallbackHandler = Callable[[asyncpg.Connection, Partner, PartnerCallback], Awaitable[None]]
+CallbackHandler = Callable[[asyncpg.Connection, Partner, PartnerReply], Awaitable[None]]
+
+
+def _reply(callback: PartnerCallback) -> PartnerReply:
+    model = REPLIES.get(callback.type)
+    if model is None:
+        raise HTTPProblem(422, "Unknown callback type",
+                          f"We take these callback types: {', '.join(sorted(REPLIES))}.")
+    try:
+        return model.model_validate(callback.data)
+    except ValidationError as exc:
+        raise HTTPProblem(422, "Invalid callback data", "Correct the fields listed in errors.", [
+            FieldError(field=".".join(["body", "data", *(str(p) for p in e["loc"])]),
+                       message=e["msg"], type=e["type"]) for e in exc.errors()])
 
 
 def callback_endpoint(pool: asyncpg.Pool, registry: PartnerRegistry, service: str,
@@ -55,17 +68,18 @@ def callback_endpoint(pool: asyncpg.Pool, registry: PartnerRegistry, service: st
             WEBHOOK_CALLBACKS.labels(service, partner.name, "rejected").inc()
             raise HTTPProblem(401, "Signature not accepted", str(exc))
         callback = validate_body(raw, PartnerCallback)
+        reply = _reply(callback)
         webhook_id = request.headers["webhook-id"]
         async with pool.acquire() as conn, conn.transaction():
             first = await conn.fetchval(
                 """INSERT INTO webhook_callbacks (partner, webhook_id, type, data)
                    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
-                partner.name, webhook_id, callback.type, json.dumps(callback.data))
+                partner.name, webhook_id, callback.type, reply.model_dump_json())
             if not first:
                 WEBHOOK_CALLBACKS.labels(service, partner.name, "replayed").inc()
                 raise HTTPProblem(409, "Callback already received",
                                   f"webhook-id {webhook_id} was accepted before; it is not processed twice.")
-            await on_callback(conn, partner, callback)
+            await on_callback(conn, partner, reply)
         WEBHOOK_CALLBACKS.labels(service, partner.name, "accepted").inc()
         return CallbackAccepted(webhook_id=webhook_id)
 

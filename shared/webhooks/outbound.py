@@ -1,6 +1,6 @@
 """Outbound webhooks: written in the business transaction, delivered by a worker, retried.
 
-``enqueue(conn, partner, event_type, data)`` stores the message in ``webhook_deliveries`` in
+``enqueue(conn, partner, event)`` stores the message in ``webhook_deliveries`` in
 the caller's transaction: if the change rolls back there is nothing to send, and once it
 commits nothing is lost, whether this service or the partner is down. The id is the
 ``webhook-id`` header, the same on every retry, so the partner can process each message once.
@@ -27,6 +27,7 @@ import aiohttp
 import asyncpg
 from pydantic import BaseModel
 
+from shared.contracts.webhooks import WebhookEvent
 from shared.logging import get_logger, redact_text
 from shared.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from shared.webhooks.policy import DeliveryPolicy, EndpointRefused
@@ -54,14 +55,13 @@ class WebhookEnvelope(BaseModel):
     data: dict[str, Any]
 
 
-async def enqueue(conn: asyncpg.Connection, partner: Partner, event_type: str,
-                  data: BaseModel | dict[str, Any]) -> str:
-    """Queue ``event_type`` for ``partner`` in the caller's transaction; returns the webhook-id."""
+async def enqueue(conn: asyncpg.Connection, partner: Partner, event: WebhookEvent) -> str:
+    """Queue ``event`` for ``partner`` in the caller's transaction; returns the webhook-id."""
     if not conn.is_in_transaction():
         raise RuntimeError("enqueue must run inside the transaction of the change it reports")
-    envelope = WebhookEnvelope(
-        type=event_type, timestamp=dt.datetime.now(dt.timezone.utc),
-        data=data.model_dump(mode="json") if isinstance(data, BaseModel) else data)
+    event_type = event.event_type
+    envelope = WebhookEnvelope(type=event_type, timestamp=dt.datetime.now(dt.timezone.utc),
+                               data=event.model_dump(mode="json"))
     body = envelope.model_dump_json().encode()
     if len(body) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(f"{event_type} payload is {len(body)} bytes; the cap is {MAX_PAYLOAD_BYTES}")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 
 from shared.contracts.privacy import DataInventory
+from shared.contracts.webhooks import Address, Contact, Parcel, ShipmentCreated
 from shared.messaging import context as ctx
 from shared.messaging import remote_exception
 from shared.outbox import add_event
@@ -59,17 +61,21 @@ class ProbeService(Service):
         return value
 
     @rpc
-    async def ship(self, shipment_id: str, email: str) -> str:
+    async def ship(self, email: str) -> str:
         """Create a shipment and tell the carrier: the webhook is queued in the same transaction."""
+        shipment = ShipmentCreated(
+            shipment_id=uuid.uuid4(), order_id=uuid.uuid4(),
+            recipient=Contact(name="Anna Bērziņa", email=email, phone="+37120000000"),
+            address=Address(line1="Brīvības iela 1", city="Rīga", postcode="LV-1010", country="LV"),
+            parcels=[Parcel(weight_grams=900, contents="mug")])
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO received (source, event_type, data) VALUES ('self', 'ship', $1)",
-                json.dumps({"shipment_id": shipment_id}))
-            return await enqueue(conn, self.partners.get("sandbox-carrier"), "shipment.created",
-                                 {"shipment_id": shipment_id, "recipient": {"email": email}})
+                json.dumps({"shipment_id": str(shipment.shipment_id)}))
+            return await enqueue(conn, self.partners.get("sandbox-carrier"), shipment)
 
-    async def on_partner_callback(self, conn, partner, callback) -> None:
-        await self._record(conn, partner.name, callback.type, callback.data)
+    async def on_partner_callback(self, conn, partner, reply) -> None:
+        await self._record(conn, partner.name, reply.event_type, reply.model_dump(mode="json"))
 
     @event_handler("nameko_peer", "pinged")
     async def on_pinged(self, conn, data) -> None:

@@ -11,6 +11,8 @@ from standardwebhooks.webhooks import Webhook
 
 from deploy.sandbox.partner import SandboxPartner
 from shared.config import load_settings
+from shared.contracts.privacy import DataSubject
+from shared.contracts.webhooks import ErasureRequested, ExportCompleted
 from shared.service import ServiceRuntime
 from shared.webhooks.outbound import PayloadTooLarge, enqueue
 from shared.webhooks.signing import new_secret
@@ -109,7 +111,7 @@ async def delivered(runtime, webhook_id):
 
 
 async def test_deliveries_verify_with_standardwebhooks_and_arrive_as_sent(sender, sandbox):
-    ids = [await sender.service.ship(f"s-{n}", f"anna{n}@example.lv") for n in range(3)]
+    ids = [await sender.service.ship(f"anna{n}@example.lv") for n in range(3)]
     for webhook_id in ids:
         await eventually(lambda: delivered(sender, webhook_id))
     got = {r["webhook_id"]: r["message"] for r in sandbox.partner.received}
@@ -125,11 +127,11 @@ async def test_rotation_signs_with_both_secrets(sender, sandbox, partner_setup, 
     monkeypatch.setenv(SECRET_ENV, new)
     monkeypatch.setenv(SECRET_ENV + "_PREVIOUS", partner_setup["secret"])
     # The partner still knows only the old secret: it verifies during the overlap.
-    webhook_id = await sender.service.ship("s-rot", "rot@example.lv")
+    webhook_id = await sender.service.ship("rot@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
     # Then it switches to the new one.
     sandbox.partner.webhook = Webhook(new)
-    webhook_id = await sender.service.ship("s-rot-2", "rot@example.lv")
+    webhook_id = await sender.service.ship("rot@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
 
 
@@ -139,7 +141,7 @@ async def test_partner_down_for_a_while_and_sender_restarted_loses_nothing(
     await sandbox.stop()  # the partner is down
     runtime = ServiceRuntime(ProbeService, settings)
     await runtime.start()
-    ids = [await runtime.service.ship(f"d-{n}", f"down{n}@example.lv") for n in range(5)]
+    ids = [await runtime.service.ship(f"down{n}@example.lv") for n in range(5)]
 
     async def tried_twice():
         rows = [await delivery(runtime, i) for i in ids]
@@ -168,13 +170,13 @@ async def test_partner_down_for_a_while_and_sender_restarted_loses_nothing(
 
 async def test_gone_disables_the_endpoint_until_staff_enable_it(sender, sandbox, tokens):
     sandbox.partner.behaviour.gone = True
-    first = await sender.service.ship("g-1", "gone@example.lv")
+    first = await sender.service.ship("gone@example.lv")
 
     async def disabled():
         return await sender.service.pool.fetchval(
             "SELECT reason FROM webhook_disabled_endpoints WHERE partner = 'sandbox-carrier'")
     assert "410" in await eventually(disabled)
-    second = await sender.service.ship("g-2", "gone@example.lv")
+    second = await sender.service.ship("gone@example.lv")
     await asyncio.sleep(1)
     assert len(sandbox.partner.attempts) == 1  # nothing more was sent to a gone endpoint
     assert (await delivery(sender, second))["status"] == "pending"
@@ -195,7 +197,7 @@ async def test_too_many_requests_waits_for_retry_after(sender, sandbox):
     sandbox.partner.behaviour.fail_next = 1
     sandbox.partner.behaviour.status = 429
     sandbox.partner.behaviour.retry_after = "2"
-    webhook_id = await sender.service.ship("r-1", "slow@example.lv")
+    webhook_id = await sender.service.ship("slow@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
     log = await sender.service.pool.fetch(
         "SELECT started_at, status_code FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
@@ -206,7 +208,7 @@ async def test_too_many_requests_waits_for_retry_after(sender, sandbox):
 
 async def test_redirect_is_not_followed(sender, sandbox):
     sandbox.partner.behaviour.redirect_to = f"http://127.0.0.1:{sandbox.port}/elsewhere"
-    webhook_id = await sender.service.ship("x-1", "redirect@example.lv")
+    webhook_id = await sender.service.ship("redirect@example.lv")
 
     async def failed_once():
         row = await delivery(sender, webhook_id)
@@ -220,7 +222,9 @@ async def test_redirect_is_not_followed(sender, sandbox):
 async def test_private_address_is_refused_and_fails_at_once(sender):
     partner = sender.service.partners.get("private-partner")
     async with sender.service.pool.acquire() as conn, conn.transaction():
-        webhook_id = await enqueue(conn, partner, "privacy.erasure_requested", {"request_id": "r"})
+        webhook_id = await enqueue(conn, partner, ErasureRequested(
+            request_id=uuid.uuid4(), subject=DataSubject(emails=["anna@example.lv"]),
+            due_on=dt.date(2026, 12, 24)))
 
     async def failed():
         row = await delivery(sender, webhook_id)
@@ -234,13 +238,13 @@ async def test_oversized_payload_is_refused_and_changes_nothing(sender):
     with pytest.raises(PayloadTooLarge):
         async with sender.service.pool.acquire() as conn, conn.transaction():
             await conn.execute("INSERT INTO received (source, event_type, data) VALUES ('self', 'big', '{}')")
-            await enqueue(conn, partner, "shipment.created", {"blob": "x" * 300_000})
+            await enqueue(conn, partner, ExportCompleted(request_id=uuid.uuid4(), records=[{"blob": "x" * 300_000}]))
     assert await sender.service.pool.fetchval("SELECT count(*) FROM received") == 0
     assert await sender.service.pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
 
 
 async def test_partner_calls_back_once_and_replays_are_refused(sender, sandbox):
-    webhook_id = await sender.service.ship("c-1", "cb@example.lv")
+    webhook_id = await sender.service.ship("cb@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
 
     async def accepted():
@@ -252,7 +256,8 @@ async def test_partner_calls_back_once_and_replays_are_refused(sender, sandbox):
 
     # The same signed callback again (a replay): refused, and not applied twice.
     now = dt.datetime.now(dt.timezone.utc)
-    body = json.dumps({"type": "shipment.accepted", "timestamp": now.isoformat(), "data": {"x": 1}})
+    data = {"shipment_id": str(uuid.uuid4()), "tracking_number": "T1"}
+    body = json.dumps({"type": "shipment.accepted", "timestamp": now.isoformat(), "data": data})
     url = sandbox.partner.callback_url
 
     def signed(webhook_id, at, text, webhook=sandbox.partner.webhook):
@@ -263,7 +268,7 @@ async def test_partner_calls_back_once_and_replays_are_refused(sender, sandbox):
         async with http.post(url, data=body, headers=signed(sent["webhook_id"], now, body)) as r:
             assert r.status == 409 and r.content_type == "application/problem+json"
         fresh = f"msg_{uuid.uuid4().hex}"
-        async with http.post(url, data=body.replace('"x": 1', '"x": 2'),
+        async with http.post(url, data=body.replace('"T1"', '"T2"'),
                              headers=signed(fresh, now, body)) as r:
             assert r.status == 401  # tampered body
         old = now - dt.timedelta(minutes=10)
@@ -272,16 +277,18 @@ async def test_partner_calls_back_once_and_replays_are_refused(sender, sandbox):
         stranger = Webhook(new_secret())
         async with http.post(url, data=body, headers=signed(fresh, now, body, stranger)) as r:
             assert r.status == 401
-        bad_body = '{"type": "not a type", "timestamp": "x", "data": {}}'
-        async with http.post(url, data=bad_body, headers=signed(fresh, now, bad_body)) as r:
-            assert r.status == 422
+        for bad_body in ('{"type": "not a type", "timestamp": "x", "data": {}}',
+                         body.replace("shipment.accepted", "parcel.teleported"),
+                         body.replace('"T1"', '123')):
+            async with http.post(url, data=bad_body, headers=signed(fresh, now, bad_body)) as r:
+                assert r.status == 422, await r.text()
         async with http.post(url, data=body, headers=signed(fresh, now, body)) as r:
             assert r.status == 202  # the same content under a new webhook-id is a new callback
     assert len(await received(sender, "sandbox-carrier", "shipment.accepted")) == 2
 
 
 async def test_staff_read_the_delivery_log_and_redeliver(sender, sandbox, tokens):
-    webhook_id = await sender.service.ship("l-1", "log@example.lv")
+    webhook_id = await sender.service.ship("log@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
     base = f"http://127.0.0.1:{sender.http_port}"
     async with aiohttp.ClientSession() as http:

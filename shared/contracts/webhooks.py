@@ -1,0 +1,182 @@
+"""What we send partners by webhook, and what they send back: one model per type, versioned.
+
+Every body is the Standard Webhooks envelope ``{"type", "timestamp", "data"}`` with ``data``
+one of the models below. ``python -m shared.contracts.webhooks`` writes the JSON Schema of
+each (``docs/events/<type>.v<version>.schema.json``); a test keeps the files equal to the code.
+A change that would break a partner is a new version of the type, sent beside the old one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts.privacy import DataSubject
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "events"
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebhookEvent(_Data):
+    """A message we send; ``event_type`` and ``version`` name its schema."""
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+
+
+class PartnerReply(_Data):
+    """A partner's callback; ``in_reply_to`` is the webhook-id of the message it answers."""
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+    in_reply_to: str | None = None
+
+
+class Contact(_Data):
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(max_length=254)
+    phone: str = Field(max_length=32)
+
+
+class Address(_Data):
+    line1: str = Field(min_length=1, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    postcode: str = Field(min_length=1, max_length=20)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+
+
+class Parcel(_Data):
+    weight_grams: int = Field(gt=0)
+    contents: str = Field(max_length=200)
+
+
+class ShipmentCreated(WebhookEvent):
+    """To the carrier the customer chose: who receives what, where (policy P13)."""
+
+    event_type: ClassVar[str] = "shipment.created"
+    shipment_id: uuid.UUID
+    order_id: uuid.UUID
+    recipient: Contact
+    address: Address
+    parcels: list[Parcel] = Field(min_length=1)
+
+
+class InvoiceLine(_Data):
+    description: str = Field(max_length=200)
+    quantity: int = Field(gt=0)
+    unit_price: decimal.Decimal
+    vat_rate: decimal.Decimal = Field(ge=0, le=1)
+    total: decimal.Decimal
+
+
+class InvoiceIssued(WebhookEvent):
+    """To the accountant: only what bookkeeping needs (policy P14, P25)."""
+
+    event_type: ClassVar[str] = "invoice.issued"
+    invoice_id: uuid.UUID
+    order_id: uuid.UUID
+    issued_on: dt.date
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    customer_name: str = Field(max_length=200)
+    billing_address: Address | None = None
+    lines: list[InvoiceLine] = Field(min_length=1)
+    net: decimal.Decimal
+    vat: decimal.Decimal
+    gross: decimal.Decimal
+
+
+class ErasureRequested(WebhookEvent):
+    """To every processor that holds the subject's data (policy P18, P22)."""
+
+    event_type: ClassVar[str] = "privacy.erasure_requested"
+    request_id: uuid.UUID
+    subject: DataSubject
+    due_on: dt.date
+
+
+class ExportRequested(WebhookEvent):
+    """To every processor that holds the subject's data (policy P18, P27)."""
+
+    event_type: ClassVar[str] = "privacy.export_requested"
+    request_id: uuid.UUID
+    subject: DataSubject
+    due_on: dt.date
+
+
+class ShipmentAccepted(PartnerReply):
+    event_type: ClassVar[str] = "shipment.accepted"
+    shipment_id: uuid.UUID
+    tracking_number: str = Field(max_length=64)
+
+
+class InvoiceBooked(PartnerReply):
+    event_type: ClassVar[str] = "invoice.booked"
+    invoice_id: uuid.UUID
+    booked_on: dt.date
+
+
+class ErasureCompleted(PartnerReply):
+    event_type: ClassVar[str] = "erasure.completed"
+    request_id: uuid.UUID
+    records_erased: int = Field(ge=0)
+
+
+class ExportCompleted(PartnerReply):
+    event_type: ClassVar[str] = "export.completed"
+    request_id: uuid.UUID
+    records: list[dict[str, Any]]
+
+
+EVENTS: dict[str, type[WebhookEvent]] = {
+    m.event_type: m for m in (ShipmentCreated, InvoiceIssued, ErasureRequested, ExportRequested)}
+REPLIES: dict[str, type[PartnerReply]] = {
+    m.event_type: m for m in (ShipmentAccepted, InvoiceBooked, ErasureCompleted, ExportCompleted)}
+
+
+def envelope_schema(model: type[WebhookEvent] | type[PartnerReply], direction: str) -> dict[str, Any]:
+    data = model.model_json_schema(ref_template="#/$defs/{model}")
+    defs = data.pop("$defs", {})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://veikals.example/schemas/{model.event_type}.v{model.version}.json",
+        "title": f"{model.event_type} (version {model.version})",
+        "description": f"{direction}. {(model.__doc__ or '').strip()}".strip(),
+        "type": "object",
+        "required": ["type", "timestamp", "data"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"const": model.event_type},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "data": data,
+        },
+        **({"$defs": defs} if defs else {}),
+    }
+
+
+def schema_files() -> dict[str, str]:
+    """File name -> content, for every type in both directions."""
+    files = {}
+    for models, direction in ((EVENTS, "Sent by Veikals to the partner"),
+                              (REPLIES, "Sent by the partner to Veikals as a callback")):
+        for model in models.values():
+            name = f"{model.event_type}.v{model.version}.schema.json"
+            files[name] = json.dumps(envelope_schema(model, direction), indent=2, sort_keys=True) + "\n"
+    return files
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else DOCS
+    target.mkdir(parents=True, exist_ok=True)
+    for name, content in schema_files().items():
+        (target / name).write_text(content)
+        print(target / name)
