@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -36,10 +37,14 @@ from pydantic import ValidationError
 from shared.config import DEFAULT_HTTP_PORTS, ServiceSettings, load_settings
 from shared.db import ensure_database, maintenance_dsn
 from shared.logging import configure_logging
+from shared.webhooks.registry import PartnerRegistry
+from shared.webhooks.signing import new_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "var" / "log"
 RUN_DIR = ROOT / "var" / "run"
+SANDBOX_DIR = ROOT / "var" / "sandbox"
+SECRETS_FILE = ROOT / "var" / "secrets.env"
 SERVICES = tuple(DEFAULT_HTTP_PORTS)
 
 READY_TIMEOUT_S = 60.0
@@ -338,19 +343,20 @@ def infra() -> None:
 
 @dataclass
 class Service:
-    name: str
-    settings: ServiceSettings
+    """A process the runner starts: one of the five services, or a sandbox partner."""
 
-    @property
-    def host(self) -> str:
-        """Where to reach the service: its listen address, or loopback for a wildcard one."""
-        host = self.settings.http_host
-        return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    name: str
+    host: str
+    port: int
+    module: str
+    args: tuple[str, ...] = ()
+    ready_path: str = "/readyz"
+    settings: ServiceSettings | None = None  # the five services only
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.settings.port}"
+        return f"http://{host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -361,17 +367,17 @@ class Service:
         return RUN_DIR / f"{self.name}.pid"
 
     def is_ours(self, pid: int) -> bool:
-        """``pid`` is alive and is this service (not a recycled pid, not a zombie)."""
+        """``pid`` is alive and is this process (not a recycled pid, not a zombie)."""
         if not Path("/proc/self").exists():  # no /proc: settle for "alive"
             return pid_alive(pid)
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
-        return f"services.{self.name}".encode() in cmdline.split(b"\0")
+        return self.module.encode() in cmdline and all(a.encode() in cmdline for a in self.args[:2])
 
     def running_pid(self) -> int | None:
-        """The pid from the pid file when that process is still this service."""
+        """The pid from the pid file when that process is still this one."""
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
@@ -385,21 +391,69 @@ class Service:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} veikals up: starting\n".encode())
             log.flush()
             process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"], cwd=ROOT,
+                [sys.executable, "-m", self.module, *self.args], cwd=ROOT,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
         self.pid_file.write_text(f"{process.pid}\n")
         return process
 
 
+def service_process(name: str, settings: ServiceSettings) -> Service:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.http_host, settings.http_host)
+    return Service(name, host, settings.port, f"services.{name}", settings=settings)
+
+
 def services() -> list[Service]:
-    return [Service(name, settings) for name, settings in all_settings().items()]
+    return [service_process(name, settings) for name, settings in all_settings().items()]
+
+
+# Which service a sandbox partner calls back, by the partner's kind.
+CALLBACK_SERVICE = {"carrier": "orders", "accounting": "orders", "hosting": "privacy",
+                    "psp": "payments", "email": "marketing", "sms": "marketing"}
+
+
+def sandboxes() -> list[Service]:
+    """A sandbox process for every registered partner whose endpoint is on this machine."""
+    by_name = {s.name: s for s in services()}
+    found = []
+    for partner in PartnerRegistry.load():
+        endpoint = urlsplit(str(partner.endpoint))
+        if endpoint.hostname not in LOCAL_HOSTS:
+            continue
+        callee = by_name[CALLBACK_SERVICE[partner.kind]]
+        found.append(Service(
+            partner.name, endpoint.hostname, endpoint.port or 80, "deploy.sandbox.partner",
+            args=("--name", partner.name, "--kind", partner.kind, "--port", str(endpoint.port),
+                  "--secret-env", partner.secret_env[0],
+                  "--callback-url", f"{callee.url}/v1/partners/{partner.name}/callbacks",
+                  "--store", str(SANDBOX_DIR / f"{partner.name}.jsonl")),
+            ready_path="/healthz"))
+    return found
+
+
+def prepare_partner_environment(partners: list[Service]) -> None:
+    """Local secrets for the sandbox partners (made once, kept in var/), and the services'
+    permission to reach the sandboxes over plain http on loopback."""
+    secrets = dict(line.split("=", 1) for line in SECRETS_FILE.read_text().splitlines()
+                   if "=" in line) if SECRETS_FILE.exists() else {}
+    for partner in PartnerRegistry.load():
+        name = partner.secret_env[0]
+        if any(s.name == partner.name for s in partners) and name not in secrets:
+            secrets[name] = new_secret()
+    SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
+    SECRETS_FILE.write_text("".join(f"{k}={v}\n" for k, v in sorted(secrets.items())))
+    SECRETS_FILE.chmod(0o600)
+    for key, value in secrets.items():
+        os.environ.setdefault(key, value)
+    allowed = json.dumps([f"{p.host}:{p.port}" for p in partners])
+    for name in SERVICES:
+        os.environ.setdefault(f"VEIKALS_{name.upper()}_WEBHOOK_ALLOWED_HOSTS", allowed)
 
 
 async def readyz(session: aiohttp.ClientSession, service: Service) -> tuple[bool, str]:
     """(ready, what /readyz said)."""
     try:
-        async with session.get(f"{service.url}/readyz", timeout=aiohttp.ClientTimeout(total=3)) as r:
+        async with session.get(f"{service.url}{service.ready_path}", timeout=aiohttp.ClientTimeout(total=3)) as r:
             try:
                 body = await r.json(content_type=None)
                 checks = body.get("checks", {})
@@ -448,6 +502,8 @@ async def wait_until_ready(started: dict[str, subprocess.Popen | None], all_: li
 
 def create_databases(all_: list[Service]) -> None:
     for service in all_:
+        if service.settings is None:
+            continue
         name = urlsplit(service.settings.dsn).path.lstrip("/")
         try:
             created = asyncio.run(ensure_database(service.settings.dsn))
@@ -458,14 +514,16 @@ def create_databases(all_: list[Service]) -> None:
 
 def up() -> None:
     infra()
-    all_ = services()
+    partners = sandboxes()
+    prepare_partner_environment(partners)
+    all_ = [*services(), *partners]
     create_databases(all_)
 
     running = {s.name: s.running_pid() for s in all_}
     for service in all_:
-        if running[service.name] is None and tcp_open(service.host, service.settings.port):
-            raise Failed(f"{service.name}: port {service.settings.port} is taken by a process this "
-                         f"runner did not start (see: ss -ltnp 'sport = :{service.settings.port}').")
+        if running[service.name] is None and tcp_open(service.host, service.port):
+            raise Failed(f"{service.name}: port {service.port} is taken by a process this "
+                         f"runner did not start (see: ss -ltnp 'sport = :{service.port}').")
 
     started: dict[str, subprocess.Popen | None] = {}
     for service in all_:
@@ -476,7 +534,7 @@ def up() -> None:
             started[service.name] = process = service.start()
             say(f"{service.name}: started (pid {process.pid})")
 
-    say(f"waiting for every /readyz to answer 200 (up to {READY_TIMEOUT_S:.0f} s) ...")
+    say(f"waiting for every service and sandbox to answer ready (up to {READY_TIMEOUT_S:.0f} s) ...")
     failed = asyncio.run(wait_until_ready(started, all_, READY_TIMEOUT_S))
     if failed:
         for service in all_:
@@ -487,11 +545,12 @@ def up() -> None:
         raise Failed(f"{', '.join(failed)} did not become ready. Fix and run 'veikals up' again; "
                      "'veikals down' stops what is running.")
 
-    say("\nAll services are ready.\n")
+    say("\nAll services and sandbox partners are ready.\n")
     print_table(["SERVICE", "PID", "URL", "LOG"],
                 [[s.name, str(s.running_pid() or "?"), s.url, str(s.log_file.relative_to(ROOT))]
                  for s in all_])
     orders = next((s for s in all_ if s.name == "orders"), all_[0])
+    carrier = next((s for s in partners if "carrier" in s.name), None)
     nameko = Path(sys.executable).with_name("nameko")
     say(f"""
 See it working:
@@ -499,6 +558,8 @@ See it working:
   curl {orders.url}/openapi.json
   {nameko if nameko.exists() else 'nameko'} shell --broker {display_url(orders.settings.amqp_url)}
     >>> n.rpc.{orders.name}.health()
+{f"  curl {carrier.url}/_control/received     # what the sandbox carrier got" if carrier else ""}
+  sandbox partner secrets: {SECRETS_FILE.relative_to(ROOT)}
 
 Stop everything with: veikals down   (or ./dev down)""")
 
@@ -535,7 +596,7 @@ def signal_process(pid: int, sig: signal.Signals, group: bool = False) -> None:
 
 def down() -> None:
     stopping: dict[str, tuple[Service, int]] = {}
-    for service in services():
+    for service in [*services(), *sandboxes()]:
         pid = service.running_pid()
         if pid is None:
             say(f"{service.name}: not running")
@@ -545,8 +606,8 @@ def down() -> None:
         stopping[service.name] = (service, pid)
         say(f"{service.name}: sent SIGTERM to pid {pid}")
 
-    stop_timeout = max(s.settings.shutdown_grace_s for s, _ in stopping.values()) + STOP_MARGIN_S \
-        if stopping else 0
+    stop_timeout = max((s.settings.shutdown_grace_s for s, _ in stopping.values() if s.settings),
+                       default=0) + STOP_MARGIN_S
     deadline = time.monotonic() + stop_timeout
     while stopping and time.monotonic() < deadline:
         for name, (service, pid) in list(stopping.items()):
@@ -571,7 +632,7 @@ def status() -> bool:
         healthy &= problem is None
         say(f"{server}: {'reachable' if problem is None else f'UNREACHABLE ({problem})'}")
     say()
-    all_ = services()
+    all_ = [*services(), *sandboxes()]
     answers = asyncio.run(readiness_of(all_))
     rows = []
     for service, (ready, answer) in zip(all_, answers):
@@ -579,7 +640,7 @@ def status() -> bool:
         healthy &= pid is not None and ready
         rows.append([service.name, "running" if pid else "stopped", str(pid or "-"), service.url,
                      answer])
-    print_table(["SERVICE", "STATE", "PID", "URL", "READYZ"], rows)
+    print_table(["PROCESS", "STATE", "PID", "URL", "READY"], rows)
     return healthy
 
 

@@ -26,9 +26,10 @@ from shared.inbox import first_delivery
 from shared.logging import configure_logging, get_logger
 from shared.messaging import Broker, EventConsumer, RpcClient, RpcServer
 from shared.outbox import OUTBOX_INVENTORY, OutboxRelay
-from shared.contracts.webhooks import PartnerReply
+from shared.contracts.webhooks import PartnerPing, PartnerReply
+from shared.messaging import remote_exception
 from shared.webhooks.inbound import callback_endpoint
-from shared.webhooks.outbound import DeliveryWorker
+from shared.webhooks.outbound import DeliveryWorker, enqueue
 from shared.webhooks.policy import DeliveryPolicy
 from shared.webhooks.registry import Partner, PartnerRegistry
 from shared.webhooks.staff import staff_endpoints
@@ -54,6 +55,11 @@ def event_handler(source: str, event_type: str):
         fn.__veikals_event__ = (source, event_type)  # type: ignore[attr-defined]
         return fn
     return decorate
+
+
+@remote_exception
+class UnknownPartner(LookupError):
+    """No partner of that name is registered."""
 
 
 @dataclass
@@ -100,6 +106,16 @@ class Service:
     async def health(self) -> dict[str, str]:
         """The service's name and the state of its database and broker."""
         return {"service": self.name, **await self.readiness()}
+
+    @rpc
+    async def ping_partner(self, partner: str, note: str = "ping") -> str:
+        """Send a signed ``partner.ping`` webhook to ``partner``; returns its webhook-id.
+        For operators: ``n.rpc.orders.ping_partner("sandbox-carrier")`` in ``nameko shell``."""
+        target = self.partners.get(partner)
+        if target is None:
+            raise UnknownPartner(partner)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await enqueue(conn, target, PartnerPing(note=note))
 
     @rpc
     async def privacy_inventory(self) -> DataInventory:

@@ -113,6 +113,13 @@ class ExportRequested(WebhookEvent):
     due_on: dt.date
 
 
+class PartnerPing(WebhookEvent):
+    """A test message an operator sends to check that a partner receives and verifies ours."""
+
+    event_type: ClassVar[str] = "partner.ping"
+    note: str = Field(max_length=200)
+
+
 class ShipmentAccepted(PartnerReply):
     event_type: ClassVar[str] = "shipment.accepted"
     shipment_id: uuid.UUID
@@ -138,7 +145,8 @@ class ExportCompleted(PartnerReply):
 
 
 EVENTS: dict[str, type[WebhookEvent]] = {
-    m.event_type: m for m in (ShipmentCreated, InvoiceIssued, ErasureRequested, ExportRequested)}
+    m.event_type: m for m in (ShipmentCreated, InvoiceIssued, ErasureRequested, ExportRequested,
+                              PartnerPing)}
 REPLIES: dict[str, type[PartnerReply]] = {
     m.event_type: m for m in (ShipmentAccepted, InvoiceBooked, ErasureCompleted, ExportCompleted)}
 
