@@ -75,10 +75,16 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_type != "application/json":
         raise HTTPProblem(415, "Unsupported media type",
                           "Send the request body as application/json.")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise HTTPProblem(413, "Request body too large", f"The limit is {limit} bytes.")
-    return raw
+    too_large = HTTPProblem(413, "Request body too large", f"The limit is {limit} bytes.")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():  # read() would stop at what is buffered
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def validate_body(raw: bytes, model: type[BaseModel]) -> BaseModel:

@@ -1,4 +1,7 @@
 """The shared HTTP app: problem+json errors, validation a person can act on, OpenAPI."""
+import asyncio
+import json
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, Field
@@ -106,3 +109,19 @@ async def test_openapi_is_built_from_the_models(client):
     assert "201" in post["responses"]
     assert doc["components"]["schemas"]["NewProduct"]["properties"]["price_cents"]["exclusiveMinimum"] == 0
     assert doc["paths"]["/v1/products"]["get"]["parameters"][0]["name"] == "limit"
+
+
+async def test_bodies_sent_in_pieces_arrive_whole_and_the_limit_holds(client):
+    async def pieces(body: bytes, size: int = 1000):
+        for start in range(0, len(body), size):
+            yield body[start:start + size]
+            await asyncio.sleep(0)
+    name = "M" * 60_000
+    body = json.dumps({"name": name, "price_cents": 1}).encode()
+    response = await client.post("/v1/products", data=pieces(body),
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 201 and (await response.json())["name"] == name
+    huge = json.dumps({"name": "M" * 2_000_000, "price_cents": 1}).encode()
+    response = await client.post("/v1/products", data=pieces(huge, 64_000),
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 413
