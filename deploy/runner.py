@@ -441,8 +441,9 @@ def prepare_partner_environment(partners: list[Service]) -> None:
         if any(s.name == partner.name for s in partners) and name not in secrets:
             secrets[name] = new_secret()
     SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
-    SECRETS_FILE.write_text("".join(f"{k}={v}\n" for k, v in sorted(secrets.items())))
-    SECRETS_FILE.chmod(0o600)
+    descriptor = os.open(SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:  # never readable by others, not even for a moment
+        out.write("".join(f"{k}={v}\n" for k, v in sorted(secrets.items())))
     for key, value in secrets.items():
         os.environ.setdefault(key, value)
     allowed = json.dumps([f"{p.host}:{p.port}" for p in partners])

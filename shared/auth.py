@@ -3,7 +3,8 @@
 Tokens are JWTs signed with the accounts service's private key (EdDSA, ES256 or RS256); every
 service verifies them with the public keys accounts publishes as a JWKS document, so no
 secret is shared. Claims: ``sub`` (the account id), ``kind`` (``customer`` or ``staff``),
-``roles`` (staff: ``support``, ``accounting``, ``admin``), ``iss``, ``aud``, ``exp``.
+``roles`` (staff: ``support``, ``accounting``, ``admin``), ``token_use`` (``access``: other
+tokens accounts signs, such as refresh tokens, are refused here), ``iss``, ``aud``, ``exp``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ ISSUER = "veikals-accounts"
 AUDIENCE = "veikals"
 ALGORITHMS = ["EdDSA", "ES256", "RS256"]
 STAFF_ROLES = frozenset({"support", "accounting", "admin"})
+MIN_REFRESH_INTERVAL = 30.0  # an unknown kid makes us re-read the keys at most this often
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,17 @@ class TokenVerifier:
         self._lock = asyncio.Lock()
 
     async def _key_set(self, refresh: bool = False) -> jwt.PyJWKSet:
+        fetched_at = self._fetched_at
+        age = time.monotonic() - fetched_at
+        if self._keys is not None and age < (MIN_REFRESH_INTERVAL if refresh else self.cache_seconds):
+            return self._keys
         async with self._lock:
-            stale = time.monotonic() - self._fetched_at > self.cache_seconds
-            if self._keys is None or stale or refresh:
+            if self._keys is None or self._fetched_at == fetched_at:  # nobody fetched meanwhile
                 timeout = aiohttp.ClientTimeout(total=5)
                 async with aiohttp.ClientSession(timeout=timeout) as session:
                     async with session.get(self.jwks_url) as response:
                         response.raise_for_status()
-                        self._keys = jwt.PyJWKSet.from_dict(await response.json())
+                        self._keys = jwt.PyJWKSet.from_dict(await response.json(content_type=None))
                 self._fetched_at = time.monotonic()
             return self._keys
 
@@ -59,7 +64,7 @@ class TokenVerifier:
             keys = await self._key_set()
             if kid not in {k.key_id for k in keys.keys}:
                 keys = await self._key_set(refresh=True)  # accounts may have rotated its key
-        except (aiohttp.ClientError, asyncio.TimeoutError, jwt.PyJWKSetError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, jwt.PyJWKSetError, ValueError) as exc:
             raise HTTPProblem(503, "Token keys unavailable",
                               f"The accounts service's keys could not be read: {type(exc).__name__}")
         key = next((k for k in keys.keys if k.key_id == kid), None)
@@ -70,6 +75,8 @@ class TokenVerifier:
                                 issuer=ISSUER, options={"require": ["exp", "sub", "iss", "aud"]})
         except jwt.InvalidTokenError as exc:
             raise HTTPProblem(401, "Invalid token", str(exc))
+        if claims.get("token_use") != "access":
+            raise HTTPProblem(401, "Invalid token", "This is not an access token.")
         return Principal(subject=str(claims["sub"]), kind=str(claims.get("kind", "")),
                          roles=frozenset(claims.get("roles") or ()))
 

@@ -29,7 +29,7 @@ from shared.outbox import OUTBOX_INVENTORY, OutboxRelay
 from shared.contracts.webhooks import PartnerPing, PartnerReply
 from shared.messaging import remote_exception
 from shared.webhooks.inbound import callback_endpoint
-from shared.webhooks.outbound import DeliveryWorker, enqueue
+from shared.webhooks.outbound import WEBHOOK_INVENTORY, DeliveryWorker, enqueue
 from shared.webhooks.policy import DeliveryPolicy
 from shared.webhooks.registry import Partner, PartnerRegistry
 from shared.webhooks.staff import staff_endpoints
@@ -121,7 +121,7 @@ class Service:
     async def privacy_inventory(self) -> DataInventory:
         """The personal data this service holds (the privacy participant contract)."""
         return self.inventory.model_copy(
-            update={"entries": [*self.inventory.entries, OUTBOX_INVENTORY]})
+            update={"entries": [*self.inventory.entries, OUTBOX_INVENTORY, *WEBHOOK_INVENTORY]})
 
 
 def _members(service: Service, marker: str) -> dict[str, Any]:
@@ -229,7 +229,7 @@ class ServiceRuntime:
         except TimeoutError:
             log.warning("work still in hand at the end of the grace period")
         if self._webhooks is not None:
-            await self._webhooks.stop()  # a request cut short is retried, same webhook-id
+            await self._webhooks.stop(left())  # a request cut short goes again, same webhook-id
         if self._relay is not None:
             await self._relay.stop()
             if self._broker is not None and self._broker.connected:

@@ -63,6 +63,9 @@ class SandboxPartner:
         self.callbacks_sent: list[dict[str, Any]] = []
         self._seen: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
+        if store is not None and store.exists():  # what it processed before a restart
+            self.received = [json.loads(line) for line in store.read_text().splitlines() if line]
+            self._seen = {r["webhook_id"] for r in self.received}
 
     def app(self) -> web.Application:
         app = web.Application()

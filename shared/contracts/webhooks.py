@@ -3,7 +3,8 @@
 Every body is the Standard Webhooks envelope ``{"type", "timestamp", "data"}`` with ``data``
 one of the models below. ``python -m shared.contracts.webhooks`` writes the JSON Schema of
 each (``docs/events/<type>.v<version>.schema.json``); a test keeps the files equal to the code.
-A change that would break a partner is a new version of the type, sent beside the old one.
+A change that would break a partner gets a new type name (``shipment.created.v2``), so both
+can be sent while partners move over.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class PartnerReply(_Data):
 
     event_type: ClassVar[str]
     version: ClassVar[int] = 1
-    in_reply_to: str | None = None
+    in_reply_to: str = Field(pattern=r"^msg_[0-9a-f]{32}$")
 
 
 class Contact(_Data):
@@ -152,7 +153,9 @@ REPLIES: dict[str, type[PartnerReply]] = {
 
 
 def envelope_schema(model: type[WebhookEvent] | type[PartnerReply], direction: str) -> dict[str, Any]:
-    data = model.model_json_schema(ref_template="#/$defs/{model}")
+    # What we send is described as we write it; what we receive, as we accept it.
+    mode = "serialization" if issubclass(model, WebhookEvent) else "validation"
+    data = model.model_json_schema(ref_template="#/$defs/{model}", mode=mode)
     defs = data.pop("$defs", {})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -4,7 +4,9 @@ A partner confirms what it did (a shipment accepted, an invoice booked, an erasu
 calling us with a Standard Webhooks signature made with its own secret. We check the
 signature in constant time (the ``standardwebhooks`` package), the timestamp window (five
 minutes), and replays: each ``webhook-id`` is recorded with the callback in one transaction, so
-the same callback is accepted once and refused (409) after that.
+the same callback is accepted once and refused (409) after that. A callback must answer a
+message this service sent that partner (``in_reply_to``), so one captured on its way to another
+service, or invented, is refused.
 """
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.contracts.webhooks import REPLIES, PartnerReply
 from shared.http import Endpoint, FieldError, HTTPProblem, validate_body
+from shared.logging import get_logger
 from shared.metrics import WEBHOOK_CALLBACKS
 from shared.webhooks.registry import MissingSecret, Partner, PartnerRegistry
 from shared.webhooks.signing import SignatureError, verify
 
-MAX_CALLBACK_BYTES = 64 * 1024
+log = get_logger(__name__)
+
+MAX_CALLBACK_BYTES = 1024 * 1024
 
 
 class PartnerCallback(BaseModel):
@@ -63,14 +68,25 @@ def callback_endpoint(pool: asyncpg.Pool, registry: PartnerRegistry, service: st
         if partner is None:
             raise HTTPProblem(404, "Unknown partner", "No partner of that name is registered.")
         try:
-            verify(raw, dict(request.headers), partner.secrets())
-        except (SignatureError, MissingSecret) as exc:
+            secrets = partner.secrets()
+        except MissingSecret:
+            log.error("partner secret missing; its callbacks are refused", partner=partner.name)
+            raise HTTPProblem(503, "Callbacks from this partner cannot be checked now",
+                              "Try again later.")
+        try:
+            verify(raw, dict(request.headers), secrets)
+        except SignatureError as exc:
             WEBHOOK_CALLBACKS.labels(service, partner.name, "rejected").inc()
             raise HTTPProblem(401, "Signature not accepted", str(exc))
         callback = validate_body(raw, PartnerCallback)
         reply = _reply(callback)
         webhook_id = request.headers["webhook-id"]
         async with pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(
+                    "SELECT true FROM webhook_deliveries WHERE id = $1 AND partner = $2",
+                    reply.in_reply_to, partner.name):
+                raise HTTPProblem(422, "Not an answer to a message of ours",
+                                  f"in_reply_to {reply.in_reply_to} names no message this service sent you.")
             first = await conn.fetchval(
                 """INSERT INTO webhook_callbacks (partner, webhook_id, type, data)
                    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",

@@ -20,9 +20,30 @@ class EndpointRefused(Exception):
     """The endpoint is not one we may send personal data to."""
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64, compatible)."""
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if ip in _NAT64 or int(ip) >> 32 == 0:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and (inner := _embedded_ipv4(ip)) is not None:
+        return _public(str(inner))
     return ip.is_global and not ip.is_multicast
+
+
+def shown(url: str | URL) -> str:
+    """A URL fit for logs and staff: no credentials, no query."""
+    return str(URL(str(url)).with_user(None).with_query(None).with_fragment(None))
 
 
 class DeliveryPolicy:
@@ -35,11 +56,11 @@ class DeliveryPolicy:
     def check_url(self, url: str) -> None:
         parsed = URL(url)
         if parsed.host is None or parsed.port is None:
-            raise EndpointRefused(f"not an absolute http(s) URL: {url}")
+            raise EndpointRefused(f"not an absolute http(s) URL: {shown(url)}")
         if self.is_allowed(parsed.host, parsed.port):
             return
         if parsed.scheme != "https":
-            raise EndpointRefused(f"only https endpoints are allowed: {parsed.with_query(None)}")
+            raise EndpointRefused(f"only https endpoints are allowed: {shown(parsed)}")
         try:
             literal = ipaddress.ip_address(parsed.host.strip("[]"))
         except ValueError:

@@ -63,8 +63,5 @@ class PartnerRegistry:
     def get(self, name: str) -> Partner | None:
         return self._partners.get(name)
 
-    def of_kind(self, kind: PartnerKind) -> list[Partner]:
-        return [p for p in self._partners.values() if p.kind == kind]
-
     def __iter__(self):
         return iter(self._partners.values())

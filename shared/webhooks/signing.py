@@ -12,8 +12,6 @@ import secrets as random_secrets
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-TOLERANCE = dt.timedelta(minutes=5)  # the package's timestamp window
-
 
 class SignatureError(Exception):
     """The request is not signed by this partner, or not within the timestamp window."""

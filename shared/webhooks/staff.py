@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from shared.auth import TokenVerifier, require_staff
 from shared.http import Endpoint, HTTPProblem
 from shared.webhooks.outbound import enable_endpoint, redeliver
+from shared.webhooks.policy import shown
 from shared.webhooks.registry import PartnerKind, PartnerRegistry
 
 
@@ -92,7 +93,7 @@ def staff_endpoints(pool: asyncpg.Pool, registry: PartnerRegistry,
         await require_staff(request, verifier, "support", "admin")
         disabled = {r["partner"]: r for r in await pool.fetch("SELECT * FROM webhook_disabled_endpoints")}
         return PartnerList(partners=[PartnerView(
-            name=p.name, kind=p.kind, endpoint=str(p.endpoint), data_categories=p.data_categories,
+            name=p.name, kind=p.kind, endpoint=shown(p.endpoint), data_categories=p.data_categories,
             description=p.description,
             disabled_at=disabled[p.name]["disabled_at"] if p.name in disabled else None,
             disabled_reason=disabled[p.name]["reason"] if p.name in disabled else None,
@@ -114,13 +115,17 @@ def staff_endpoints(pool: asyncpg.Pool, registry: PartnerRegistry,
             raise HTTPProblem(404, "Unknown delivery")
         attempts = await pool.fetch(
             """SELECT attempt, started_at, status_code, latency_ms, error FROM webhook_attempts
-               WHERE delivery_id = $1 ORDER BY attempt""", row["id"])
+               WHERE delivery_id = $1 ORDER BY id""", row["id"])
         return DeliveryDetail(**dict(row), attempts_log=[AttemptView(**dict(a)) for a in attempts])
 
     async def redeliver_one(request: web.Request) -> Done:
         await require_staff(request, verifier, "admin")
-        if not await redeliver(pool, request.match_info["id"]):
+        status = await redeliver(pool, request.match_info["id"])
+        if status is None:
             raise HTTPProblem(404, "Unknown delivery")
+        if status == "pending":
+            raise HTTPProblem(409, "Delivery still under way",
+                              "It is pending or being sent; redeliver it once it has failed or been delivered.")
         return Done(status="queued for delivery")
 
     async def enable(request: web.Request) -> Done:

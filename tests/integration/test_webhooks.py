@@ -3,8 +3,10 @@ import asyncio
 import datetime as dt
 import json
 import uuid
+from typing import ClassVar
 
 import aiohttp
+import jsonschema
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
@@ -12,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from deploy.sandbox.partner import SandboxPartner
 from shared.config import load_settings
 from shared.contracts.privacy import DataSubject
-from shared.contracts.webhooks import ErasureRequested, ExportCompleted
+from shared.contracts.webhooks import DOCS, ErasureRequested, WebhookEvent
 from shared.service import ServiceRuntime
 from shared.webhooks.outbound import PayloadTooLarge, enqueue
 from shared.webhooks.signing import new_secret
@@ -75,11 +77,11 @@ def partner_setup(tmp_path, monkeypatch):
 
 
 def settings_for(amqp_url, database, http_port, partner_setup, tokens, **overrides):
-    return load_settings(
-        "probe", amqp_url=amqp_url, database_url=database, http_port=http_port,
-        outbox_poll_s=0.1, jwks_url=tokens.url,
-        webhook_allowed_hosts=[f"127.0.0.1:{partner_setup['port']}"],
-        webhook_retry_schedule_s=[0.3, 0.3, 0.3, 0.3], webhook_timeout_s=2, **overrides)
+    return load_settings("probe", **{
+        "amqp_url": amqp_url, "database_url": database, "http_port": http_port,
+        "outbox_poll_s": 0.1, "jwks_url": tokens.url,
+        "webhook_allowed_hosts": [f"127.0.0.1:{partner_setup['port']}"],
+        "webhook_retry_schedule_s": [0.3, 0.3, 0.3, 0.3], "webhook_timeout_s": 2, **overrides})
 
 
 @pytest.fixture
@@ -156,8 +158,8 @@ async def test_partner_down_for_a_while_and_sender_restarted_loses_nothing(
     try:
         for webhook_id in ids:
             await eventually(lambda: delivered(runtime, webhook_id))
-        processed = [r["webhook_id"] for r in sandbox.partner.received]
-        assert sorted(processed) == sorted(ids)  # each webhook-id processed once
+        accepted = [a["webhook_id"] for a in sandbox.partner.attempts if a["status"] == 200]
+        assert sorted(accepted) == sorted(ids)  # each sent until accepted, then never again
         for webhook_id in ids:
             log = await runtime.service.pool.fetch(
                 "SELECT attempt, status_code, error FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
@@ -233,12 +235,17 @@ async def test_private_address_is_refused_and_fails_at_once(sender):
     assert row["attempts"] == 1 and "not public" in row["last_error"]
 
 
+class Bulky(WebhookEvent):
+    event_type: ClassVar[str] = "test.bulky"
+    blob: str
+
+
 async def test_oversized_payload_is_refused_and_changes_nothing(sender):
     partner = sender.service.partners.get("sandbox-carrier")
     with pytest.raises(PayloadTooLarge):
         async with sender.service.pool.acquire() as conn, conn.transaction():
             await conn.execute("INSERT INTO received (source, event_type, data) VALUES ('self', 'big', '{}')")
-            await enqueue(conn, partner, ExportCompleted(request_id=uuid.uuid4(), records=[{"blob": "x" * 300_000}]))
+            await enqueue(conn, partner, Bulky(blob="x" * 300_000))
     assert await sender.service.pool.fetchval("SELECT count(*) FROM received") == 0
     assert await sender.service.pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
 
@@ -256,7 +263,7 @@ async def test_partner_calls_back_once_and_replays_are_refused(sender, sandbox):
 
     # The same signed callback again (a replay): refused, and not applied twice.
     now = dt.datetime.now(dt.timezone.utc)
-    data = {"shipment_id": str(uuid.uuid4()), "tracking_number": "T1"}
+    data = {"shipment_id": str(uuid.uuid4()), "tracking_number": "T1", "in_reply_to": webhook_id}
     body = json.dumps({"type": "shipment.accepted", "timestamp": now.isoformat(), "data": data})
     url = sandbox.partner.callback_url
 
@@ -279,7 +286,8 @@ async def test_partner_calls_back_once_and_replays_are_refused(sender, sandbox):
             assert r.status == 401
         for bad_body in ('{"type": "not a type", "timestamp": "x", "data": {}}',
                          body.replace("shipment.accepted", "parcel.teleported"),
-                         body.replace('"T1"', '123')):
+                         body.replace('"T1"', '123'),
+                         body.replace(webhook_id, f"msg_{uuid.uuid4().hex}")):  # not ours
             async with http.post(url, data=bad_body, headers=signed(fresh, now, bad_body)) as r:
                 assert r.status == 422, await r.text()
         async with http.post(url, data=body, headers=signed(fresh, now, body)) as r:
@@ -320,3 +328,122 @@ async def test_staff_read_the_delivery_log_and_redeliver(sender, sandbox, tokens
         expired = {"Authorization": f"Bearer {tokens.token(expires_in=-10)}"}
         async with http.get(f"{base}/v1/staff/partners", headers=expired) as r:
             assert r.status == 401
+
+
+async def test_after_the_last_attempt_it_fails_and_staff_can_send_it_again(sender, sandbox, tokens):
+    sandbox.partner.behaviour.fail_next = 5  # one more than the four tries of the test schedule
+    webhook_id = await sender.service.ship("last@example.lv")
+
+    async def failed():
+        row = await delivery(sender, webhook_id)
+        return row if row["status"] == "failed" else None
+    row = await eventually(failed)
+    assert row["attempts"] == 5 and row["last_status"] == 500
+    base = f"http://127.0.0.1:{sender.http_port}"
+    admin = {"Authorization": f"Bearer {tokens.token(roles=('admin',))}"}
+    async with aiohttp.ClientSession(headers=admin) as http:
+        async with http.post(f"{base}/v1/staff/webhooks/deliveries/{webhook_id}/redeliver") as r:
+            assert r.status == 202
+    row = await eventually(lambda: delivered(sender, webhook_id))
+    assert row["attempts"] == 1  # a fresh schedule, the same webhook-id
+    async with aiohttp.ClientSession(headers=admin) as http:
+        async with http.get(f"{base}/v1/staff/webhooks/deliveries/{webhook_id}") as r:
+            log = (await r.json())["attempts_log"]
+    assert [a["status_code"] for a in log] == [500] * 5 + [200]
+
+
+async def test_redelivery_of_a_delivery_under_way_is_refused(sender, sandbox, tokens):
+    sandbox.partner.behaviour.delay_s = 1.5
+    webhook_id = await sender.service.ship("busy@example.lv")
+    await asyncio.sleep(0.5)  # it is being sent now
+    admin = {"Authorization": f"Bearer {tokens.token(roles=('admin',))}"}
+    async with aiohttp.ClientSession(headers=admin) as http:
+        async with http.post(f"http://127.0.0.1:{sender.http_port}/v1/staff/webhooks/deliveries/"
+                             f"{webhook_id}/redeliver") as r:
+            assert r.status == 409
+        async with http.post(f"http://127.0.0.1:{sender.http_port}/v1/staff/webhooks/deliveries/"
+                             "msg_00000000000000000000000000000000/redeliver") as r:
+            assert r.status == 404
+    await eventually(lambda: delivered(sender, webhook_id))
+    assert len(sandbox.partner.attempts) == 1
+
+
+async def test_a_slow_partner_does_not_hold_up_the_others(
+        amqp_url, database, free_port, partner_setup, tokens, sandbox, tmp_path, monkeypatch):
+    fast = Sandbox(_port(), "http://127.0.0.1:1/unused", partner_setup["secret"])
+    await fast.start(partner_setup["secret"])
+    partners = json.loads(partner_setup["partners"].read_text())
+    partners["partners"].append({
+        "name": "fast-carrier", "kind": "carrier", "endpoint": f"http://127.0.0.1:{fast.port}/webhooks",
+        "secret_env": [SECRET_ENV]})
+    partner_setup["partners"].write_text(json.dumps(partners))
+    sandbox.partner.behaviour.delay_s = 4  # the first carrier answers, but slowly
+    settings = settings_for(amqp_url, database, free_port, partner_setup, tokens,
+                            webhook_concurrency=4, webhook_timeout_s=10)
+    runtime = ServiceRuntime(ProbeService, settings.model_copy(update={
+        "webhook_allowed_hosts": [f"127.0.0.1:{partner_setup['port']}", f"127.0.0.1:{fast.port}"]}))
+    await runtime.start()
+    try:
+        slow_ids = [await runtime.service.ship(f"slow{n}@example.lv") for n in range(2)]
+        await asyncio.sleep(0.3)
+        partner = runtime.service.partners.get("fast-carrier")
+        started = asyncio.get_running_loop().time()
+        async with runtime.service.pool.acquire() as conn, conn.transaction():
+            fast_ids = [await enqueue(conn, partner, ErasureRequested(
+                request_id=uuid.uuid4(), subject=DataSubject(emails=[f"f{n}@example.lv"]),
+                due_on=dt.date(2026, 12, 24))) for n in range(6)]
+        for webhook_id in fast_ids:
+            await eventually(lambda: delivered(runtime, webhook_id))
+        assert asyncio.get_running_loop().time() - started < 3  # not behind the 4 s partner
+        for webhook_id in slow_ids:
+            await eventually(lambda: delivered(runtime, webhook_id))
+    finally:
+        await runtime.stop()
+        await fast.stop()
+
+
+async def test_enqueue_belongs_in_the_transaction_of_the_change(sender):
+    partner = sender.service.partners.get("sandbox-carrier")
+    async with sender.service.pool.acquire() as conn:
+        with pytest.raises(RuntimeError, match="inside the transaction"):
+            await enqueue(conn, partner, ErasureRequested(
+                request_id=uuid.uuid4(), subject=DataSubject(emails=["x@example.lv"]),
+                due_on=dt.date(2026, 12, 24)))
+
+
+async def test_a_partner_whose_secret_is_missing_waits_and_its_callbacks_get_503(
+        sender, sandbox, monkeypatch):
+    monkeypatch.delenv(SECRET_ENV)
+    webhook_id = await sender.service.ship("nosecret@example.lv")
+
+    async def tried():
+        row = await delivery(sender, webhook_id)
+        return row if row["attempts"] >= 2 else None
+    row = await eventually(tried)
+    assert row["status"] == "pending" and SECRET_ENV in row["last_error"]
+    assert sandbox.partner.attempts == []
+    async with aiohttp.ClientSession() as http:
+        async with http.post(sandbox.partner.callback_url, data="{}",
+                             headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 503 and SECRET_ENV not in await r.text()
+
+
+async def test_what_is_sent_and_called_back_matches_the_published_schemas(sender, sandbox):
+    def schema(name):
+        return json.loads((DOCS / name).read_text())
+    webhook_id = await sender.service.ship("schema@example.lv")
+    await eventually(lambda: delivered(sender, webhook_id))
+    body = json.loads((await delivery(sender, webhook_id))["body"])
+    jsonschema.validate(body, schema("shipment.created.v1.schema.json"),
+                        format_checker=jsonschema.FormatChecker())
+
+    async def callback_sent():
+        return sandbox.partner.callbacks_sent and sandbox.partner.callbacks_sent[0]["status"] == 202
+    await eventually(callback_sent)
+    (row,) = await sender.service.pool.fetch("SELECT data FROM webhook_callbacks")
+    reply = {"type": "shipment.accepted", "timestamp": "2026-11-24T10:00:00Z",
+             "data": json.loads(row["data"])}
+    jsonschema.validate(reply, schema("shipment.accepted.v1.schema.json"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**body, "data": {**body["data"], "parcels": []}},
+                            schema("shipment.created.v1.schema.json"))

@@ -54,6 +54,8 @@ def test_tampered_body_old_timestamp_and_wrong_secret_are_rejected():
     "https://10.1.2.3/hook", "https://192.168.0.10/hook", "https://172.16.5.5/hook",
     "https://127.0.0.1/hook", "https://[::1]/hook", "https://169.254.169.254/latest",
     "https://[fd00::1]/hook", "https://100.64.0.1/hook",
+    "https://[::ffff:10.0.0.1]/hook", "https://[64:ff9b::a9fe:a9fe]/hook",  # IPv4 inside IPv6
+    "https://[2002:a00:1::]/hook", "https://[::a00:1]/hook",
     "http://127.0.0.1:9201/webhooks",    # the sandbox, when it is not allow-listed
 ])
 def test_production_policy_refuses(url):
@@ -61,8 +63,15 @@ def test_production_policy_refuses(url):
         DeliveryPolicy().check_url(url)
 
 
+def test_refusals_do_not_repeat_credentials_or_query():
+    with pytest.raises(EndpointRefused) as info:
+        DeliveryPolicy().check_url("http://user:hunter2@partner.example/hook?token=abc")
+    assert "hunter2" not in str(info.value) and "abc" not in str(info.value)
+
+
 def test_public_https_and_allow_listed_sandboxes_pass():
     DeliveryPolicy().check_url("https://partner.example/hook")
+    DeliveryPolicy().check_url("https://[2001:4860:4860::8888]/hook")
     DeliveryPolicy().check_url("https://93.184.216.34/hook")
     DeliveryPolicy({"127.0.0.1:9201"}).check_url("http://127.0.0.1:9201/webhooks")
     with pytest.raises(EndpointRefused):  # only that port
@@ -85,6 +94,8 @@ def test_retry_after_in_seconds_or_as_a_date_capped_at_a_day():
     assert retry_after("Tue, 24 Nov 2026 12:05:00 GMT", now) == dt.timedelta(minutes=5)
     assert retry_after("999999", now) == dt.timedelta(hours=24)
     assert retry_after("soon", now) is None and retry_after(None, now) is None
+    assert retry_after("99999999999999999999", now) == dt.timedelta(hours=24)
+    assert retry_after("Mon, 01 Jan 2001 00:00:00 GMT", now) == dt.timedelta(0)
 
 
 def test_registry_loads_partners_and_reads_secrets_from_the_environment(tmp_path, monkeypatch):
@@ -99,7 +110,7 @@ def test_registry_loads_partners_and_reads_secrets_from_the_environment(tmp_path
     monkeypatch.setenv("DPD_SECRET_OLD", "whsec_b2xk")
     monkeypatch.setenv("DPD_SECRET", "whsec_bmV3")
     assert partner.secrets() == ["whsec_bmV3", "whsec_b2xk"]
-    assert [p.name for p in registry.of_kind("carrier")] == ["dpd-lv"]
+    assert [p.name for p in registry] == ["dpd-lv"]
 
 
 @pytest.mark.parametrize("bad", [
