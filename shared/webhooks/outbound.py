@@ -199,8 +199,8 @@ class DeliveryWorker:
     async def deliver_due(self) -> int:
         """Claim as many due deliveries as there are free slots and start them; returns how many."""
         free = self.concurrency - len(self._in_flight)
-        if free <= 0:
-            return 0
+        if free <= 0 or (self._in_flight and free < max(1, self.concurrency // 4)):
+            return 0  # claim in batches: one claim query per freed slot would cost more than it saves
         rows = await self.pool.fetch(
             """UPDATE webhook_deliveries SET next_attempt_at = now() + $2::interval,
                    lease = gen_random_uuid()
@@ -288,53 +288,48 @@ class DeliveryWorker:
                       status: int | None, latency_ms: int, error: str | None,
                       wait: dt.timedelta | None, permanent: bool) -> None:
         delivery_id, partner, lease = row["id"], row["partner"], row["lease"]
+        if error is None:
+            outcome, sql, args = "delivered", """
+                UPDATE webhook_deliveries SET status = 'delivered', attempts = $3, lease = NULL,
+                    delivered_at = now(), last_status = $4, last_error = NULL
+                WHERE id = $1 AND lease = $2 RETURNING true""", (attempt, status)
+        elif status == 410:
+            outcome, sql, args = "disabled", """
+                UPDATE webhook_deliveries SET attempts = $3, last_status = 410, last_error = $4,
+                    next_attempt_at = now(), lease = NULL
+                WHERE id = $1 AND lease = $2 RETURNING true""", (
+                attempt, "endpoint gone (410): disabled until staff enable it")
+        elif permanent or attempt >= self.max_attempts:
+            outcome, sql, args = "failed", """
+                UPDATE webhook_deliveries SET status = 'failed', attempts = $3, lease = NULL,
+                    last_status = $4, last_error = $5
+                WHERE id = $1 AND lease = $2 RETURNING true""", (attempt, status, error)
+        else:
+            delay = dt.timedelta(seconds=self.schedule[attempt - 1] * random.uniform(0.9, 1.1))
+            if wait is not None and status in (429, 503):
+                delay = max(delay, wait)
+            outcome, sql, args = "retry", """
+                UPDATE webhook_deliveries SET attempts = $3, last_status = $4, last_error = $5,
+                    next_attempt_at = now() + $6::interval, lease = NULL
+                WHERE id = $1 AND lease = $2 RETURNING true""", (attempt, status, error, delay)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)
                    VALUES ($1, $2, $3, $4, $5, $6)""",
                 delivery_id, attempt, started_at, status, latency_ms, error)
-            still_ours = await conn.fetchval(
-                "SELECT true FROM webhook_deliveries WHERE id = $1 AND lease = $2 FOR UPDATE",
-                delivery_id, lease)
-            if not still_ours:
+            if not await conn.fetchval(sql, delivery_id, lease, *args):
                 # The lease ran out and another worker (or a redelivery) took over: its result stands.
                 log.warning("webhook attempt settled after its lease; result not applied",
                             delivery=delivery_id)
-                WEBHOOK_ATTEMPTS.labels(self.service, partner, "stale").inc()
-                return
-            if error is None:
-                outcome = "delivered"
-                await conn.execute(
-                    """UPDATE webhook_deliveries SET status = 'delivered', attempts = $2, lease = NULL,
-                       delivered_at = now(), last_status = $3, last_error = NULL WHERE id = $1""",
-                    delivery_id, attempt, status)
-            elif status == 410:
-                outcome = "disabled"
+                outcome = "stale"
+            elif outcome == "disabled":
                 await conn.execute(
                     """INSERT INTO webhook_disabled_endpoints (partner, reason) VALUES ($1, $2)
                        ON CONFLICT (partner) DO NOTHING""",
                     partner, f"HTTP 410 Gone for {delivery_id}")
-                await conn.execute(
-                    """UPDATE webhook_deliveries SET attempts = $2, last_status = 410, last_error = $3,
-                       next_attempt_at = now(), lease = NULL WHERE id = $1""",
-                    delivery_id, attempt, "endpoint gone (410): disabled until staff enable it")
                 log.warning("partner endpoint disabled after 410", partner=partner)
-            elif permanent or attempt >= self.max_attempts:
-                outcome = "failed"
-                await conn.execute(
-                    """UPDATE webhook_deliveries SET status = 'failed', attempts = $2, lease = NULL,
-                       last_status = $3, last_error = $4 WHERE id = $1""",
-                    delivery_id, attempt, status, error)
+            elif outcome == "failed":
                 log.error("webhook delivery failed for good", partner=partner, delivery=delivery_id)
-            else:
-                outcome = "retry"
-                delay = dt.timedelta(seconds=self.schedule[attempt - 1] * random.uniform(0.9, 1.1))
-                if wait is not None and status in (429, 503):
-                    delay = max(delay, wait)
-                await conn.execute(
-                    """UPDATE webhook_deliveries SET attempts = $2, last_status = $3, last_error = $4,
-                       next_attempt_at = now() + $5::interval, lease = NULL WHERE id = $1""",
-                    delivery_id, attempt, status, error, delay)
         WEBHOOK_ATTEMPTS.labels(self.service, partner, outcome).inc()
 
 
