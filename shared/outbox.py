@@ -27,6 +27,7 @@ from shared.messaging import context as ctx
 from shared.messaging import wire
 from shared.messaging.broker import Broker, Unroutable, events_exchange
 from shared.metrics import OUTBOX_PUBLISHED, PUBLISH_FAILURES
+from shared.poller import NotifiedPoller
 
 log = get_logger(__name__)
 
@@ -34,7 +35,6 @@ NOTIFY_CHANNEL = "veikals_outbox"
 MAX_BACKOFF = dt.timedelta(minutes=5)
 PUBLISHED_RETENTION = dt.timedelta(days=7)
 INBOX_RETENTION = dt.timedelta(days=30)
-PRUNE_EVERY = dt.timedelta(hours=1)
 
 # Every service's part of the record of processing for its outbox.
 OUTBOX_INVENTORY = InventoryEntry(
@@ -58,61 +58,17 @@ async def add_event(conn: asyncpg.Connection, service: str, event_type: str, dat
     return event_id
 
 
-class OutboxRelay:
+class OutboxRelay(NotifiedPoller):
     def __init__(self, pool: asyncpg.Pool, broker: Broker, service: str, *,
                  poll_interval: float = 1.0, batch_size: int = 100) -> None:
-        self.pool = pool
+        super().__init__(pool, NOTIFY_CHANNEL, f"outbox-relay-{service}", poll_interval)
         self.broker = broker
         self.service = service
-        self.poll_interval = poll_interval
         self.batch_size = batch_size
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._listener: asyncpg.Connection | None = None
 
-    async def start(self) -> None:
-        self._listener = await self.pool.acquire()
-        await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._listener is not None:
-            try:
-                await self._listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            except Exception:
-                pass
-            await self.pool.release(self._listener)
-            self._listener = None
-
-    def _on_notify(self, *_: Any) -> None:
-        self._wake.set()
-
-    async def _run(self) -> None:
-        pruned_at = None
-        while True:
-            try:
-                while await self.relay_once() == self.batch_size:
-                    pass  # a full batch went out: there may be more
-                now = dt.datetime.now(dt.timezone.utc)
-                if pruned_at is None or now - pruned_at > PRUNE_EVERY:
-                    await self.prune()
-                    pruned_at = now
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay pass failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+    async def work(self) -> None:
+        while await self.relay_once() == self.batch_size:
+            pass  # a full batch went out: there may be more
 
     async def relay_once(self) -> int:
         """Publish one batch of due events; returns how many were published."""

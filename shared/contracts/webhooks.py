@@ -96,22 +96,22 @@ class InvoiceIssued(WebhookEvent):
     gross: decimal.Decimal
 
 
-class ErasureRequested(WebhookEvent):
+class _SubjectRequest(WebhookEvent):
+    request_id: uuid.UUID
+    subject: DataSubject
+    due_on: dt.date
+
+
+class ErasureRequested(_SubjectRequest):
     """To every processor that holds the subject's data (policy P18, P22)."""
 
     event_type: ClassVar[str] = "privacy.erasure_requested"
-    request_id: uuid.UUID
-    subject: DataSubject
-    due_on: dt.date
 
 
-class ExportRequested(WebhookEvent):
+class ExportRequested(_SubjectRequest):
     """To every processor that holds the subject's data (policy P18, P27)."""
 
     event_type: ClassVar[str] = "privacy.export_requested"
-    request_id: uuid.UUID
-    subject: DataSubject
-    due_on: dt.date
 
 
 class PartnerPing(WebhookEvent):

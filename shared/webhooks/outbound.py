@@ -37,6 +37,7 @@ from shared.contracts.privacy import InventoryEntry, LegalBasis, Retention
 from shared.contracts.webhooks import WebhookEvent
 from shared.logging import get_logger, redact_text
 from shared.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
+from shared.poller import NotifiedPoller
 from shared.webhooks.policy import DeliveryPolicy, EndpointRefused
 from shared.webhooks.registry import MissingSecret, Partner, PartnerRegistry
 from shared.webhooks.signing import signature_headers
@@ -51,7 +52,6 @@ USER_AGENT = "Veikals-Webhooks/1"
 SETTLED_RETENTION = dt.timedelta(days=30)
 FAILED_RETENTION = dt.timedelta(days=90)
 CALLBACK_RETENTION = dt.timedelta(days=90)
-PRUNE_EVERY = dt.timedelta(hours=1)
 
 # Every service's part of the record of processing for its webhooks.
 WEBHOOK_INVENTORY = [
@@ -118,11 +118,11 @@ def retry_after(value: str | None, now: dt.datetime) -> dt.timedelta | None:
     return min(max(delay, dt.timedelta(0)), MAX_RETRY_AFTER)
 
 
-class DeliveryWorker:
+class DeliveryWorker(NotifiedPoller):
     def __init__(self, pool: asyncpg.Pool, registry: PartnerRegistry, policy: DeliveryPolicy,
                  service: str, *, schedule: list[float], timeout: float = 15.0,
                  concurrency: int = 16, poll_interval: float = 1.0) -> None:
-        self.pool = pool
+        super().__init__(pool, NOTIFY_CHANNEL, f"webhooks-{service}", poll_interval)
         self.registry = registry
         self.policy = policy
         self.service = service
@@ -131,11 +131,7 @@ class DeliveryWorker:
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(5.0, timeout),
                                              sock_read=timeout)
         self.concurrency = concurrency
-        self.poll_interval = poll_interval
         self._session: aiohttp.ClientSession | None = None
-        self._wake = asyncio.Event()
-        self._listener: asyncpg.Connection | None = None
-        self._task: asyncio.Task | None = None
         self._in_flight: set[asyncio.Task] = set()
 
     @property
@@ -146,55 +142,22 @@ class DeliveryWorker:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=self.policy.resolver(), limit=self.concurrency),
             timeout=self.timeout, headers={"User-Agent": USER_AGENT})
-        self._listener = await self.pool.acquire()
-        await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        self._task = asyncio.create_task(self._run(), name=f"webhooks-{self.service}")
-
-    def _on_notify(self, *_: Any) -> None:
-        self._wake.set()
+        await super().start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, let the requests in flight finish for ``grace`` seconds, then cancel
         the rest and hand their deliveries back at once (the same webhook-id goes again)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await super().stop()
         if self._in_flight:
             _, unfinished = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
-        if self._listener is not None:
-            try:
-                await self._listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            except Exception:
-                pass
-            await self.pool.release(self._listener)
-            self._listener = None
         if self._session is not None:
             await self._session.close()
 
-    async def _run(self) -> None:
-        pruned_at = None
-        while True:
-            try:
-                await self.deliver_due()
-                now = dt.datetime.now(dt.timezone.utc)
-                if pruned_at is None or now - pruned_at > PRUNE_EVERY:
-                    await self.prune()
-                    pruned_at = now
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook delivery pass failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+    async def work(self) -> None:
+        await self.deliver_due()
 
     async def deliver_due(self) -> int:
         """Claim as many due deliveries as there are free slots and start them; returns how many."""
@@ -218,7 +181,7 @@ class DeliveryWorker:
 
     def _done(self, task: asyncio.Task) -> None:
         self._in_flight.discard(task)
-        self._wake.set()  # a slot is free: look for more work
+        self.wake()  # a slot is free: look for more work
 
     async def drain(self) -> None:
         """Deliver until nothing is due or in flight (for tests and benchmarks)."""

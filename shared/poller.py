@@ -1,0 +1,80 @@
+"""A background loop over a table: woken by PostgreSQL NOTIFY, polling otherwise, pruning hourly.
+
+The outbox relay and the webhook delivery worker are both this: ``work()`` drains what is due
+each time the loop wakes, and ``prune()`` deletes what has been kept long enough.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import asyncpg
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+PRUNE_EVERY = dt.timedelta(hours=1)
+
+
+class NotifiedPoller:
+    def __init__(self, pool: asyncpg.Pool, channel: str, name: str, poll_interval: float) -> None:
+        self.pool = pool
+        self.channel = channel
+        self.name = name
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._task: asyncio.Task | None = None
+
+    async def work(self) -> None:
+        """Handle what is due now."""
+        raise NotImplementedError
+
+    async def prune(self) -> None:
+        """Delete what has been kept long enough."""
+
+    def wake(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._listener = await self.pool.acquire()
+        await self._listener.add_listener(self.channel, self.wake)
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Stop the loop (work in its own tasks is the subclass's to finish)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._listener is not None:
+            try:
+                await self._listener.remove_listener(self.channel, self.wake)
+            except Exception:
+                pass
+            await self.pool.release(self._listener)
+            self._listener = None
+
+    async def _run(self) -> None:
+        pruned_at = None
+        while True:
+            try:
+                await self.work()
+                now = dt.datetime.now(dt.timezone.utc)
+                if pruned_at is None or now - pruned_at > PRUNE_EVERY:
+                    await self.prune()
+                    pruned_at = now
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background pass failed", loop=self.name)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
