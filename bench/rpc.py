@@ -53,6 +53,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared.logging import configure_logging
 from shared.messaging import Broker, RpcClient, RpcServer
+from processes import stop_process  # bench/processes.py (the script's folder is on sys.path)
 
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
 NAMEKO_SCRIPT = Path(__file__).resolve().parent / "nameko_echo.py"
@@ -111,13 +112,19 @@ def raw_message(payload: Any, correlation_id: str | None, reply_to: str | None =
         correlation_id=correlation_id, reply_to=reply_to)
 
 
-@contextlib.asynccontextmanager
-async def raw_server(url: str) -> AsyncIterator[None]:
+async def raw_channel(url: str):
+    """A connection, a confirming channel with bounded prefetch, and the durable exchange."""
     connection = await aio_pika.connect(url)
     channel = await connection.channel(publisher_confirms=True)
     await channel.set_qos(prefetch_count=PREFETCH)
     exchange = await channel.declare_exchange(RAW_EXCHANGE, aio_pika.ExchangeType.TOPIC,
                                               durable=True)
+    return connection, channel, exchange
+
+
+@contextlib.asynccontextmanager
+async def raw_server(url: str) -> AsyncIterator[None]:
+    connection, channel, exchange = await raw_channel(url)
     queue = await channel.declare_queue(RAW_QUEUE, durable=True)
     await queue.bind(exchange, routing_key=RAW_ROUTING_KEY)
 
@@ -137,11 +144,7 @@ async def raw_server(url: str) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def raw_client(url: str) -> AsyncIterator[Call]:
-    connection = await aio_pika.connect(url)
-    channel = await connection.channel(publisher_confirms=True)
-    await channel.set_qos(prefetch_count=PREFETCH)
-    exchange = await channel.declare_exchange(RAW_EXCHANGE, aio_pika.ExchangeType.TOPIC,
-                                              durable=True)
+    connection, channel, exchange = await raw_channel(url)
     reply_key = str(uuid.uuid4())
     queue = await channel.declare_queue(f"raw-rpc.reply-{reply_key}", durable=True,
                                         arguments={"x-expires": REPLY_QUEUE_TTL_MS})
@@ -267,12 +270,7 @@ def server_process(name: str, url: str) -> Iterator[None]:
             raise RuntimeError(f"{name} server not ready after {READY_TIMEOUT}s: {line or 'exited'}")
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 async def serve(name: str, url: str) -> None:

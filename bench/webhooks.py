@@ -72,6 +72,7 @@ from shared.webhooks.outbound import DeliveryWorker, WebhookEnvelope, enqueue
 from shared.webhooks.policy import DeliveryPolicy
 from shared.webhooks.registry import Partner, PartnerRegistry
 from shared.webhooks.signing import new_secret, signature_headers
+from processes import stop_process  # bench/processes.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"
@@ -124,12 +125,7 @@ def sandbox_process(port: int) -> Iterator[subprocess.Popen]:
                 time.sleep(0.1)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def machine_busy() -> tuple[int, int] | None:
