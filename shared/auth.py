@@ -30,17 +30,25 @@ class Principal:
     subject: str
     kind: str
     roles: frozenset[str]
+    session: str | None = None  # the login session the token was issued for (``sid``)
 
 
 class TokenVerifier:
-    def __init__(self, jwks_url: str, *, cache_seconds: float = 300) -> None:
+    """Verifies access tokens against the JWKS at ``jwks_url``; the accounts service, which
+    holds the keys itself, passes them as ``keys`` instead."""
+
+    def __init__(self, jwks_url: str, *, cache_seconds: float = 300,
+                 keys: jwt.PyJWKSet | None = None) -> None:
         self.jwks_url = jwks_url
         self.cache_seconds = cache_seconds
+        self._static = keys
         self._keys: jwt.PyJWKSet | None = None
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
 
     async def _key_set(self, refresh: bool = False) -> jwt.PyJWKSet:
+        if self._static is not None:
+            return self._static
         fetched_at = self._fetched_at
         age = time.monotonic() - fetched_at
         if self._keys is not None and age < (MIN_REFRESH_INTERVAL if refresh else self.cache_seconds):
@@ -77,17 +85,33 @@ class TokenVerifier:
             raise HTTPProblem(401, "Invalid token", str(exc))
         if claims.get("token_use") != "access":
             raise HTTPProblem(401, "Invalid token", "This is not an access token.")
+        sid = claims.get("sid")
         return Principal(subject=str(claims["sub"]), kind=str(claims.get("kind", "")),
-                         roles=frozenset(claims.get("roles") or ()))
+                         roles=frozenset(claims.get("roles") or ()),
+                         session=str(sid) if sid is not None else None)
+
+
+async def authenticate(request: web.Request, verifier: TokenVerifier) -> Principal:
+    """Whoever sent the request's bearer token (401 without a valid one)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPProblem(401, "Authentication required",
+                          "Send an access token as 'Authorization: Bearer <token>'.")
+    return await verifier.verify(token.strip())
+
+
+async def require_customer(request: web.Request, verifier: TokenVerifier) -> Principal:
+    """The customer calling; a staff token is refused (staff act on customers through the
+    recorded staff routes, never as them)."""
+    principal = await authenticate(request, verifier)
+    if principal.kind != "customer":
+        raise HTTPProblem(403, "Not allowed", "This needs a customer access token.")
+    return principal
 
 
 async def require_staff(request: web.Request, verifier: TokenVerifier, *roles: str) -> Principal:
     """The staff member calling, if they hold one of ``roles`` (any staff role when none given)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPProblem(401, "Authentication required", "Send a staff access token as 'Authorization: Bearer <token>'.")
-    principal = await verifier.verify(token.strip())
+    principal = await authenticate(request, verifier)
     wanted = set(roles) or STAFF_ROLES
     if principal.kind != "staff" or not principal.roles & wanted:
         raise HTTPProblem(403, "Not allowed", f"This needs a staff token with one of the roles: {', '.join(sorted(wanted))}.")

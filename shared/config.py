@@ -54,7 +54,9 @@ class ServiceSettings(BaseSettings):
         return self.http_port
 
 
-def load_settings(service_name: str, **overrides) -> ServiceSettings:
-    """Read ``VEIKALS_<SERVICE>_*`` variables; ``overrides`` win (tests pass them)."""
+def load_settings(service_name: str, settings_class: type[ServiceSettings] = ServiceSettings,
+                  **overrides) -> ServiceSettings:
+    """Read ``VEIKALS_<SERVICE>_*`` variables into ``settings_class`` (a service with settings of
+    its own subclasses :class:`ServiceSettings`); ``overrides`` win (tests pass them)."""
     prefix = f"VEIKALS_{service_name.upper()}_"
-    return ServiceSettings(_env_prefix=prefix, service_name=service_name, **overrides)
+    return settings_class(_env_prefix=prefix, service_name=service_name, **overrides)

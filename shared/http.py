@@ -55,14 +55,15 @@ class HTTPProblem(Exception):
     """Raise from a handler to answer with a problem+json error."""
 
     def __init__(self, status: int, title: str, detail: str | None = None,
-                 errors: list[FieldError] | None = None) -> None:
+                 errors: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail or title)
         self.problem = Problem(title=title, status=status, detail=detail, errors=errors)
+        self.headers = headers or {}
 
 
-def problem_response(problem: Problem) -> web.Response:
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        status=problem.status, content_type=PROBLEM_JSON,
+        status=problem.status, content_type=PROBLEM_JSON, headers=headers,
         text=problem.model_dump_json(exclude_none=True))
 
 
@@ -158,7 +159,7 @@ def _middlewares(service: str) -> list:
         try:
             response = await handler(request)
         except HTTPProblem as exc:
-            response = problem_response(exc.problem)
+            response = problem_response(exc.problem, exc.headers)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -26,6 +26,7 @@ from shared.inbox import first_delivery
 from shared.logging import configure_logging, get_logger
 from shared.messaging import Broker, EventConsumer, RpcClient, RpcServer
 from shared.outbox import OUTBOX_INVENTORY, OutboxRelay
+from shared.poller import NotifiedPoller
 from shared.contracts.webhooks import PartnerPing, PartnerReply
 from shared.messaging import remote_exception
 from shared.webhooks.inbound import callback_endpoint
@@ -77,14 +78,21 @@ class Service:
     migrations: ClassVar[Path | None] = None
     version: ClassVar[str] = "1"
     inventory: ClassVar[DataInventory]
+    settings_class: ClassVar[type[ServiceSettings]] = ServiceSettings
 
     def __init__(self, deps: Dependencies) -> None:
         self.deps = deps
         self.pool = deps.pool
         self.rpc = deps.rpc
         self.partners = deps.partners
+        self.tokens = deps.tokens
 
     def endpoints(self) -> list[http.Endpoint]:
+        return []
+
+    def background(self) -> list[NotifiedPoller]:
+        """The service's own background loops (mail, retention sweeps); started after the
+        service and stopped before the broker and pool close."""
         return []
 
     async def on_partner_callback(self, conn: asyncpg.Connection, partner: Partner,
@@ -145,6 +153,7 @@ class ServiceRuntime:
         self._consumers: list[EventConsumer] = []
         self._relay: OutboxRelay | None = None
         self._webhooks: DeliveryWorker | None = None
+        self._background: list[NotifiedPoller] = []
         self._http: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -184,8 +193,11 @@ class ServiceRuntime:
             schedule=s.webhook_retry_schedule_s, timeout=s.webhook_timeout_s,
             concurrency=s.webhook_concurrency, poll_interval=s.outbox_poll_s)
         await self._webhooks.start()
+        for loop in service.background():
+            await loop.start()
+            self._background.append(loop)
 
-        endpoints = [*service.endpoints(), *staff_endpoints(self._pool, partners, tokens),
+        endpoints = [*service.endpoints(), *staff_endpoints(self._pool, partners, service.tokens),
                      callback_endpoint(self._pool, partners, name, service.on_partner_callback)]
         app = http.make_app(name, version=service.version, endpoints=endpoints,
                             readiness=service.readiness)
@@ -228,6 +240,12 @@ class ServiceRuntime:
                 await asyncio.gather(*stoppers, return_exceptions=True)
         except TimeoutError:
             log.warning("work still in hand at the end of the grace period")
+        for loop in self._background:
+            try:
+                async with asyncio.timeout(left()):
+                    await loop.stop()
+            except TimeoutError:
+                log.warning("background loop did not stop in time", loop=loop.name)
         if self._webhooks is not None:
             await self._webhooks.stop(left())  # a request cut short goes again, same webhook-id
         if self._relay is not None:
@@ -258,7 +276,7 @@ class ServiceRuntime:
 
 def serve(service_cls: type[Service]) -> None:
     """Run ``service_cls`` until SIGTERM/SIGINT (``python -m services.<name>``)."""
-    settings = load_settings(service_cls.name)
+    settings = load_settings(service_cls.name, service_cls.settings_class)
     configure_logging(service_cls.name, settings.log_level)
 
     async def main() -> None:

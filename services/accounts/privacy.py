@@ -1,9 +1,250 @@
-"""Personal data the accounts service holds (its part of the Art. 30 record).
+"""Personal data the accounts service holds (its part of the Art. 30 record), its export and
+its erasure (the privacy participant contract), and the retention sweep that keeps the periods.
 
-Every column that holds personal data must be declared here; the privacy service builds the
-record of processing and the privacy notice from these declarations.
+Every column that holds personal data is declared here; the privacy service builds the record
+of processing and the privacy notice from these declarations.
 """
-from shared.contracts.privacy import DataInventory
+from __future__ import annotations
 
-# Nothing yet: the accounts service's tables arrive with its own issue.
-INVENTORY = DataInventory(participant="accounts", entries=[])
+import datetime as dt
+import uuid
+from typing import Awaitable, Callable
+
+import asyncpg
+
+from shared.contracts.privacy import (
+    DataInventory, DataSubject, Erased, ErasureOutcome, ErasureRequest, ExportChunk, ExportRecord,
+    ExportRequest, InventoryEntry, LegalBasis, Retained, Retention,
+)
+from shared.poller import NotifiedPoller
+
+STAFF_ACCESS_RETENTION = dt.timedelta(days=365)
+TOMBSTONE_RETENTION = dt.timedelta(days=7 * 366)  # orders and payments refer to the id (P25)
+VERIFICATION_RETENTION = dt.timedelta(days=1)
+THROTTLE_RETENTION = dt.timedelta(days=1)
+STATS_RETENTION_DAYS = 400
+
+UNTIL_ERASED = Retention(after="the account is closed, until the privacy service erases it", clause="P22")
+
+INVENTORY = DataInventory(participant="accounts", entries=[
+    InventoryEntry(
+        category="contact details", table="accounts", fields=["name", "email", "phone"],
+        purpose="the customer's account: sign-in, contact about orders and support",
+        legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED,
+        recipients=["support"], clauses=["P1", "P8", "P10", "P12", "P20"]),
+    InventoryEntry(
+        category="credentials", table="accounts", fields=["password_hash"],
+        purpose="sign-in (an argon2id hash; the password itself is never stored)",
+        legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED, clauses=["P10", "P17"]),
+    InventoryEntry(
+        category="acceptance of the terms", table="accounts",
+        fields=["terms_version", "terms_accepted_at", "email_verified_at"],
+        purpose="show which terms the customer accepted and that the address is theirs",
+        legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED, clauses=["P10"]),
+    InventoryEntry(
+        category="delivery addresses", table="addresses",
+        fields=["label", "recipient", "phone", "line1", "line2", "city", "postal_code", "country"],
+        purpose="the customer's address book for deliveries",
+        legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED,
+        recipients=["support"], clauses=["P2", "P5", "P20"]),
+    InventoryEntry(
+        category="sessions (security log)", table="sessions", fields=["ip", "user_agent"],
+        purpose="provide the shop securely: show the customer where they are signed in, end stolen sessions",
+        legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+        retention=Retention(period_days=30, after="the session ends (VEIKALS_ACCOUNTS_SESSION_LOG_DAYS)",
+                            clause="P9"),
+        clauses=["P9", "P19"]),
+    InventoryEntry(
+        category="e-mail verifications", table="email_verifications", fields=["email"],
+        purpose="confirm that a new address belongs to the customer before it takes effect",
+        legal_basis=LegalBasis.CONTRACT,
+        retention=Retention(period_days=VERIFICATION_RETENTION.days, after="the code is used or expires"),
+        clauses=["P20"]),
+    InventoryEntry(
+        category="e-mail to the customer", table="outgoing_mail", fields=["recipient", "body"],
+        purpose="send verification codes and account notices",
+        legal_basis=LegalBasis.CONTRACT,
+        retention=Retention(period_days=7, after="the message is sent"),
+        recipients=["e-mail sender"], clauses=["P15"]),
+    InventoryEntry(
+        category="sign-in throttling", table="throttle", fields=["key"],
+        purpose="stop password guessing (keyed hashes of addresses and networks, never in the clear)",
+        legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+        retention=Retention(period_days=THROTTLE_RETENTION.days, after="the failed attempt"),
+        clauses=["P17"]),
+    InventoryEntry(
+        category="usage statistics", table="login_stats", fields=["network"],
+        purpose="web usage statistics, from truncated addresses (/24, /48) only, never tied to a customer",
+        legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+        retention=Retention(period_days=STATS_RETENTION_DAYS, after="the day counted", clause="P9"),
+        clauses=["P9", "P19"]),
+    InventoryEntry(
+        category="staff access records", table="staff_access", fields=["customer_id", "reason"],
+        purpose="account for every staff look at a customer's data",
+        legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+        retention=Retention(period_days=STAFF_ACCESS_RETENTION.days, after="the access"),
+        recipients=["admin"], clauses=["P16", "P17"]),
+])
+
+
+async def subject_accounts(conn: asyncpg.Connection, subject: DataSubject) -> list[uuid.UUID]:
+    """The customer accounts a request is about: by id, or by any of its e-mail addresses."""
+    return [r["id"] for r in await conn.fetch(
+        """SELECT id FROM accounts WHERE kind = 'customer'
+           AND (id = $1 OR lower(email) = ANY($2::text[]))""", subject.customer_id, subject.emails)]
+
+
+# --- export ---------------------------------------------------------------------------------
+
+Section = Callable[[asyncpg.Connection, list[uuid.UUID], int, int], Awaitable[list[ExportRecord]]]
+
+
+def _records(category: str, rows: list[asyncpg.Record]) -> list[ExportRecord]:
+    def plain(value):
+        return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else (
+            str(value) if isinstance(value, uuid.UUID) else value)
+    return [ExportRecord(category=category, data={k: plain(v) for k, v in r.items()}) for r in rows]
+
+
+def _section(category: str, query: str) -> Section:
+    async def fetch(conn, ids, offset, limit):
+        return _records(category, await conn.fetch(query + " OFFSET $2 LIMIT $3", ids, offset, limit))
+    return fetch
+
+
+SECTIONS: dict[str, Section] = {
+    "profile": _section("profile", """SELECT id, name, email, phone, email_verified_at, terms_version,
+        terms_accepted_at, created_at, closed_at FROM accounts WHERE id = ANY($1) ORDER BY created_at, id"""),
+    "addresses": _section("delivery addresses", """SELECT id, label, recipient, phone, line1, line2, city,
+        postal_code, country, created_at, updated_at FROM addresses WHERE account_id = ANY($1)
+        ORDER BY created_at, id"""),
+    "sessions": _section("sessions", """SELECT id, host(ip) AS ip, user_agent, created_at, last_used_at,
+        expires_at, ended_at, end_reason FROM sessions WHERE account_id = ANY($1) ORDER BY created_at, id"""),
+    "staff_access": _section("staff access records", """SELECT at, categories, reason FROM staff_access
+        WHERE customer_id = ANY($1) ORDER BY at, id"""),
+}
+
+
+async def export_chunk(conn: asyncpg.Connection, request: ExportRequest) -> ExportChunk:
+    """One chunk of the subject's data; the cursor is ``<section>:<offset>``."""
+    names = list(SECTIONS)
+    section, _, offset = (request.cursor or f"{names[0]}:0").partition(":")
+    if section not in SECTIONS or not offset.isdigit():
+        raise ValueError(f"not a cursor of this participant: {request.cursor!r}")
+    ids = await subject_accounts(conn, request.subject)
+    index, position, records = names.index(section), int(offset), []
+    while index < len(names) and len(records) < request.max_records:
+        room = request.max_records - len(records)
+        found = await SECTIONS[names[index]](conn, ids, position, room + 1)
+        records += found[:room]
+        if len(found) > room:
+            position += room
+            break
+        index, position = index + 1, 0
+    cursor = f"{names[index]}:{position}" if index < len(names) else None
+    return ExportChunk(request_id=request.request_id, participant="accounts", records=records,
+                       next_cursor=cursor)
+
+
+# --- erasure --------------------------------------------------------------------------------
+
+async def erase(conn: asyncpg.Connection, request: ErasureRequest) -> ErasureOutcome:
+    """Erase (or, with ``verify_only``, re-read) the subject's data, in the caller's transaction."""
+    ids = await subject_accounts(conn, request.subject)
+    now = dt.datetime.now(dt.timezone.utc)
+    erased: list[Erased] = []
+    if not request.verify_only and ids:
+        for category, statement in (
+            ("delivery addresses", "DELETE FROM addresses WHERE account_id = ANY($1)"),
+            ("sessions", "DELETE FROM sessions WHERE account_id = ANY($1)"),
+            ("e-mail verifications", "DELETE FROM email_verifications WHERE account_id = ANY($1)"),
+            ("e-mail to the customer", "DELETE FROM outgoing_mail WHERE account_id = ANY($1)"),
+            ("published events", """DELETE FROM outbox WHERE published_at IS NOT NULL
+                AND EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i
+                            WHERE position(convert_to(i::text, 'UTF8') IN outbox.body) > 0)"""),
+            ("contact details", """UPDATE accounts SET name = NULL, email = NULL, phone = NULL,
+                password_hash = NULL, email_verified_at = NULL, terms_accepted_at = NULL,
+                terms_version = NULL, locked_until = NULL, failed_logins = 0,
+                closed_at = coalesce(closed_at, now()), erased_at = coalesce(erased_at, now()),
+                updated_at = now() WHERE id = ANY($1) AND erased_at IS NULL"""),
+        ):
+            count = int((await conn.execute(statement, ids)).split()[-1])
+            if count:
+                erased.append(Erased(category=category, records=count))
+    retained: list[Retained] = []
+    if ids:
+        retained.append(Retained(
+            category="account id", fields=["id"], legal_basis=LegalBasis.LEGAL_OBLIGATION,
+            reason="orders and payments kept for accounting (P25) refer to it; it names no one by itself",
+            until=(now + TOMBSTONE_RETENTION).date()))
+        last_access = await conn.fetchval("SELECT max(at) FROM staff_access WHERE customer_id = ANY($1)", ids)
+        if last_access is not None:
+            retained.append(Retained(
+                category="staff access records", fields=["customer_id", "reason"],
+                legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+                reason="accountability for staff access to personal data (P16, P17)",
+                until=(last_access + STAFF_ACCESS_RETENTION).date()))
+    return ErasureOutcome(request_id=request.request_id, participant="accounts", erased=erased,
+                          retained=retained, remaining=await leftovers(conn, ids, request.subject),
+                          completed_at=now)
+
+
+async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: DataSubject) -> list[str]:
+    """The categories of the subject's data still found (the re-read that proves an erasure)."""
+    emails, phones = subject.emails, subject.phones
+    in_body = "position(convert_to({}, 'UTF8') IN outbox.body) > 0"
+    checks = {
+        "contact details": ("""SELECT EXISTS (SELECT 1 FROM accounts WHERE kind = 'customer' AND (
+            (id = ANY($1) AND (name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL
+                               OR password_hash IS NOT NULL))
+            OR lower(email) = ANY($2) OR phone = ANY($3)))""", ids, emails, phones),
+        "delivery addresses": ("SELECT EXISTS (SELECT 1 FROM addresses WHERE account_id = ANY($1) OR phone = ANY($2))",
+                               ids, phones),
+        "sessions": ("SELECT EXISTS (SELECT 1 FROM sessions WHERE account_id = ANY($1))", ids),
+        "e-mail verifications": ("""SELECT EXISTS (SELECT 1 FROM email_verifications
+            WHERE account_id = ANY($1) OR lower(email) = ANY($2))""", ids, emails),
+        "e-mail to the customer": ("""SELECT EXISTS (SELECT 1 FROM outgoing_mail
+            WHERE account_id = ANY($1) OR lower(recipient) = ANY($2))""", ids, emails),
+        "published events": (f"""SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NOT NULL AND (
+            EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {in_body.format("i::text")})
+            OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS v WHERE {in_body.format("v")})))""",
+                             ids, [*emails, *phones]),
+    }
+    found = []
+    for category, (query, *args) in checks.items():
+        if await conn.fetchval(query, *args):
+            found.append(category)
+    return found
+
+
+# --- retention ------------------------------------------------------------------------------
+
+async def sweep(conn: asyncpg.Connection, session_log_days: int) -> dict[str, int]:
+    """Delete what has been kept for its declared period; how many rows of each."""
+    statements = {
+        "sessions": ("DELETE FROM sessions WHERE coalesce(ended_at, expires_at) < now() - $1::interval",
+                     dt.timedelta(days=session_log_days)),
+        "rotated refresh tokens": ("DELETE FROM refresh_tokens WHERE rotated_at < now() - $1::interval",
+                                   dt.timedelta(days=1)),
+        "e-mail verifications": ("""DELETE FROM email_verifications
+            WHERE coalesce(used_at, expires_at) < now() - $1::interval""", VERIFICATION_RETENTION),
+        "throttle": ("DELETE FROM throttle WHERE at < now() - $1::interval", THROTTLE_RETENTION),
+        "usage statistics": ("DELETE FROM login_stats WHERE day < current_date - $1::interval",
+                             dt.timedelta(days=STATS_RETENTION_DAYS)),
+        "staff access records": ("DELETE FROM staff_access WHERE at < now() - $1::interval",
+                                 STAFF_ACCESS_RETENTION),
+    }
+    return {name: int((await conn.execute(sql, period)).split()[-1])
+            for name, (sql, period) in statements.items()}
+
+
+class RetentionSweep(NotifiedPoller):
+    """Runs :func:`sweep` every ``interval`` seconds (and when ``accounts_sweep`` is notified)."""
+
+    def __init__(self, pool: asyncpg.Pool, session_log_days: int, interval: float) -> None:
+        super().__init__(pool, "veikals_accounts_sweep", "accounts-retention", interval)
+        self.session_log_days = session_log_days
+
+    async def work(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await sweep(conn, self.session_log_days)

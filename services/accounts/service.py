@@ -1,11 +1,440 @@
-"""The accounts service's entrypoints."""
-from pathlib import Path
+"""The accounts service: customers and staff, sign-in, sessions, profiles and address books.
 
-from services.accounts.privacy import INVENTORY
-from shared.service import Service
+HTTP routes for the shop's frontend (``/v1/accounts``, ``/v1/auth``, ``/v1/me``) and the staff
+console (``/v1/staff``), the JWKS every other service verifies tokens with, and the privacy
+participant methods over RPC. Every change another service may need is an outbox event on
+``accounts.events``: ``email_changed``, ``profile_changed``, ``account_closed``,
+``staff_accessed``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from services.accounts import domain, mail, schemas, store
+from services.accounts.privacy import INVENTORY, RetentionSweep, erase, export_chunk, sweep
+from services.accounts.settings import AccountsSettings
+from services.accounts.tokens import SigningKeys
+from shared.auth import Principal, TokenVerifier, authenticate
+from shared.contracts.privacy import ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest
+from shared.http import Endpoint, HTTPProblem
+from shared.logging import get_logger
+from shared.outbox import add_event
+from shared.poller import NotifiedPoller
+from shared.service import Dependencies, Service, rpc
+
+log = get_logger(__name__)
+
+MAX_ADDRESSES = 20
+WRONG_LOGIN = HTTPProblem(401, "Wrong e-mail or password", "Check both and try again.")
+NOT_FOUND = HTTPProblem(404, "Not found", "There is no such item in your account.")
+ACCEPTED_REGISTRATION = schemas.Accepted(
+    status="verification sent",
+    detail="If the address can receive mail, a message with a verification link is on its way.")
 
 
 class AccountsService(Service):
     name = "accounts"
     migrations = Path(__file__).parent / "migrations"
     inventory = INVENTORY
+    settings_class = AccountsSettings
+
+    def __init__(self, deps: Dependencies) -> None:
+        super().__init__(deps)
+        s = self.settings = deps.settings
+        assert isinstance(s, AccountsSettings)
+        self.keys = SigningKeys(s.jwt_signing_key.get_secret_value(), s.jwt_previous_public_keys)
+        self.tokens = TokenVerifier("", keys=self.keys.key_set)  # our own keys, no HTTP round trip
+        self.passwords = domain.Passwords(s.argon2_time_cost, s.argon2_memory_kib,
+                                          s.argon2_parallelism, s.hash_concurrency)
+        self.throttle_secret = (s.throttle_key.get_secret_value() or s.jwt_signing_key.get_secret_value()).encode()
+
+    def background(self) -> list[NotifiedPoller]:
+        return [mail.MailSender(self.pool, self.settings),
+                RetentionSweep(self.pool, self.settings.session_log_days, self.settings.retention_sweep_s)]
+
+    # --- who is calling --------------------------------------------------------------------
+
+    def client_ip(self, request: web.Request) -> str | None:
+        if self.settings.trust_forwarded_for and (forwarded := request.headers.get("X-Forwarded-For")):
+            return forwarded.split(",")[0].strip() or None
+        return request.remote
+
+    async def signed_in(self, request: web.Request, kind: str | None, *roles: str) -> tuple[Principal, uuid.UUID]:
+        """The caller (of ``kind``, with one of ``roles``), whose session must still be open:
+        signing out, ending a session or closing the account stops its tokens here at once
+        (in other services when they expire, within ``access_token_ttl_s``)."""
+        principal = await authenticate(request, self.tokens)
+        if kind is not None and principal.kind != kind:
+            raise HTTPProblem(403, "Not allowed", f"This needs a {kind} access token.")
+        if roles and not principal.roles & set(roles):
+            raise HTTPProblem(403, "Not allowed", f"This needs one of the roles: {', '.join(roles)}.")
+        account_id = uuid.UUID(principal.subject)
+        if principal.session is None or not await store.session_active(
+                self.pool, uuid.UUID(principal.session), account_id):
+            raise HTTPProblem(401, "Session ended", "Sign in again.")
+        return principal, account_id
+
+    async def customer(self, request: web.Request) -> uuid.UUID:
+        return (await self.signed_in(request, "customer"))[1]
+
+    def throttled(self, kind: str, value: str | None) -> bytes | None:
+        return None if value is None else domain.throttle_key(self.throttle_secret, kind, value)
+
+    async def check_throttle(self, conn: asyncpg.Connection, key: bytes | None, limit: int, window: int,
+                             what: str) -> None:
+        if key is None:
+            return
+        count, first = await store.attempts(conn, key, window)
+        if count >= limit:
+            wait = max(int(window - (dt.datetime.now(dt.timezone.utc) - first).total_seconds()), 1)
+            raise HTTPProblem(429, "Too many attempts", f"{what} Try again in {wait} seconds.",
+                              headers={"Retry-After": str(wait)})
+
+    # --- registration and e-mail verification ----------------------------------------------
+
+    async def register(self, request: web.Request, body: schemas.Registration) -> schemas.Accepted:
+        s = self.settings
+        network = self.throttled("register", domain.network_of(self.client_ip(request)))
+        async with self.pool.acquire() as conn:
+            await self.check_throttle(conn, network, s.register_max_per_network, 3600,
+                                      "Too many registrations from your network.")
+        password_hash = await self.passwords.hash(body.password)  # also when the address is taken
+        async with self.pool.acquire() as conn, conn.transaction():
+            if network is not None:
+                await store.count_attempt(conn, [network])  # counts registrations per network
+            account_id = await store.create_account(
+                conn, kind="customer", name=body.name, email=body.email, phone=body.phone,
+                password_hash=password_hash, terms_version=body.terms_version)
+            if account_id is None:  # same answer, and the owner learns of the attempt by mail
+                await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(s.shop_url))
+            else:
+                await self.send_verification(conn, account_id, body.name, body.email, "register")
+        return ACCEPTED_REGISTRATION
+
+    async def send_verification(self, conn: asyncpg.Connection, account_id: uuid.UUID, name: str,
+                                email: str, purpose: str) -> None:
+        token, token_hash = domain.new_secret()
+        await store.add_verification(conn, account_id, email, purpose, token_hash,
+                                     self.settings.verification_ttl_s)
+        await mail.queue_mail(conn, account_id, email, *mail.verification_mail(
+            self.settings.shop_url, name, token, new_address=purpose == "change"))
+
+    async def verify_email(self, request: web.Request, body: schemas.EmailToken) -> schemas.Accepted:
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await store.use_verification(conn, domain.secret_hash(body.token))
+            account = found and await store.account(conn, found["account_id"], lock=True)
+            if not account or account["closed_at"] is not None:
+                raise HTTPProblem(400, "Invalid or expired code",
+                                  "Ask for a new verification message and use the newest link.")
+            if await store.email_taken(conn, account["kind"], found["email"], account["id"]):
+                raise HTTPProblem(409, "Address already in use",
+                                  "Another account uses this address now; choose another one.")
+            await store.verify_email(conn, account["id"], found["email"])
+            if found["purpose"] == "change":
+                await add_event(conn, self.name, "email_changed", schemas.EmailChanged(
+                    customer_id=account["id"], email=found["email"],
+                    changed_at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
+        return schemas.Accepted(status="verified", detail="The address is confirmed.")
+
+    # --- sign-in ---------------------------------------------------------------------------
+
+    async def login(self, request: web.Request, body: schemas.Login, kind: str = "customer") -> schemas.TokenPair:
+        s = self.settings
+        ip = self.client_ip(request)
+        address_key = self.throttled("login", body.email)
+        network_key = self.throttled("network", domain.network_of(ip))
+        async with self.pool.acquire() as conn:
+            await self.check_throttle(conn, address_key, s.login_max_failures, s.login_window_s,
+                                      "Too many failed sign-ins for this address.")
+            await self.check_throttle(conn, network_key, s.network_max_failures, s.login_window_s,
+                                      "Too many failed sign-ins from your network.")
+            account = await store.account_by_email(conn, kind, body.email)
+        usable = account is not None and account["closed_at"] is None
+        # An unknown address is checked against a decoy hash: same work, same answer, same time.
+        if not await self.passwords.verify(account["password_hash"] if usable else None, body.password):
+            async with self.pool.acquire() as conn:
+                await store.count_attempt(conn, [k for k in (address_key, network_key) if k])
+            raise WRONG_LOGIN
+        if account["email_verified_at"] is None:
+            raise HTTPProblem(403, "E-mail address not verified",
+                              "Open the link in the verification message we sent, then sign in.")
+        rehash = await self.passwords.hash(body.password) if self.passwords.needs_rehash(
+            account["password_hash"]) else None
+        refresh, refresh_hash = domain.new_secret()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.clear_attempts(conn, address_key)
+            if rehash:
+                await store.set_password_hash(conn, account["id"], rehash)
+            session_id = await store.start_session(
+                conn, account["id"], ip, (request.headers.get("User-Agent") or "")[:400] or None,
+                refresh_hash, s.refresh_token_ttl_s, domain.network_of(ip))
+        return self.token_pair(account, session_id, refresh)
+
+    def token_pair(self, account: asyncpg.Record, session_id: uuid.UUID, refresh: str) -> schemas.TokenPair:
+        s = self.settings
+        access, _ = self.keys.access_token(subject=account["id"], kind=account["kind"],
+                                           roles=list(account["roles"]), session=session_id,
+                                           ttl=s.access_token_ttl_s)
+        return schemas.TokenPair(access_token=access, expires_in=s.access_token_ttl_s,
+                                 refresh_token=refresh, refresh_expires_in=s.refresh_token_ttl_s)
+
+    async def refresh(self, request: web.Request, body: schemas.Refresh) -> schemas.TokenPair:
+        old_hash = domain.secret_hash(body.refresh_token)
+        refresh, refresh_hash = domain.new_secret()
+        stolen = False
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await store.refresh_token(conn, old_hash)
+            if found is not None and found["rotated_at"] is not None and found["ended_at"] is None:
+                # A used token again: someone holds a copy. End the session for both of them.
+                await store.end_session(conn, found["account_id"], found["session_id"], "refresh token reused")
+                stolen = True
+            elif found is not None and not (found["ended_at"] or found["expired"] or found["closed_at"]):
+                await store.rotate_refresh(conn, old_hash, refresh_hash, found["session_id"])
+                account = {"id": found["account_id"], "kind": found["kind"], "roles": found["roles"]}
+                return self.token_pair(account, found["session_id"], refresh)
+        if stolen:
+            log.warning("refresh token reused; session ended", session=str(found["session_id"]))
+        raise HTTPProblem(401, "Invalid refresh token", "Sign in again.")
+
+    async def logout(self, request: web.Request) -> web.Response:
+        principal, account_id = await self.signed_in(request, None)
+        async with self.pool.acquire() as conn:
+            await store.end_session(conn, account_id, uuid.UUID(principal.session), "signed out")
+        return web.Response(status=204)
+
+    # --- the customer's own data -----------------------------------------------------------
+
+    async def profile(self, conn: asyncpg.Connection, account_id: uuid.UUID) -> schemas.Profile:
+        row = await store.profile(conn, account_id)
+        if row is None:
+            raise HTTPProblem(401, "Session ended", "Sign in again.")
+        return schemas.Profile.model_validate(dict(row))
+
+    async def read_profile(self, request: web.Request) -> schemas.Profile:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn:
+            return await self.profile(conn, account_id)
+
+    async def change_profile(self, request: web.Request, body: schemas.ProfileChange) -> schemas.Profile:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn, conn.transaction():
+            changed = await store.update_profile(conn, account_id, body.name, body.phone)
+            await add_event(conn, self.name, "profile_changed", schemas.ProfileChanged(
+                customer_id=account_id, name=changed["name"], phone=changed["phone"],
+                changed_at=changed["updated_at"]).model_dump(mode="json"))
+            return await self.profile(conn, account_id)
+
+    async def change_email(self, request: web.Request, body: schemas.EmailChange) -> schemas.Accepted:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn:
+            account = await store.account(conn, account_id)
+        if not await self.passwords.verify(account["password_hash"], body.password):
+            raise HTTPProblem(403, "Wrong password", "Confirm the change with your current password.")
+        if body.email == (account["email"] or "").lower():
+            raise HTTPProblem(422, "Same address", "This is already your address.")
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await store.email_taken(conn, "customer", body.email, account_id):
+                await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(self.settings.shop_url))
+            else:
+                await self.send_verification(conn, account_id, account["name"], body.email, "change")
+        return schemas.Accepted(status="verification sent",
+                                detail="The new address takes effect once you open the link we sent to it.")
+
+    async def list_addresses(self, request: web.Request) -> schemas.AddressList:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn:
+            rows = await store.addresses(conn, account_id)
+        return schemas.AddressList(items=[schemas.Address.model_validate(dict(r)) for r in rows])
+
+    async def add_address(self, request: web.Request, body: schemas.AddressIn) -> schemas.Address:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.account(conn, account_id, lock=True)  # one count at a time per account
+            if len(await store.addresses(conn, account_id)) >= MAX_ADDRESSES:
+                raise HTTPProblem(409, "Address book full",
+                                  f"An address book holds at most {MAX_ADDRESSES} addresses; remove one first.")
+            row = await store.add_address(conn, account_id, body.model_dump())
+        return schemas.Address.model_validate(dict(row))
+
+    async def read_address(self, request: web.Request) -> schemas.Address:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn:
+            row = await store.address(conn, account_id, path_id(request))
+        if row is None:
+            raise NOT_FOUND
+        return schemas.Address.model_validate(dict(row))
+
+    async def replace_address(self, request: web.Request, body: schemas.AddressIn) -> schemas.Address:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn:
+            row = await store.replace_address(conn, account_id, path_id(request), body.model_dump())
+        if row is None:
+            raise NOT_FOUND
+        return schemas.Address.model_validate(dict(row))
+
+    async def delete_address(self, request: web.Request) -> web.Response:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn:
+            if not await store.delete_address(conn, account_id, path_id(request)):
+                raise NOT_FOUND
+        return web.Response(status=204)
+
+    async def list_sessions(self, request: web.Request) -> schemas.SessionList:
+        principal, account_id = await self.signed_in(request, "customer")
+        async with self.pool.acquire() as conn:
+            rows = await store.sessions(conn, account_id)
+        return schemas.SessionList(items=[schemas.Session(**r, current=str(r["id"]) == principal.session)
+                                          for r in rows])
+
+    async def end_session(self, request: web.Request) -> web.Response:
+        account_id = await self.customer(request)
+        session_id = path_id(request)
+        async with self.pool.acquire() as conn:
+            if not await store.session_exists(conn, account_id, session_id):
+                raise NOT_FOUND
+            await store.end_session(conn, account_id, session_id, "ended by the customer")
+        return web.Response(status=204)
+
+    async def close_account(self, request: web.Request, body: schemas.Reauthentication) -> schemas.Accepted:
+        account_id = await self.customer(request)
+        async with self.pool.acquire() as conn:
+            account = await store.account(conn, account_id)
+        if not await self.passwords.verify(account["password_hash"], body.password):
+            raise HTTPProblem(403, "Wrong password", "Confirm closing the account with your password.")
+        async with self.pool.acquire() as conn, conn.transaction():
+            closed_at = await store.close_account(conn, account_id)
+            await store.end_all_sessions(conn, account_id, "account closed")
+            await add_event(conn, self.name, "account_closed", schemas.AccountClosed(
+                customer_id=account_id, email=account["email"], phone=account["phone"],
+                closed_at=closed_at).model_dump(mode="json"))
+        return schemas.Accepted(status="closed", detail="Your account is closed; the erasure of your "
+                                "data has started and you will be told its outcome.")
+
+    # --- staff -----------------------------------------------------------------------------
+
+    async def staff_login(self, request: web.Request, body: schemas.Login) -> schemas.TokenPair:
+        return await self.login(request, body, kind="staff")
+
+    async def create_staff(self, request: web.Request, body: schemas.StaffAccountIn) -> schemas.StaffAccount:
+        await self.signed_in(request, "staff", "admin")
+        staff_id = await create_staff_account(self.pool, self.passwords, body)
+        if staff_id is None:
+            raise HTTPProblem(409, "Address already in use", "A staff account with this address exists.")
+        return schemas.StaffAccount(id=staff_id, name=body.name, email=body.email, roles=body.roles)
+
+    async def lookup_customer(self, request: web.Request, body: schemas.CustomerLookup) -> schemas.CustomerRecord:
+        _, staff_id = await self.signed_in(request, "staff", "support", "admin")
+        async with self.pool.acquire() as conn, conn.transaction():
+            customer_id = body.customer_id or await conn.fetchval(
+                "SELECT id FROM accounts WHERE kind = 'customer' AND lower(email) = $1", body.email)
+            row = customer_id and await store.profile(conn, customer_id)
+            if not row:
+                raise HTTPProblem(404, "No such customer", "No customer account matches.")
+            categories = ["contact details", "delivery addresses"]
+            access = await store.record_staff_access(conn, staff_id, customer_id, body.reason, categories)
+            await add_event(conn, self.name, "staff_accessed", schemas.StaffAccessed(
+                access_id=access["id"], staff_id=staff_id, customer_id=customer_id, reason=body.reason,
+                categories=categories, at=access["at"]).model_dump(mode="json"))
+            addresses = await store.addresses(conn, customer_id)
+        log.info("staff looked at a customer", staff=str(staff_id), customer=str(customer_id),
+                 access=str(access["id"]))
+        return schemas.CustomerRecord(
+            access_id=access["id"], profile=schemas.Profile.model_validate(dict(row)),
+            closed_at=row["closed_at"], addresses=[schemas.Address.model_validate(dict(a)) for a in addresses])
+
+    async def usage_stats(self, request: web.Request, query: schemas.UsageQuery) -> schemas.UsageStats:
+        await self.signed_in(request, "staff", "admin")
+        async with self.pool.acquire() as conn:
+            rows = await store.usage(conn, query.days)
+        return schemas.UsageStats(items=[schemas.UsageRow(**r) for r in rows])
+
+    async def jwks(self, request: web.Request) -> web.Response:
+        return web.json_response(schemas.Jwks(**self.keys.jwks).model_dump(),
+                                 headers={"Cache-Control": "public, max-age=300"})
+
+    def endpoints(self) -> list[Endpoint]:
+        E, tag = Endpoint, ["accounts"]
+        return [
+            E("GET", "/.well-known/jwks.json", self.jwks, "Public keys of the access tokens",
+              response=schemas.Jwks, tags=["tokens"]),
+            E("POST", "/v1/accounts", self.register, "Register a customer account",
+              body=schemas.Registration, response=schemas.Accepted, status=202, tags=tag),
+            E("POST", "/v1/accounts/verify-email", self.verify_email, "Confirm an e-mail address",
+              body=schemas.EmailToken, response=schemas.Accepted, tags=tag),
+            E("POST", "/v1/auth/login", self.login, "Sign in (customer)", body=schemas.Login,
+              response=schemas.TokenPair, tags=["auth"]),
+            E("POST", "/v1/auth/refresh", self.refresh, "New tokens for a refresh token",
+              body=schemas.Refresh, response=schemas.TokenPair, tags=["auth"]),
+            E("POST", "/v1/auth/logout", self.logout, "Sign out (ends this session)", status=204, tags=["auth"]),
+            E("GET", "/v1/me", self.read_profile, "Your profile", response=schemas.Profile, tags=["me"]),
+            E("PATCH", "/v1/me", self.change_profile, "Correct your name or phone",
+              body=schemas.ProfileChange, response=schemas.Profile, tags=["me"]),
+            E("POST", "/v1/me/email", self.change_email, "Change your e-mail (after verifying the new one)",
+              body=schemas.EmailChange, response=schemas.Accepted, status=202, tags=["me"]),
+            E("GET", "/v1/me/addresses", self.list_addresses, "Your address book",
+              response=schemas.AddressList, tags=["me"]),
+            E("POST", "/v1/me/addresses", self.add_address, "Add a delivery address",
+              body=schemas.AddressIn, response=schemas.Address, status=201, tags=["me"]),
+            E("GET", "/v1/me/addresses/{id}", self.read_address, "One address", response=schemas.Address, tags=["me"]),
+            E("PUT", "/v1/me/addresses/{id}", self.replace_address, "Correct an address",
+              body=schemas.AddressIn, response=schemas.Address, tags=["me"]),
+            E("DELETE", "/v1/me/addresses/{id}", self.delete_address, "Remove an address", status=204, tags=["me"]),
+            E("GET", "/v1/me/sessions", self.list_sessions, "Where you are signed in",
+              response=schemas.SessionList, tags=["me"]),
+            E("DELETE", "/v1/me/sessions/{id}", self.end_session, "End a session", status=204, tags=["me"]),
+            E("POST", "/v1/me/close", self.close_account, "Close your account (starts erasure)",
+              body=schemas.Reauthentication, response=schemas.Accepted, status=202, tags=["me"]),
+            E("POST", "/v1/staff/auth/login", self.staff_login, "Sign in (staff)", body=schemas.Login,
+              response=schemas.TokenPair, tags=["staff"]),
+            E("POST", "/v1/staff/accounts", self.create_staff, "Create a staff account (admin)",
+              body=schemas.StaffAccountIn, response=schemas.StaffAccount, status=201, tags=["staff"]),
+            E("POST", "/v1/staff/customer-lookups", self.lookup_customer,
+              "Look at a customer's data (support; recorded with its reason)",
+              body=schemas.CustomerLookup, response=schemas.CustomerRecord, tags=["staff"]),
+            E("GET", "/v1/staff/usage-stats", self.usage_stats, "Sign-ins per day and network (admin)",
+              query=schemas.UsageQuery, response=schemas.UsageStats, tags=["staff"]),
+        ]
+
+    # --- the privacy participant -----------------------------------------------------------
+
+    @rpc
+    async def privacy_export(self, request: dict[str, Any]) -> ExportChunk:
+        parsed = ExportRequest.model_validate(request)
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            return await export_chunk(conn, parsed)
+
+    @rpc
+    async def privacy_erase(self, request: dict[str, Any]) -> ErasureOutcome:
+        parsed = ErasureRequest.model_validate(request)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await erase(conn, parsed)
+
+    @rpc
+    async def run_retention_sweep(self) -> dict[str, int]:
+        """Delete what has been kept for its declared period now (the CronJob calls this)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await sweep(conn, self.settings.session_log_days)
+
+
+def path_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise NOT_FOUND from None
+
+
+async def create_staff_account(pool: asyncpg.Pool, passwords: domain.Passwords,
+                               body: schemas.StaffAccountIn) -> uuid.UUID | None:
+    """A new staff account (verified: an admin or an operator vouches for it), or None when
+    the address is taken."""
+    password_hash = await passwords.hash(body.password)
+    async with pool.acquire() as conn:
+        return await store.create_account(conn, kind="staff", name=body.name, email=body.email, phone=None,
+                                          password_hash=password_hash, roles=sorted(set(body.roles)),
+                                          verified=True)

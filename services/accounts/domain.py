@@ -1,0 +1,99 @@
+"""The rules of accounts, with no I/O: passwords, secrets, addresses, networks, throttling."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164
+MIN_PASSWORD = 10
+MAX_PASSWORD = 256
+
+
+def normalize_email(value: str) -> str:
+    email = value.strip().lower()
+    if len(email) > 254 or not EMAIL.match(email):
+        raise ValueError("not an e-mail address")
+    return email
+
+
+def normalize_phone(value: str) -> str:
+    phone = re.sub(r"[\s().-]", "", value)
+    if phone.startswith("00"):
+        phone = "+" + phone[2:]
+    if not PHONE.match(phone):
+        raise ValueError("not a phone number in international form, e.g. +37120000000")
+    return phone
+
+
+def check_password(value: str) -> str:
+    if len(value) < MIN_PASSWORD:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(value) > MAX_PASSWORD:
+        raise ValueError(f"a password has at most {MAX_PASSWORD} characters")
+    return value
+
+
+def new_secret() -> tuple[str, bytes]:
+    """A random URL-safe secret (refresh token, verification code) and the hash we store."""
+    token = secrets.token_urlsafe(32)
+    return token, secret_hash(token)
+
+
+def secret_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def network_of(ip: str | None) -> str | None:
+    """The address with its host part dropped (/24 for IPv4, /48 for IPv6): for statistics."""
+    if not ip:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def throttle_key(secret: bytes, kind: str, value: str) -> bytes:
+    """A keyed hash: the throttle table never holds an address in the clear."""
+    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).digest()
+
+
+class Passwords:
+    """argon2id hashing, in worker threads so the event loop never waits on it, and at most
+    ``concurrency`` at once (each hash takes ``memory_kib``)."""
+
+    def __init__(self, time_cost: int, memory_kib: int, parallelism: int, concurrency: int) -> None:
+        self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                                     parallelism=parallelism, type=Type.ID)
+        self._slots = asyncio.Semaphore(concurrency)
+        # Checked against when the address is unknown, so that answer takes as long as any.
+        self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(self._verify, stored or self._decoy, password) and stored is not None
+
+    def _verify(self, stored: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored: str) -> bool:
+        return self.hasher.check_needs_rehash(stored)

@@ -1,0 +1,228 @@
+"""The accounts service's boundary: HTTP bodies and the events it publishes."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from services.accounts import domain
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Email = Annotated[str, AfterValidator(domain.normalize_email)]
+Phone = Annotated[str, AfterValidator(domain.normalize_phone)]
+NewPassword = Annotated[str, AfterValidator(domain.check_password)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=domain.MAX_PASSWORD)]
+Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Role = Literal["support", "accounting", "admin"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests -------------------------------------------------------------------------------
+
+class Registration(Body):
+    name: Name
+    email: Email
+    phone: Phone
+    password: NewPassword
+    terms_version: Annotated[str, StringConstraints(min_length=1, max_length=40)] = Field(
+        description="the version of the shop's terms the customer accepted")
+
+
+class EmailToken(Body):
+    token: Annotated[str, StringConstraints(min_length=16, max_length=128)]
+
+
+class Login(Body):
+    email: Email
+    password: Password
+
+
+class Refresh(Body):
+    refresh_token: Annotated[str, StringConstraints(min_length=16, max_length=128)]
+
+
+class ProfileChange(Body):
+    name: Name | None = None
+    phone: Phone | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "ProfileChange":
+        if self.name is None and self.phone is None:
+            raise ValueError("give the name, the phone or both")
+        return self
+
+
+class EmailChange(Body):
+    email: Email
+    password: Password = Field(description="the current password, to confirm it is the customer")
+
+
+class Reauthentication(Body):
+    password: Password
+
+
+class AddressIn(Body):
+    label: Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)] | None = None
+    recipient: Name
+    phone: Phone | None = None
+    line1: Line
+    line2: Line | None = None
+    city: Line
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=12,
+                                                  pattern=r"^[A-Za-z0-9 -]+$")]
+    country: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
+                                              pattern=r"^[A-Z]{2}$")] = Field(
+        description="ISO 3166-1 alpha-2 code, e.g. LV")
+
+
+class StaffAccountIn(Body):
+    name: Name
+    email: Email
+    password: NewPassword
+    roles: list[Role] = Field(min_length=1)
+
+
+class CustomerLookup(Body):
+    customer_id: uuid.UUID | None = None
+    email: Email | None = None
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=500)] = Field(
+        description="why the customer's data is needed (recorded in the audit log)")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "CustomerLookup":
+        if (self.customer_id is None) == (self.email is None):
+            raise ValueError("give either customer_id or email")
+        return self
+
+
+class UsageQuery(Body):
+    days: int = Field(default=30, ge=1, le=366)
+
+
+# --- answers --------------------------------------------------------------------------------
+
+class Accepted(BaseModel):
+    status: str
+    detail: str
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class Profile(BaseModel):
+    id: uuid.UUID
+    name: str
+    email: str
+    phone: str | None
+    email_verified: bool
+    pending_email: str | None = Field(description="a new address waiting for its verification")
+    terms_version: str | None
+    terms_accepted_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+class Address(AddressIn):
+    model_config = ConfigDict(extra="ignore")
+    id: uuid.UUID
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class AddressList(BaseModel):
+    items: list[Address]
+
+
+class Session(BaseModel):
+    id: uuid.UUID
+    ip: str | None
+    user_agent: str | None
+    created_at: dt.datetime
+    last_used_at: dt.datetime
+    expires_at: dt.datetime
+    ended_at: dt.datetime | None
+    current: bool
+
+
+class SessionList(BaseModel):
+    items: list[Session]
+
+
+class StaffAccount(BaseModel):
+    id: uuid.UUID
+    name: str
+    email: str
+    roles: list[str]
+
+
+class CustomerRecord(BaseModel):
+    access_id: uuid.UUID = Field(description="the audit record of this look")
+    profile: Profile
+    closed_at: dt.datetime | None
+    addresses: list[Address]
+
+
+class UsageRow(BaseModel):
+    day: dt.date
+    network: str
+    logins: int
+
+
+class UsageStats(BaseModel):
+    items: list[UsageRow]
+
+
+class Jwks(BaseModel):
+    keys: list[dict[str, Any]]
+
+
+# --- events (``accounts.events``) -----------------------------------------------------------
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str
+
+
+class EmailChanged(Event):
+    """A customer's new address took effect (marketing re-keys its consents)."""
+    type: Literal["email_changed"] = "email_changed"
+    customer_id: uuid.UUID
+    email: str
+    changed_at: dt.datetime
+
+
+class ProfileChanged(Event):
+    type: Literal["profile_changed"] = "profile_changed"
+    customer_id: uuid.UUID
+    name: str
+    phone: str | None
+    changed_at: dt.datetime
+
+
+class AccountClosed(Event):
+    """The customer closed the account; the privacy service starts its erasure (P22)."""
+    type: Literal["account_closed"] = "account_closed"
+    customer_id: uuid.UUID
+    email: str
+    phone: str | None
+    closed_at: dt.datetime
+
+
+class StaffAccessed(Event):
+    """A staff member looked at a customer's data (P16), for the audit log."""
+    type: Literal["staff_accessed"] = "staff_accessed"
+    access_id: uuid.UUID
+    staff_id: uuid.UUID
+    customer_id: uuid.UUID
+    reason: str
+    categories: list[str]
+    at: dt.datetime

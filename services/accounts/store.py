@@ -1,0 +1,223 @@
+"""SQL for the accounts service's tables; nothing else touches them."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+
+PROFILE_COLUMNS = """a.id, a.name, a.email, a.phone, a.email_verified_at IS NOT NULL AS email_verified,
+    a.terms_version, a.terms_accepted_at, a.created_at, a.closed_at,
+    (SELECT v.email FROM email_verifications v WHERE v.account_id = a.id AND v.purpose = 'change'
+       AND v.used_at IS NULL AND v.expires_at > now() ORDER BY v.created_at DESC LIMIT 1) AS pending_email"""
+ADDRESS_COLUMNS = "id, label, recipient, phone, line1, line2, city, postal_code, country, created_at, updated_at"
+
+
+async def account_by_email(conn: asyncpg.Connection, kind: str, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM accounts WHERE kind = $1 AND lower(email) = $2", kind, email)
+
+
+async def account(conn: asyncpg.Connection, account_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT * FROM accounts WHERE id = $1{' FOR UPDATE' if lock else ''}", account_id)
+
+
+async def create_account(conn: asyncpg.Connection, *, kind: str, name: str, email: str,
+                         phone: str | None, password_hash: str, roles: list[str] = (),
+                         terms_version: str | None = None, verified: bool = False) -> uuid.UUID | None:
+    """The new account's id, or None when the address is already taken."""
+    return await conn.fetchval(
+        """INSERT INTO accounts (id, kind, roles, name, email, phone, password_hash, terms_version,
+                                 terms_accepted_at, email_verified_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::text IS NULL THEN NULL ELSE now() END,
+                   CASE WHEN $9 THEN now() END)
+           ON CONFLICT DO NOTHING RETURNING id""",
+        uuid.uuid4(), kind, list(roles), name, email, phone, password_hash, terms_version, verified)
+
+
+async def profile(conn: asyncpg.Connection, account_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {PROFILE_COLUMNS} FROM accounts a WHERE a.id = $1 AND a.kind = 'customer' AND a.erased_at IS NULL",
+        account_id)
+
+
+async def update_profile(conn: asyncpg.Connection, account_id: uuid.UUID, name: str | None,
+                         phone: str | None) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """UPDATE accounts SET name = coalesce($2, name), phone = coalesce($3, phone), updated_at = now()
+           WHERE id = $1 RETURNING name, phone, updated_at""", account_id, name, phone)
+
+
+async def set_password_hash(conn: asyncpg.Connection, account_id: uuid.UUID, password_hash: str) -> None:
+    await conn.execute("UPDATE accounts SET password_hash = $2 WHERE id = $1", account_id, password_hash)
+
+
+async def add_verification(conn: asyncpg.Connection, account_id: uuid.UUID, email: str, purpose: str,
+                           token_hash: bytes, ttl: int) -> None:
+    await conn.execute(
+        """INSERT INTO email_verifications (token_hash, account_id, email, purpose, expires_at)
+           VALUES ($1, $2, $3, $4, now() + $5 * interval '1 second')""",
+        token_hash, account_id, email, purpose, ttl)
+
+
+async def use_verification(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
+    """Mark an unexpired, unused code used; its row, or None."""
+    return await conn.fetchrow(
+        """UPDATE email_verifications SET used_at = now()
+           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+           RETURNING account_id, email, purpose""", token_hash)
+
+
+async def email_taken(conn: asyncpg.Connection, kind: str, email: str, other_than: uuid.UUID) -> bool:
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE kind = $1 AND lower(email) = $2 AND id <> $3)",
+        kind, email, other_than)
+
+
+async def verify_email(conn: asyncpg.Connection, account_id: uuid.UUID, email: str) -> None:
+    await conn.execute(
+        """UPDATE accounts SET email = $2, email_verified_at = now(), updated_at = now()
+           WHERE id = $1""", account_id, email)
+
+
+async def count_attempt(conn: asyncpg.Connection, keys: list[bytes]) -> None:
+    """Count a failed sign-in (or a registration) against each key."""
+    await conn.executemany("INSERT INTO throttle (key) VALUES ($1)", [(k,) for k in keys])
+
+
+async def attempts(conn: asyncpg.Connection, key: bytes, window_s: int) -> tuple[int, dt.datetime | None]:
+    """How many attempts ``key`` has within the window, and when the oldest of them was."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n, min(at) AS first FROM throttle
+           WHERE key = $1 AND at > now() - $2 * interval '1 second'""", key, window_s)
+    return row["n"], row["first"]
+
+
+async def clear_attempts(conn: asyncpg.Connection, key: bytes) -> None:
+    await conn.execute("DELETE FROM throttle WHERE key = $1", key)
+
+
+async def start_session(conn: asyncpg.Connection, account_id: uuid.UUID, ip: str | None,
+                        user_agent: str | None, refresh_hash: bytes, ttl: int,
+                        network: str | None) -> uuid.UUID:
+    session_id = uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO sessions (id, account_id, ip, user_agent, expires_at)
+           VALUES ($1, $2, $3, $4, now() + $5 * interval '1 second')""",
+        session_id, account_id, ip, user_agent, ttl)
+    await conn.execute("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)",
+                       refresh_hash, session_id)
+    if network is not None:
+        await conn.execute(
+            """INSERT INTO login_stats (day, network, logins) VALUES (current_date, $1, 1)
+               ON CONFLICT (day, network) DO UPDATE SET logins = login_stats.logins + 1""", network)
+    return session_id
+
+
+async def refresh_token(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT r.session_id, r.rotated_at, s.account_id, s.ended_at, s.expires_at <= now() AS expired,
+                  a.kind, a.roles, a.closed_at
+           FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id
+           JOIN accounts a ON a.id = s.account_id
+           WHERE r.token_hash = $1 FOR UPDATE OF r, s""", token_hash)
+
+
+async def rotate_refresh(conn: asyncpg.Connection, old_hash: bytes, new_hash: bytes,
+                         session_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1", old_hash)
+    await conn.execute("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)",
+                       new_hash, session_id)
+    await conn.execute("UPDATE sessions SET last_used_at = now() WHERE id = $1", session_id)
+
+
+async def session_active(conn: asyncpg.Connection | asyncpg.Pool, session_id: uuid.UUID,
+                         account_id: uuid.UUID) -> bool:
+    return await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM sessions s JOIN accounts a ON a.id = s.account_id
+           WHERE s.id = $1 AND s.account_id = $2 AND s.ended_at IS NULL AND s.expires_at > now()
+             AND a.closed_at IS NULL)""", session_id, account_id)
+
+
+async def end_session(conn: asyncpg.Connection, account_id: uuid.UUID, session_id: uuid.UUID,
+                      reason: str) -> bool:
+    ended = await conn.fetchval(
+        """UPDATE sessions SET ended_at = now(), end_reason = $3
+           WHERE id = $1 AND account_id = $2 AND ended_at IS NULL RETURNING id""",
+        session_id, account_id, reason)
+    return ended is not None
+
+
+async def end_all_sessions(conn: asyncpg.Connection, account_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        "UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE account_id = $1 AND ended_at IS NULL",
+        account_id, reason)
+
+
+async def sessions(conn: asyncpg.Connection, account_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, host(ip) AS ip, user_agent, created_at, last_used_at, expires_at, ended_at
+           FROM sessions WHERE account_id = $1 ORDER BY created_at DESC""", account_id)
+
+
+async def session_exists(conn: asyncpg.Connection, account_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2)",
+                               session_id, account_id)
+
+
+async def addresses(conn: asyncpg.Connection, account_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {ADDRESS_COLUMNS} FROM addresses WHERE account_id = $1 ORDER BY created_at, id", account_id)
+
+
+async def address(conn: asyncpg.Connection, account_id: uuid.UUID, address_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {ADDRESS_COLUMNS} FROM addresses WHERE id = $1 AND account_id = $2", address_id, account_id)
+
+
+ADDRESS_FIELDS = ("label", "recipient", "phone", "line1", "line2", "city", "postal_code", "country")
+
+
+async def add_address(conn: asyncpg.Connection, account_id: uuid.UUID, fields: dict) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""INSERT INTO addresses (id, account_id, {', '.join(ADDRESS_FIELDS)})
+            VALUES ($1, $2, {', '.join(f'${i}' for i in range(3, 3 + len(ADDRESS_FIELDS)))})
+            RETURNING {ADDRESS_COLUMNS}""",
+        uuid.uuid4(), account_id, *(fields.get(f) for f in ADDRESS_FIELDS))
+
+
+async def replace_address(conn: asyncpg.Connection, account_id: uuid.UUID, address_id: uuid.UUID,
+                          fields: dict) -> asyncpg.Record | None:
+    assignments = ", ".join(f"{f} = ${i}" for i, f in enumerate(ADDRESS_FIELDS, start=3))
+    return await conn.fetchrow(
+        f"""UPDATE addresses SET {assignments}, updated_at = now() WHERE id = $1 AND account_id = $2
+            RETURNING {ADDRESS_COLUMNS}""",
+        address_id, account_id, *(fields.get(f) for f in ADDRESS_FIELDS))
+
+
+async def delete_address(conn: asyncpg.Connection, account_id: uuid.UUID, address_id: uuid.UUID) -> bool:
+    return await conn.fetchval("DELETE FROM addresses WHERE id = $1 AND account_id = $2 RETURNING true",
+                               address_id, account_id) is not None
+
+
+async def close_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> dt.datetime:
+    await conn.execute(
+        "UPDATE email_verifications SET used_at = now() WHERE account_id = $1 AND used_at IS NULL", account_id)
+    return await conn.fetchval(
+        "UPDATE accounts SET closed_at = now(), updated_at = now() WHERE id = $1 RETURNING closed_at",
+        account_id)
+
+
+async def record_staff_access(conn: asyncpg.Connection, staff_id: uuid.UUID, customer_id: uuid.UUID,
+                              reason: str, categories: list[str]) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """INSERT INTO staff_access (id, staff_id, customer_id, reason, categories)
+           VALUES ($1, $2, $3, $4, $5) RETURNING id, at""",
+        uuid.uuid4(), staff_id, customer_id, reason, categories)
+
+
+async def usage(conn: asyncpg.Connection, days: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT day, network::text AS network, logins FROM login_stats
+           WHERE day > current_date - $1 ORDER BY day DESC, logins DESC, network""", days)
