@@ -76,7 +76,7 @@ class AddressIn(Body):
     postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=12,
                                                   pattern=r"^[A-Za-z0-9 -]+$")]
     country: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
-                                              pattern=r"^[A-Z]{2}$")] = Field(
+                                              pattern=r"^[A-Za-z]{2}$")] = Field(
         description="ISO 3166-1 alpha-2 code, e.g. LV")
 
 

@@ -220,4 +220,4 @@ async def record_staff_access(conn: asyncpg.Connection, staff_id: uuid.UUID, cus
 async def usage(conn: asyncpg.Connection, days: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT day, network::text AS network, logins FROM login_stats
-           WHERE day > current_date - $1 ORDER BY day DESC, logins DESC, network""", days)
+           WHERE day > current_date - $1::integer ORDER BY day DESC, logins DESC, network""", days)

@@ -10,8 +10,6 @@ CREATE TABLE accounts (
     email_verified_at  timestamptz,
     terms_version      text,
     terms_accepted_at  timestamptz,
-    failed_logins      integer NOT NULL DEFAULT 0,
-    locked_until       timestamptz,
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now(),
     closed_at          timestamptz,

@@ -1,0 +1,494 @@
+"""The accounts service against real PostgreSQL, RabbitMQ and SMTP (the in-loop sink)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import aiohttp
+import pytest
+
+from deploy.mailsink import MailSink, code_in
+from services.accounts import schemas
+from services.accounts.privacy import INVENTORY, NOT_PERSONAL
+from services.accounts.service import AccountsService, create_staff_account
+from services.accounts.settings import AccountsSettings
+from services.accounts.tokens import new_signing_key
+from shared.auth import TokenVerifier, require_customer
+from shared.config import load_settings
+from shared.contracts.privacy import DataSubject
+from shared.http import HTTPProblem
+from shared.service import ServiceRuntime
+from tests.conftest import eventually
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def mailsink():
+    sink = MailSink()
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+def accounts_settings(amqp_url: str, database: str, smtp_port: int, **overrides) -> AccountsSettings:
+    return load_settings("accounts", AccountsSettings, **{
+        "amqp_url": amqp_url, "database_url": database, "http_port": 0,
+        "jwt_signing_key": new_signing_key(), "smtp_port": smtp_port,
+        # A cheap argon2id cost: the tests exercise the rules, bench/accounts.py the cost.
+        "argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1,
+        "outbox_poll_s": 0.2, "shutdown_grace_s": 5, **overrides})
+
+
+@pytest.fixture
+async def accounts(amqp_url, database, mailsink):
+    runtime = ServiceRuntime(AccountsService, accounts_settings(amqp_url, database, mailsink.port))
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
+
+
+class Client:
+    """The shop's frontend, or a staff console, speaking to the accounts API."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, sink: MailSink) -> None:
+        self.session, self.base, self.sink = session, base, sink
+
+    async def call(self, method: str, path: str, token: str | None = None, json_body=None,
+                   expect: int | None = None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        async with self.session.request(method, self.base + path, json=json_body, headers=headers,
+                                        **kwargs) as response:
+            text = await response.text()
+            body = json.loads(text) if text else None
+            if expect is not None:
+                assert response.status == expect, (response.status, body)
+            if response.status >= 400:
+                assert response.content_type == "application/problem+json", response.content_type
+            return response.status, body, response.headers
+
+    async def customer(self, email: str, name: str = "Anna Bērziņa", phone: str = "+37120000001",
+                       user_agent: str = "test-browser") -> dict:
+        """Register, verify and sign in; the tokens and the account's id."""
+        earlier = len(self.sink.to(email))
+        await self.call("POST", "/v1/accounts", json_body={
+            "name": name, "email": email, "phone": phone, "password": PASSWORD, "terms_version": "2026-01"},
+            expect=202)
+        message = (await self.sink.wait_for(email, count=earlier + 1))[-1]
+        await self.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(message)}, expect=200)
+        return await self.login(email, user_agent=user_agent)
+
+    async def login(self, email: str, password: str = PASSWORD, user_agent: str = "test-browser",
+                    path: str = "/v1/auth/login") -> dict:
+        _, tokens, _ = await self.call("POST", path, json_body={"email": email, "password": password},
+                                       headers={"User-Agent": user_agent}, expect=200)
+        _, me, _ = await self.call("GET", "/v1/me", tokens["access_token"]) if "staff" not in path else (0, {}, 0)
+        return {**tokens, "id": me.get("id")}
+
+
+@pytest.fixture
+async def client(accounts, mailsink):
+    async with aiohttp.ClientSession() as session:
+        yield Client(session, f"http://127.0.0.1:{accounts.http_port}", mailsink)
+
+
+async def events(runtime, event_type: str) -> list[dict]:
+    rows = await runtime.service.pool.fetch(
+        "SELECT body FROM outbox WHERE routing_key = $1 ORDER BY seq", event_type)
+    return [json.loads(r["body"]) for r in rows]
+
+
+async def staff(runtime, client: Client, *roles: str, email: str | None = None) -> dict:
+    email = email or f"{'-'.join(roles)}-{uuid.uuid4().hex[:6]}@staff.example"
+    await create_staff_account(runtime.service.pool, runtime.service.passwords, schemas.StaffAccountIn(
+        name="Staff Member", email=email, password=PASSWORD, roles=list(roles)))
+    return await client.login(email, path="/v1/staff/auth/login")
+
+
+LATVIA = {"label": "home", "recipient": "Anna Bērziņa", "phone": "+37120000001", "line1": "Brīvības iela 1",
+          "city": "Rīga", "postal_code": "LV-1010", "country": "lv"}
+
+
+async def test_the_whole_life_of_a_customer(accounts, client, mailsink):
+    email = "anna@example.lv"
+    await client.call("POST", "/v1/accounts", json_body={
+        "name": "Anna Bērziņa", "email": "Anna@Example.LV", "phone": "+371 2000 0001",
+        "password": PASSWORD, "terms_version": "2026-01"}, expect=202)
+    [message] = await mailsink.wait_for(email)
+    # Not before the address is verified; and a code works once.
+    status, problem, _ = await client.call("POST", "/v1/auth/login",
+                                           json_body={"email": email, "password": PASSWORD})
+    assert status == 403 and "verified" in problem["title"]
+    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(message)}, expect=200)
+    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(message)}, expect=400)
+
+    first = await client.login(email, user_agent="phone")
+    token = first["access_token"]
+    _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
+    assert (me["email"], me["phone"], me["email_verified"], me["terms_version"]) == (
+        email, "+37120000001", True, "2026-01")
+
+    # Correct the profile: an event for the other services.
+    _, me, _ = await client.call("PATCH", "/v1/me", token, {"name": "Anna Ozola"}, expect=200)
+    assert me["name"] == "Anna Ozola" and me["phone"] == "+37120000001"
+    [changed] = await events(accounts, "profile_changed")
+    assert changed["customer_id"] == first["id"] and changed["name"] == "Anna Ozola"
+
+    # The address book.
+    _, address, _ = await client.call("POST", "/v1/me/addresses", token, LATVIA, expect=201)
+    assert address["country"] == "LV"
+    _, second, _ = await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "label": "work"}, expect=201)
+    _, corrected, _ = await client.call("PUT", f"/v1/me/addresses/{address['id']}", token,
+                                        {**LATVIA, "line1": "Brīvības iela 2"}, expect=200)
+    assert corrected["line1"] == "Brīvības iela 2"
+    await client.call("DELETE", f"/v1/me/addresses/{second['id']}", token, expect=204)
+    _, book, _ = await client.call("GET", "/v1/me/addresses", token, expect=200)
+    assert [a["line1"] for a in book["items"]] == ["Brīvības iela 2"]
+
+    # A new e-mail takes effect only once verified, and then marketing hears of it.
+    await client.call("POST", "/v1/me/email", token, {"email": "anna@new.example", "password": "wrong one!"},
+                      expect=403)
+    await client.call("POST", "/v1/me/email", token, {"email": "anna@new.example", "password": PASSWORD},
+                      expect=202)
+    _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
+    assert (me["email"], me["pending_email"]) == (email, "anna@new.example")
+    assert await events(accounts, "email_changed") == []
+    [message] = await mailsink.wait_for("anna@new.example")
+    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(message)}, expect=200)
+    _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
+    assert (me["email"], me["pending_email"]) == ("anna@new.example", None)
+    [changed] = await events(accounts, "email_changed")
+    assert changed["email"] == "anna@new.example"
+    email = "anna@new.example"
+
+    # Sessions: two devices; the customer ends the other one, which then stops working.
+    other = await client.login(email, user_agent="laptop")
+    _, sessions, _ = await client.call("GET", "/v1/me/sessions", token, expect=200)
+    assert {s["user_agent"]: s["current"] for s in sessions["items"]} == {"phone": True, "laptop": False}
+    assert all(s["ip"] == "127.0.0.1" for s in sessions["items"])
+    laptop = next(s for s in sessions["items"] if s["user_agent"] == "laptop")
+    await client.call("DELETE", f"/v1/me/sessions/{laptop['id']}", token, expect=204)
+    await client.call("GET", "/v1/me", other["access_token"], expect=401)
+    await client.call("POST", "/v1/auth/refresh", json_body={"refresh_token": other["refresh_token"]}, expect=401)
+
+    # Refresh rotates; a used refresh token presented again ends the session (a stolen copy).
+    _, renewed, _ = await client.call("POST", "/v1/auth/refresh",
+                                      json_body={"refresh_token": first["refresh_token"]}, expect=200)
+    await client.call("GET", "/v1/me", renewed["access_token"], expect=200)
+    await client.call("POST", "/v1/auth/refresh", json_body={"refresh_token": first["refresh_token"]}, expect=401)
+    await client.call("GET", "/v1/me", renewed["access_token"], expect=401)
+    await client.call("POST", "/v1/auth/refresh", json_body={"refresh_token": renewed["refresh_token"]}, expect=401)
+
+    # Sign out ends this session only.
+    third = await client.login(email, user_agent="tablet")
+    await client.call("POST", "/v1/auth/logout", third["access_token"], expect=204)
+    await client.call("GET", "/v1/me", third["access_token"], expect=401)
+
+    # Close: re-authenticated; sign-in stops at once; account_closed goes to the privacy service.
+    fourth = await client.login(email)
+    await client.call("POST", "/v1/me/close", fourth["access_token"], {"password": "not my password"}, expect=403)
+    await client.call("GET", "/v1/me", fourth["access_token"], expect=200)
+    await client.call("POST", "/v1/me/close", fourth["access_token"], {"password": PASSWORD}, expect=202)
+    await client.call("GET", "/v1/me", fourth["access_token"], expect=401)
+    status, _, _ = await client.call("POST", "/v1/auth/login", json_body={"email": email, "password": PASSWORD})
+    assert status == 401
+    [closed] = await events(accounts, "account_closed")
+    assert (closed["customer_id"], closed["email"], closed["phone"]) == (first["id"], email, "+37120000001")
+    # The events reach the broker (the relay publishes and marks them).
+    await eventually(lambda: accounts.service.pool.fetchval(
+        "SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL"))
+
+
+async def test_a_customer_can_never_reach_another_customers_data(accounts, client):
+    anna = await client.customer("anna@example.lv")
+    bob = await client.customer("bob@example.lv", name="Bob Kalniņš", phone="+37120000002")
+    _, address, _ = await client.call("POST", "/v1/me/addresses", anna["access_token"], LATVIA, expect=201)
+    _, sessions, _ = await client.call("GET", "/v1/me/sessions", anna["access_token"], expect=200)
+    anna_session = sessions["items"][0]["id"]
+
+    for method, path, body in [
+        ("GET", f"/v1/me/addresses/{address['id']}", None),
+        ("PUT", f"/v1/me/addresses/{address['id']}", {**LATVIA, "line1": "Bob was here"}),
+        ("DELETE", f"/v1/me/addresses/{address['id']}", None),
+        ("DELETE", f"/v1/me/sessions/{anna_session}", None),
+    ]:
+        status, _, _ = await client.call(method, path, bob["access_token"], body)
+        assert status == 404, (method, path, status)
+    # Bob's own views show only Bob's data.
+    _, me, _ = await client.call("GET", "/v1/me", bob["access_token"], expect=200)
+    assert me["id"] == bob["id"]
+    _, book, _ = await client.call("GET", "/v1/me/addresses", bob["access_token"], expect=200)
+    assert book["items"] == []
+    _, bobs, _ = await client.call("GET", "/v1/me/sessions", bob["access_token"], expect=200)
+    assert anna_session not in {s["id"] for s in bobs["items"]}
+    # Anna's data is untouched and her session still works.
+    _, still, _ = await client.call("GET", f"/v1/me/addresses/{address['id']}", anna["access_token"], expect=200)
+    assert still["line1"] == LATVIA["line1"]
+    await client.call("GET", "/v1/me", anna["access_token"], expect=200)
+
+    # No token, a forged token, a staff token, a refresh token as access token: all refused.
+    for path in ["/v1/me", "/v1/me/addresses", "/v1/me/sessions"]:
+        assert (await client.call("GET", path))[0] == 401
+        assert (await client.call("GET", path, anna["access_token"][:-4] + "AAAA"))[0] == 401
+        assert (await client.call("GET", path, anna["refresh_token"]))[0] == 401
+    support = await staff(accounts, client, "support")
+    assert (await client.call("GET", "/v1/me", support["access_token"]))[0] == 403
+    # And a customer token cannot use the staff routes.
+    for method, path, body in [
+        ("POST", "/v1/staff/customer-lookups", {"customer_id": anna["id"], "reason": "curious about Anna"}),
+        ("GET", "/v1/staff/usage-stats", None),
+        ("POST", "/v1/staff/accounts", {"name": "Me", "email": "me@x.lv", "password": PASSWORD, "roles": ["admin"]}),
+    ]:
+        assert (await client.call(method, path, bob["access_token"], body))[0] == 403
+
+
+async def test_bad_input_gets_a_clear_error_and_changes_nothing(accounts, client):
+    pool = accounts.service.pool
+    good = {"name": "Anna", "email": "anna@example.lv", "phone": "+37120000001", "password": PASSWORD,
+            "terms_version": "2026-01"}
+    for change, field in [({"email": "not-an-address"}, "body.email"), ({"password": "short"}, "body.password"),
+                          ({"phone": "12"}, "body.phone"), ({"name": " "}, "body.name"),
+                          ({"admin": True}, "body.admin")]:
+        status, problem, _ = await client.call("POST", "/v1/accounts", json_body={**good, **change})
+        assert status == 422 and field in [e["field"] for e in problem["errors"]], (change, problem)
+    status, _, _ = await client.call("POST", "/v1/accounts", data=b"{not json",
+                                     headers={"Content-Type": "application/json"})
+    assert status == 400
+    status, _, _ = await client.call("POST", "/v1/accounts", data=b"name=x")
+    assert status == 415
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
+    assert await pool.fetchval("SELECT count(*) FROM outgoing_mail") == 0
+
+    anna = await client.customer("anna@example.lv")
+    token = anna["access_token"]
+    before = dict(await pool.fetchrow("SELECT name, phone, email FROM accounts"))
+    assert (await client.call("PATCH", "/v1/me", token, {}))[0] == 422
+    assert (await client.call("PATCH", "/v1/me", token, {"phone": "call me"}))[0] == 422
+    assert (await client.call("POST", "/v1/me/email", token, {"email": "x", "password": PASSWORD}))[0] == 422
+    assert (await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "country": "Latvia"}))[0] == 422
+    assert (await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "line1": ""}))[0] == 422
+    assert (await client.call("GET", "/v1/me/addresses/not-a-uuid", token))[0] == 404
+    assert (await client.call("POST", "/v1/accounts/verify-email", json_body={"token": "x" * 40}))[0] == 400
+    assert dict(await pool.fetchrow("SELECT name, phone, email FROM accounts")) == before
+    assert await pool.fetchval("SELECT count(*) FROM addresses") == 0
+    assert await events(accounts, "profile_changed") == []
+
+
+async def test_no_account_enumeration_and_lockout(accounts, client, mailsink):
+    await client.customer("anna@example.lv")
+    # Registering a taken address answers exactly as a new one; the owner hears of it by mail.
+    taken = await client.call("POST", "/v1/accounts", json_body={
+        "name": "Eve", "email": "anna@example.lv", "phone": "+37120000009", "password": PASSWORD,
+        "terms_version": "2026-01"})
+    fresh = await client.call("POST", "/v1/accounts", json_body={
+        "name": "Eve", "email": "eve@example.lv", "phone": "+37120000009", "password": PASSWORD,
+        "terms_version": "2026-01"})
+    assert taken[:2] == fresh[:2] == (202, schemas.Accepted.model_validate(
+        {"status": "verification sent", "detail": taken[1]["detail"]}).model_dump())
+    [_, notice] = await mailsink.wait_for("anna@example.lv", count=2)
+    assert "already" in notice["Subject"]
+
+    # A wrong password and an unknown address: the same answer, after the same argon2 work.
+    verified = []
+    original = accounts.service.passwords._verify
+    accounts.service.passwords._verify = lambda stored, password: verified.append(stored) or original(stored, password)
+    wrong = await client.call("POST", "/v1/auth/login", json_body={"email": "anna@example.lv", "password": "wrong password"})
+    unknown = await client.call("POST", "/v1/auth/login", json_body={"email": "nobody@example.lv", "password": "wrong password"})
+    accounts.service.passwords._verify = original
+    assert wrong[:2] == unknown[:2] and wrong[0] == 401
+    assert len(verified) == 2 and all(v.startswith("$argon2id$") for v in verified)
+
+    # Lockout after the limit, for known and unknown addresses alike, with Retry-After.
+    limit = accounts.settings.login_max_failures
+    for _ in range(limit - 1):
+        await client.call("POST", "/v1/auth/login", json_body={"email": "anna@example.lv", "password": "wrong password"}, expect=401)
+    for _ in range(limit - 1):
+        await client.call("POST", "/v1/auth/login", json_body={"email": "nobody@example.lv", "password": "wrong password"}, expect=401)
+    for address in ("anna@example.lv", "nobody@example.lv"):
+        status, problem, headers = await client.call("POST", "/v1/auth/login",
+                                                     json_body={"email": address, "password": PASSWORD})
+        assert status == 429 and 0 < int(headers["Retry-After"]) <= accounts.settings.login_window_s
+    # The throttle keeps no address in the clear.
+    keys = await accounts.service.pool.fetch("SELECT key FROM throttle")
+    assert keys and all(b"example" not in bytes(k["key"]) for k in keys)
+
+
+async def test_registration_is_rate_limited_per_network(amqp_url, database, mailsink):
+    runtime = ServiceRuntime(AccountsService, accounts_settings(amqp_url, database, mailsink.port,
+                                                                register_max_per_network=2))
+    await runtime.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = Client(session, f"http://127.0.0.1:{runtime.http_port}", mailsink)
+            for n in range(2):
+                await client.call("POST", "/v1/accounts", json_body={
+                    "name": "N", "email": f"n{n}@example.lv", "phone": "+37120000001", "password": PASSWORD,
+                    "terms_version": "1"}, expect=202)
+            status, _, headers = await client.call("POST", "/v1/accounts", json_body={
+                "name": "N", "email": "n9@example.lv", "phone": "+37120000001", "password": PASSWORD,
+                "terms_version": "1"})
+            assert status == 429 and "Retry-After" in headers
+            assert await runtime.service.pool.fetchval("SELECT count(*) FROM accounts") == 2
+    finally:
+        await runtime.stop()
+
+
+async def test_staff_lookup_is_recorded_with_its_reason(accounts, client):
+    anna = await client.customer("anna@example.lv")
+    await client.call("POST", "/v1/me/addresses", anna["access_token"], LATVIA, expect=201)
+    support = await staff(accounts, client, "support")
+    accounting = await staff(accounts, client, "accounting")
+    pool = accounts.service.pool
+
+    status, problem, _ = await client.call("POST", "/v1/staff/customer-lookups", support["access_token"],
+                                           {"customer_id": anna["id"]})
+    assert status == 422 and "body.reason" in [e["field"] for e in problem["errors"]]
+    assert (await client.call("POST", "/v1/staff/customer-lookups", accounting["access_token"],
+                              {"customer_id": anna["id"], "reason": "checking an invoice address"}))[0] == 403
+    assert (await client.call("POST", "/v1/staff/customer-lookups", support["access_token"],
+                              {"customer_id": str(uuid.uuid4()), "reason": "ticket 4711 about delivery"}))[0] == 404
+    assert await pool.fetchval("SELECT count(*) FROM staff_access") == 0
+
+    _, record, _ = await client.call("POST", "/v1/staff/customer-lookups", support["access_token"],
+                                     {"email": "ANNA@example.lv", "reason": "ticket 4711 about delivery"}, expect=200)
+    assert record["profile"]["id"] == anna["id"] and record["addresses"][0]["city"] == "Rīga"
+    row = await pool.fetchrow("SELECT * FROM staff_access")
+    support_id = await pool.fetchval("SELECT id FROM accounts WHERE kind = 'staff' AND 'support' = ANY(roles)")
+    assert (row["id"], row["staff_id"], str(row["customer_id"]), row["reason"]) == (
+        uuid.UUID(record["access_id"]), support_id, anna["id"], "ticket 4711 about delivery")
+    [event] = await events(accounts, "staff_accessed")
+    assert event["access_id"] == record["access_id"] and event["reason"] == "ticket 4711 about delivery"
+
+    # An admin creates staff through the API; the new member signs in with the role given.
+    admin = await staff(accounts, client, "admin")
+    await client.call("POST", "/v1/staff/accounts", support["access_token"], {
+        "name": "New", "email": "new@staff.example", "password": PASSWORD, "roles": ["support"]}, expect=403)
+    await client.call("POST", "/v1/staff/accounts", admin["access_token"], {
+        "name": "New", "email": "new@staff.example", "password": PASSWORD, "roles": ["support"]}, expect=201)
+    await client.call("POST", "/v1/staff/accounts", admin["access_token"], {
+        "name": "New", "email": "new@staff.example", "password": PASSWORD, "roles": ["support"]}, expect=409)
+    await client.login("new@staff.example", path="/v1/staff/auth/login")
+    # Staff and customers are apart: a staff address does not sign in as a customer.
+    assert (await client.call("POST", "/v1/auth/login",
+                              json_body={"email": "new@staff.example", "password": PASSWORD}))[0] == 401
+
+    # Usage statistics hold truncated networks only.
+    _, stats, _ = await client.call("GET", "/v1/staff/usage-stats?days=7", admin["access_token"], expect=200)
+    assert stats["items"] and {r["network"] for r in stats["items"]} == {"127.0.0.0/24"}
+    assert (await client.call("GET", "/v1/staff/usage-stats?days=0", admin["access_token"]))[0] == 400
+    assert (await client.call("GET", "/v1/staff/usage-stats", support["access_token"]))[0] == 403
+
+
+async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, rpc_client, mailsink):
+    anna = await client.customer("anna@example.lv", name="Anna Unikāla", phone="+37129999999")
+    bob = await client.customer("bob@example.lv", name="Bob Kalniņš", phone="+37120000002")
+    token = anna["access_token"]
+    await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "recipient": "Anna Unikāla"}, expect=201)
+    await client.call("PATCH", "/v1/me", token, {"name": "Anna Unikāla"}, expect=200)
+    await client.call("POST", "/v1/me/email", token, {"email": "anna@pending.example", "password": PASSWORD}, expect=202)
+    await mailsink.wait_for("anna@pending.example")
+    support = await staff(accounts, client, "support")
+    await client.call("POST", "/v1/staff/customer-lookups", support["access_token"],
+                      {"customer_id": anna["id"], "reason": "ticket 12 about a parcel"}, expect=200)
+    await eventually(lambda: accounts.service.pool.fetchval(
+        "SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL"))
+    await eventually(lambda: accounts.service.pool.fetchval(
+        "SELECT count(*) = 0 FROM outgoing_mail WHERE sent_at IS NULL"))
+
+    subject = DataSubject(customer_id=anna["id"], emails=["anna@example.lv"], phones=["+37129999999"])
+    request = {"request_id": str(uuid.uuid4()), "subject": subject.model_dump(mode="json")}
+    before = await rpc_client.accounts.privacy_erase({**request, "verify_only": True})
+    assert set(before["remaining"]) >= {"contact details", "delivery addresses", "sessions", "published events"}
+
+    outcome = await rpc_client.accounts.privacy_erase(request)
+    assert outcome["remaining"] == []
+    assert {e["category"] for e in outcome["erased"]} >= {
+        "contact details", "delivery addresses", "sessions", "e-mail verifications", "e-mail to the customer",
+        "published events"}
+    assert {r["category"] for r in outcome["retained"]} == {"account id", "staff access records"}
+    again = await rpc_client.accounts.privacy_erase({**request, "verify_only": True})
+    assert again["remaining"] == []
+
+    # Her tokens stop at once; her address is free again.
+    await client.call("GET", "/v1/me", token, expect=401)
+    # Read every column of every table: nothing of hers is left but what was declared retained.
+    pool = accounts.service.pool
+    needles = ["anna@example.lv", "anna@pending.example", "Unikāla", "29999999"]
+    found = []
+    for table in await pool.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"):
+        for row in await pool.fetch(f'SELECT * FROM "{table["table_name"]}"'):
+            text = json.dumps({k: (bytes(v).decode(errors="replace") if isinstance(v, (bytes, memoryview))
+                                   else str(v)) for k, v in dict(row).items()}, ensure_ascii=False)
+            found += [(table["table_name"], n) for n in needles if n in text]
+            if anna["id"] in text:
+                found.append((table["table_name"], "id"))
+    assert sorted(set(found)) == [("accounts", "id"), ("staff_access", "id")], found
+    # Bob is untouched.
+    await client.call("GET", "/v1/me", bob["access_token"], expect=200)
+    # A new registration with the freed address is a new account.
+    await client.customer("anna@example.lv")
+
+
+async def test_export_pages_through_everything(accounts, client, rpc_client):
+    anna = await client.customer("anna@example.lv")
+    for n in range(3):
+        await client.call("POST", "/v1/me/addresses", anna["access_token"], {**LATVIA, "label": f"a{n}"}, expect=201)
+    await client.login("anna@example.lv", user_agent="second device")
+    request = {"request_id": str(uuid.uuid4()), "subject": {"emails": ["anna@example.lv"]}, "max_records": 2}
+    records, cursor, chunks = [], None, 0
+    while True:
+        chunk = await rpc_client.accounts.privacy_export({**request, "cursor": cursor})
+        assert len(chunk["records"]) <= 2
+        records += chunk["records"]
+        chunks += 1
+        cursor = chunk["next_cursor"]
+        if cursor is None:
+            break
+    categories = [r["category"] for r in records]
+    assert categories.count("profile") == 1 and categories.count("delivery addresses") == 3
+    assert categories.count("sessions") == 2 and chunks >= 3
+    profile = next(r["data"] for r in records if r["category"] == "profile")
+    assert (profile["email"], profile["terms_version"]) == ("anna@example.lv", "2026-01")
+    assert {r["data"]["user_agent"] for r in records if r["category"] == "sessions"} == {"test-browser", "second device"}
+
+
+async def test_retention_sweep_deletes_old_session_logs(accounts, client):
+    await client.customer("anna@example.lv")
+    pool = accounts.service.pool
+    await client.login("anna@example.lv", user_agent="old device")
+    await pool.execute(
+        """UPDATE sessions SET ended_at = now() - $1::interval, created_at = now() - $1::interval
+           WHERE user_agent = 'old device'""", dt.timedelta(days=accounts.settings.session_log_days + 1))
+    swept = await accounts.service.run_retention_sweep()
+    assert swept["sessions"] == 1
+    assert [r["user_agent"] for r in await pool.fetch("SELECT user_agent FROM sessions")] == ["test-browser"]
+
+
+async def test_every_personal_column_is_declared(accounts):
+    columns = {(r["table_name"], r["column_name"]) for r in await accounts.service.pool.fetch(
+        """SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'
+           AND table_name IN ('accounts', 'addresses', 'sessions', 'refresh_tokens', 'email_verifications',
+                              'throttle', 'login_stats', 'staff_access', 'outgoing_mail')""")}
+    undeclared = columns - INVENTORY.declared_columns() - NOT_PERSONAL
+    assert undeclared == set(), f"declare these in services/accounts/privacy.py: {sorted(undeclared)}"
+
+
+async def test_another_service_verifies_tokens_with_the_jwks(accounts, client):
+    anna = await client.customer("anna@example.lv")
+    support = await staff(accounts, client, "support")
+    verifier = TokenVerifier(f"http://127.0.0.1:{accounts.http_port}/.well-known/jwks.json")
+    principal = await verifier.verify(anna["access_token"])
+    assert (principal.subject, principal.kind) == (anna["id"], "customer")
+    staff_principal = await verifier.verify(support["access_token"])
+    assert staff_principal.kind == "staff" and staff_principal.roles == {"support"}
+
+    class Request:  # what require_customer reads of an aiohttp request
+        headers = {"Authorization": f"Bearer {support['access_token']}"}
+    with pytest.raises(HTTPProblem) as refused:
+        await require_customer(Request, verifier)  # type: ignore[arg-type]
+    assert refused.value.problem.status == 403
+    with pytest.raises(HTTPProblem):
+        await verifier.verify(anna["refresh_token"])
