@@ -34,6 +34,8 @@ import aiohttp
 import asyncpg
 from pydantic import ValidationError
 
+from services.accounts.settings import AccountsSettings
+from services.accounts.tokens import new_signing_key
 from shared.config import DEFAULT_HTTP_PORTS, ServiceSettings, load_settings
 from shared.db import ensure_database, maintenance_dsn
 from shared.logging import configure_logging
@@ -45,6 +47,8 @@ LOG_DIR = ROOT / "var" / "log"
 RUN_DIR = ROOT / "var" / "run"
 SANDBOX_DIR = ROOT / "var" / "sandbox"
 SECRETS_FILE = ROOT / "var" / "secrets.env"
+MAIL_DIR = ROOT / "var" / "mail"
+TOKEN_KEY_ENV = "VEIKALS_ACCOUNTS_JWT_SIGNING_KEY"
 SERVICES = tuple(DEFAULT_HTTP_PORTS)
 
 READY_TIMEOUT_S = 60.0
@@ -350,7 +354,7 @@ class Service:
     port: int
     module: str
     args: tuple[str, ...] = ()
-    ready_path: str = "/readyz"
+    ready_path: str | None = "/readyz"  # None: ready once the port accepts connections
     settings: ServiceSettings | None = None  # the five services only
 
     @property
@@ -431,15 +435,25 @@ def sandboxes() -> list[Service]:
     return found
 
 
-def prepare_partner_environment(partners: list[Service]) -> None:
-    """Local secrets for the sandbox partners (made once, kept in var/), and the services'
-    permission to reach the sandboxes over plain http on loopback."""
+def mail_sink() -> Service:
+    """The local SMTP sink the accounts service sends to; messages land in var/mail/."""
+    port = load_settings("accounts", AccountsSettings).smtp_port
+    return Service("mailsink", "127.0.0.1", port, "deploy.mailsink",
+                   args=("--port", str(port), "--dir", str(MAIL_DIR)), ready_path=None)
+
+
+def prepare_environment(partners: list[Service]) -> None:
+    """Local secrets (made once, kept in var/secrets.env): the sandbox partners' and the key
+    that signs access tokens; and the services' permission to reach the sandboxes over plain
+    http on loopback."""
     secrets = dict(line.split("=", 1) for line in SECRETS_FILE.read_text().splitlines()
                    if "=" in line) if SECRETS_FILE.exists() else {}
     for partner in PartnerRegistry.load():
         name = partner.secret_env[0]
         if any(s.name == partner.name for s in partners) and name not in secrets:
             secrets[name] = new_secret()
+    if TOKEN_KEY_ENV not in secrets:  # one line: the PEM's line breaks written as \n
+        secrets[TOKEN_KEY_ENV] = new_signing_key().replace("\n", "\\n")
     SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:  # never readable by others, not even for a moment
@@ -453,6 +467,9 @@ def prepare_partner_environment(partners: list[Service]) -> None:
 
 async def readyz(session: aiohttp.ClientSession, service: Service) -> tuple[bool, str]:
     """(ready, what /readyz said)."""
+    if service.ready_path is None:
+        listening = await asyncio.to_thread(tcp_open, service.host, service.port)
+        return listening, "listening" if listening else "no answer (cannot connect)"
     try:
         async with session.get(f"{service.url}{service.ready_path}", timeout=aiohttp.ClientTimeout(total=3)) as r:
             try:
@@ -516,8 +533,8 @@ def create_databases(all_: list[Service]) -> None:
 def up() -> None:
     infra()
     partners = sandboxes()
-    prepare_partner_environment(partners)
-    all_ = [*services(), *partners]
+    prepare_environment(partners)
+    all_ = [mail_sink(), *services(), *partners]
     create_databases(all_)
 
     running = {s.name: s.running_pid() for s in all_}
@@ -597,7 +614,7 @@ def signal_process(pid: int, sig: signal.Signals, group: bool = False) -> None:
 
 def down() -> None:
     stopping: dict[str, tuple[Service, int]] = {}
-    for service in [*services(), *sandboxes()]:
+    for service in [*services(), *sandboxes(), mail_sink()]:
         pid = service.running_pid()
         if pid is None:
             say(f"{service.name}: not running")
@@ -633,7 +650,7 @@ def status() -> bool:
         healthy &= problem is None
         say(f"{server}: {'reachable' if problem is None else f'UNREACHABLE ({problem})'}")
     say()
-    all_ = [*services(), *sandboxes()]
+    all_ = [mail_sink(), *services(), *sandboxes()]
     answers = asyncio.run(readiness_of(all_))
     rows = []
     for service, (ready, answer) in zip(all_, answers):

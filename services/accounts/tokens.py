@@ -42,9 +42,10 @@ class SigningKeys:
         if not private_pem.strip():
             raise InvalidSigningKey("VEIKALS_ACCOUNTS_JWT_SIGNING_KEY is not set: make a key with "
                             "`python -m services.accounts.tokens`")
-        try:
-            key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-            previous = [serialization.load_pem_public_key(p.encode()) for p in previous_public_pems]
+        try:  # an environment file may carry the PEM on one line, its breaks written as \n
+            key = serialization.load_pem_private_key(private_pem.replace("\\n", "\n").encode(), password=None)
+            previous = [serialization.load_pem_public_key(p.replace("\\n", "\n").encode())
+                        for p in previous_public_pems]
         except ValueError as exc:
             raise InvalidSigningKey(f"a token key could not be read: {exc}") from None
         if not isinstance(key, Ed25519PrivateKey) or not all(
