@@ -53,7 +53,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared.logging import configure_logging
 from shared.messaging import Broker, RpcClient, RpcServer
-from processes import stop_process  # bench/processes.py (the script's folder is on sys.path)
+from processes import bench_vhost, stop_process  # bench/processes.py (the script's folder is on sys.path)
 
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
 NAMEKO_SCRIPT = Path(__file__).resolve().parent / "nameko_echo.py"
@@ -235,23 +235,7 @@ def measure_nameko(url: str, args: argparse.Namespace) -> Figures:
                    {int(k): rate for k, rate in measured["calls_per_s"].items()})
 
 
-# --- processes and the vhost -----------------------------------------------------------------
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120,
-                   stdout=subprocess.DEVNULL)
-
-
-@contextlib.contextmanager
-def bench_vhost() -> Iterator[str]:
-    name = f"veikals-bench-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", name)
-    try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield name
-    finally:
-        rabbitmqctl("delete_vhost", name)
-
+# --- processes -----------------------------------------------------------------------------
 
 def server_command(name: str, url: str) -> list[str]:
     if name == "nameko":

@@ -111,15 +111,21 @@ class AccountsService(Service):
             account_id = await store.create_account(
                 conn, kind="customer", name=body.name, email=body.email, phone=body.phone,
                 password_hash=password_hash, terms_version=body.terms_version)
-            if account_id is None:  # same answer, and the owner learns of the attempt by mail
-                await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(s.shop_url))
-            else:
+            if account_id is not None:
                 await self.send_verification(conn, account_id, body.name, body.email, "register")
+                return ACCEPTED_REGISTRATION
+            existing = await store.account_by_email(conn, "customer", body.email)
+            if existing and existing["email_verified_at"] is None and existing["closed_at"] is None:
+                # Never verified: a fresh code to the address (only its owner reads it).
+                await self.send_verification(conn, existing["id"], existing["name"], body.email, "register")
+            else:  # the same answer as for a new address; the owner learns of the attempt by mail
+                await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(s.shop_url))
         return ACCEPTED_REGISTRATION
 
     async def send_verification(self, conn: asyncpg.Connection, account_id: uuid.UUID, name: str,
                                 email: str, purpose: str) -> None:
         token, token_hash = domain.new_secret()
+        await store.withdraw_codes(conn, account_id, purpose)  # only the newest code works
         await store.add_verification(conn, account_id, email, purpose, token_hash,
                                      self.settings.verification_ttl_s)
         await mail.queue_mail(conn, account_id, email, *mail.verification_mail(

@@ -61,6 +61,12 @@ async def add_verification(conn: asyncpg.Connection, account_id: uuid.UUID, emai
         token_hash, account_id, email, purpose, ttl)
 
 
+async def withdraw_codes(conn: asyncpg.Connection, account_id: uuid.UUID, purpose: str) -> None:
+    await conn.execute(
+        """UPDATE email_verifications SET used_at = now()
+           WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL""", account_id, purpose)
+
+
 async def use_verification(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
     """Mark an unexpired, unused code used; its row, or None."""
     return await conn.fetchrow(

@@ -492,3 +492,25 @@ async def test_another_service_verifies_tokens_with_the_jwks(accounts, client):
     assert refused.value.problem.status == 403
     with pytest.raises(HTTPProblem):
         await verifier.verify(anna["refresh_token"])
+
+
+async def test_only_the_newest_code_works(accounts, client, mailsink):
+    registration = {"name": "Ieva", "email": "ieva@example.lv", "phone": "+37120000004", "password": PASSWORD,
+                    "terms_version": "2026-01"}
+    # Registering again before verifying sends a fresh code; the earlier one stops working.
+    await client.call("POST", "/v1/accounts", json_body=registration, expect=202)
+    await client.call("POST", "/v1/accounts", json_body=registration, expect=202)
+    first, second = await mailsink.wait_for("ieva@example.lv", count=2)
+    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(first)}, expect=400)
+    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(second)}, expect=200)
+    token = (await client.login("ieva@example.lv"))["access_token"]
+
+    # Two address changes in a row: only the later one can take effect.
+    for address in ("ieva@one.example", "ieva@two.example"):
+        await client.call("POST", "/v1/me/email", token, {"email": address, "password": PASSWORD}, expect=202)
+    [one] = await mailsink.wait_for("ieva@one.example")
+    [two] = await mailsink.wait_for("ieva@two.example")
+    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(one)}, expect=400)
+    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(two)}, expect=200)
+    _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
+    assert me["email"] == "ieva@two.example"
