@@ -356,11 +356,12 @@ class Service:
     args: tuple[str, ...] = ()
     ready_path: str | None = "/readyz"  # None: ready once the port accepts connections
     settings: ServiceSettings | None = None  # the five services only
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -439,7 +440,7 @@ def mail_sink() -> Service:
     """The local SMTP sink the accounts service sends to; messages land in var/mail/."""
     port = load_settings("accounts", AccountsSettings).smtp_port
     return Service("mailsink", "127.0.0.1", port, "deploy.mailsink",
-                   args=("--port", str(port), "--dir", str(MAIL_DIR)), ready_path=None)
+                   args=("--port", str(port), "--dir", str(MAIL_DIR)), ready_path=None, scheme="smtp")
 
 
 def prepare_environment(partners: list[Service]) -> None:
@@ -568,12 +569,15 @@ def up() -> None:
                 [[s.name, str(s.running_pid() or "?"), s.url, str(s.log_file.relative_to(ROOT))]
                  for s in all_])
     orders = next((s for s in all_ if s.name == "orders"), all_[0])
+    accounts = next((s for s in all_ if s.name == "accounts"), all_[0])
     carrier = next((s for s in partners if "carrier" in s.name), None)
     nameko = Path(sys.executable).with_name("nameko")
     say(f"""
 See it working:
   curl {orders.url}/readyz
   curl {orders.url}/openapi.json
+  curl {accounts.url}/.well-known/jwks.json       # the keys every service verifies tokens with
+  ls {MAIL_DIR.relative_to(ROOT)}/                              # mail the services sent (README: a customer's sign-up)
   {nameko if nameko.exists() else 'nameko'} shell --broker {display_url(orders.settings.amqp_url)}
     >>> n.rpc.{orders.name}.health()
 {f"  curl {carrier.url}/_control/received     # what the sandbox carrier got" if carrier else ""}

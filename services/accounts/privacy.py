@@ -164,27 +164,39 @@ async def export_chunk(conn: asyncpg.Connection, request: ExportRequest) -> Expo
 
 # --- erasure --------------------------------------------------------------------------------
 
-async def erase(conn: asyncpg.Connection, request: ErasureRequest) -> ErasureOutcome:
-    """Erase (or, with ``verify_only``, re-read) the subject's data, in the caller's transaction."""
+# An outbox body (bytes) that contains a value.
+IN_BODY = "position(convert_to({}, 'UTF8') IN outbox.body) > 0"
+
+async def erase(conn: asyncpg.Connection, request: ErasureRequest,
+                throttle_key: Callable[[str], bytes]) -> ErasureOutcome:
+    """Erase (or, with ``verify_only``, re-read) the subject's data, in the caller's transaction.
+    ``throttle_key(email)`` is the keyed hash under which failed sign-ins for an address count."""
     ids = await subject_accounts(conn, request.subject)
     now = dt.datetime.now(dt.timezone.utc)
     erased: list[Erased] = []
-    if not request.verify_only and ids:
-        for category, statement in (
-            ("delivery addresses", "DELETE FROM addresses WHERE account_id = ANY($1)"),
-            ("sessions", "DELETE FROM sessions WHERE account_id = ANY($1)"),
-            ("e-mail verifications", "DELETE FROM email_verifications WHERE account_id = ANY($1)"),
-            ("e-mail to the customer", "DELETE FROM outgoing_mail WHERE account_id = ANY($1)"),
-            ("published events", """DELETE FROM outbox WHERE published_at IS NOT NULL
-                AND EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i
-                            WHERE position(convert_to(i::text, 'UTF8') IN outbox.body) > 0)"""),
+    emails = sorted({*request.subject.emails, *(r["email"] for r in await conn.fetch(
+        """SELECT lower(email) AS email FROM accounts WHERE id = ANY($1) AND email IS NOT NULL
+           UNION SELECT lower(email) FROM email_verifications WHERE account_id = ANY($1)""", ids))})
+    if not request.verify_only:
+        for category, statement, *args in (
+            ("delivery addresses", "DELETE FROM addresses WHERE account_id = ANY($1)", ids),
+            ("sessions", "DELETE FROM sessions WHERE account_id = ANY($1)", ids),
+            ("e-mail verifications", """DELETE FROM email_verifications
+                WHERE account_id = ANY($1) OR lower(email) = ANY($2)""", ids, emails),
+            ("e-mail to the customer", """DELETE FROM outgoing_mail
+                WHERE account_id = ANY($1) OR lower(recipient) = ANY($2)""", ids, emails),
+            ("sign-in throttling", "DELETE FROM throttle WHERE key = ANY($1)", [throttle_key(e) for e in emails]),
+            ("published events", f"""DELETE FROM outbox WHERE published_at IS NOT NULL AND (
+                EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {IN_BODY.format("i::text")})
+                OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS v WHERE {IN_BODY.format("v")}))""",
+             ids, [*emails, *request.subject.phones]),
             ("contact details", """UPDATE accounts SET name = NULL, email = NULL, phone = NULL,
                 password_hash = NULL, email_verified_at = NULL, terms_accepted_at = NULL,
                 terms_version = NULL,
                 closed_at = coalesce(closed_at, now()), erased_at = coalesce(erased_at, now()),
-                updated_at = now() WHERE id = ANY($1) AND erased_at IS NULL"""),
+                updated_at = now() WHERE id = ANY($1) AND erased_at IS NULL""", ids),
         ):
-            count = int((await conn.execute(statement, ids)).split()[-1])
+            count = int((await conn.execute(statement, *args)).split()[-1])
             if count:
                 erased.append(Erased(category=category, records=count))
     retained: list[Retained] = []
@@ -208,7 +220,6 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest) -> ErasureOut
 async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: DataSubject) -> list[str]:
     """The categories of the subject's data still found (the re-read that proves an erasure)."""
     emails, phones = subject.emails, subject.phones
-    in_body = "position(convert_to({}, 'UTF8') IN outbox.body) > 0"
     checks = {
         "contact details": ("""SELECT EXISTS (SELECT 1 FROM accounts WHERE kind = 'customer' AND (
             (id = ANY($1) AND (name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL
@@ -222,8 +233,8 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: Dat
         "e-mail to the customer": ("""SELECT EXISTS (SELECT 1 FROM outgoing_mail
             WHERE account_id = ANY($1) OR lower(recipient) = ANY($2))""", ids, emails),
         "published events": (f"""SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NOT NULL AND (
-            EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {in_body.format("i::text")})
-            OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS v WHERE {in_body.format("v")})))""",
+            EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {IN_BODY.format("i::text")})
+            OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS v WHERE {IN_BODY.format("v")})))""",
                              ids, [*emails, *phones]),
     }
     found = []

@@ -419,7 +419,7 @@ class AccountsService(Service):
     async def privacy_erase(self, request: dict[str, Any]) -> ErasureOutcome:
         parsed = ErasureRequest.model_validate(request)
         async with self.pool.acquire() as conn, conn.transaction():
-            return await erase(conn, parsed)
+            return await erase(conn, parsed, lambda email: self.throttled("login", email))
 
     @rpc
     async def run_retention_sweep(self) -> dict[str, int]:

@@ -398,6 +398,8 @@ async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, 
     await eventually(lambda: accounts.service.pool.fetchval(
         "SELECT count(*) = 0 FROM outgoing_mail WHERE sent_at IS NULL"))
 
+    await client.call("POST", "/v1/auth/login", json_body={"email": "anna@example.lv", "password": "mistyped it"},
+                      expect=401)
     subject = DataSubject(customer_id=anna["id"], emails=["anna@example.lv"], phones=["+37129999999"])
     request = {"request_id": str(uuid.uuid4()), "subject": subject.model_dump(mode="json")}
     before = await rpc_client.accounts.privacy_erase({**request, "verify_only": True})
@@ -407,7 +409,7 @@ async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, 
     assert outcome["remaining"] == []
     assert {e["category"] for e in outcome["erased"]} >= {
         "contact details", "delivery addresses", "sessions", "e-mail verifications", "e-mail to the customer",
-        "published events"}
+        "published events", "sign-in throttling"}
     assert {r["category"] for r in outcome["retained"]} == {"account id", "staff access records"}
     again = await rpc_client.accounts.privacy_erase({**request, "verify_only": True})
     assert again["remaining"] == []
