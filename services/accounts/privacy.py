@@ -16,6 +16,7 @@ from shared.contracts.privacy import (
     DataInventory, DataSubject, Erased, ErasureOutcome, ErasureRequest, ExportChunk, ExportRecord,
     ExportRequest, InventoryEntry, LegalBasis, Retained, Retention,
 )
+from services.accounts.settings import AccountsSettings
 from shared.poller import NotifiedPoller
 
 STAFF_ACCESS_RETENTION = dt.timedelta(days=365)
@@ -24,67 +25,74 @@ VERIFICATION_RETENTION = dt.timedelta(days=1)
 THROTTLE_RETENTION = dt.timedelta(days=1)
 STATS_RETENTION_DAYS = 400
 
-UNTIL_ERASED = Retention(after="the account is closed, until the privacy service erases it", clause="P22")
+UNTIL_ERASED = Retention(after="the account is closed, until the privacy service erases it "
+                               "(an account never verified: a day after its last code expires)", clause="P22")
 
-INVENTORY = DataInventory(participant="accounts", entries=[
-    InventoryEntry(
-        category="contact details", table="accounts", fields=["name", "email", "phone"],
-        purpose="the customer's account: sign-in, contact about orders and support",
-        legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED,
-        recipients=["support"], clauses=["P1", "P8", "P10", "P12", "P20"]),
-    InventoryEntry(
-        category="credentials", table="accounts", fields=["password_hash"],
-        purpose="sign-in (an argon2id hash; the password itself is never stored)",
-        legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED, clauses=["P10", "P17"]),
-    InventoryEntry(
-        category="acceptance of the terms", table="accounts",
-        fields=["terms_version", "terms_accepted_at", "email_verified_at"],
-        purpose="show which terms the customer accepted and that the address is theirs",
-        legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED, clauses=["P10"]),
-    InventoryEntry(
-        category="delivery addresses", table="addresses",
-        fields=["label", "recipient", "phone", "line1", "line2", "city", "postal_code", "country"],
-        purpose="the customer's address book for deliveries",
-        legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED,
-        recipients=["support"], clauses=["P2", "P5", "P20"]),
-    InventoryEntry(
-        category="sessions (security log)", table="sessions", fields=["ip", "user_agent"],
-        purpose="provide the shop securely: show the customer where they are signed in, end stolen sessions",
-        legal_basis=LegalBasis.LEGITIMATE_INTEREST,
-        retention=Retention(period_days=30, after="the session ends (VEIKALS_ACCOUNTS_SESSION_LOG_DAYS)",
-                            clause="P9"),
-        clauses=["P9", "P19"]),
-    InventoryEntry(
-        category="e-mail verifications", table="email_verifications", fields=["email"],
-        purpose="confirm that a new address belongs to the customer before it takes effect",
-        legal_basis=LegalBasis.CONTRACT,
-        retention=Retention(period_days=VERIFICATION_RETENTION.days, after="the code is used or expires"),
-        clauses=["P20"]),
-    InventoryEntry(
-        category="e-mail to the customer", table="outgoing_mail", fields=["recipient", "body"],
-        purpose="send verification codes and account notices",
-        legal_basis=LegalBasis.CONTRACT,
-        retention=Retention(period_days=7, after="the message is sent"),
-        recipients=["e-mail sender"], clauses=["P15"]),
-    InventoryEntry(
-        category="sign-in throttling", table="throttle", fields=["key"],
-        purpose="stop password guessing (keyed hashes of addresses and networks, never in the clear)",
-        legal_basis=LegalBasis.LEGITIMATE_INTEREST,
-        retention=Retention(period_days=THROTTLE_RETENTION.days, after="the failed attempt"),
-        clauses=["P17"]),
-    InventoryEntry(
-        category="usage statistics", table="login_stats", fields=["network"],
-        purpose="web usage statistics, from truncated addresses (/24, /48) only, never tied to a customer",
-        legal_basis=LegalBasis.LEGITIMATE_INTEREST,
-        retention=Retention(period_days=STATS_RETENTION_DAYS, after="the day counted", clause="P9"),
-        clauses=["P9", "P19"]),
-    InventoryEntry(
-        category="staff access records", table="staff_access", fields=["customer_id", "reason"],
-        purpose="account for every staff look at a customer's data",
-        legal_basis=LegalBasis.LEGITIMATE_INTEREST,
-        retention=Retention(period_days=STAFF_ACCESS_RETENTION.days, after="the access"),
-        recipients=["admin"], clauses=["P16", "P17"]),
-])
+
+def inventory(session_log_days: int) -> DataInventory:
+    """The declaration, with the session log period the service is configured with."""
+    return DataInventory(participant="accounts", entries=[
+        InventoryEntry(
+            category="contact details", table="accounts", fields=["name", "email", "phone"],
+            purpose="the customer's account: sign-in, contact about orders and support",
+            legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED,
+            recipients=["support"], clauses=["P1", "P8", "P10", "P12", "P20"]),
+        InventoryEntry(
+            category="credentials", table="accounts", fields=["password_hash"],
+            purpose="sign-in (an argon2id hash; the password itself is never stored)",
+            legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED, clauses=["P10", "P17"]),
+        InventoryEntry(
+            category="acceptance of the terms", table="accounts",
+            fields=["terms_version", "terms_accepted_at", "email_verified_at"],
+            purpose="show which terms the customer accepted and that the address is theirs",
+            legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED, clauses=["P10"]),
+        InventoryEntry(
+            category="delivery addresses", table="addresses",
+            fields=["label", "recipient", "phone", "line1", "line2", "city", "postal_code", "country"],
+            purpose="the customer's address book for deliveries",
+            legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED,
+            recipients=["support"], clauses=["P2", "P5", "P20"]),
+        InventoryEntry(
+            category="sessions (security log)", table="sessions", fields=["ip", "user_agent"],
+            purpose="provide the shop securely: show the customer where they are signed in, end stolen sessions",
+            legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+            retention=Retention(period_days=session_log_days, after="the session ends",
+                                clause="P9"),
+            clauses=["P9", "P19"]),
+        InventoryEntry(
+            category="e-mail verifications", table="email_verifications", fields=["email"],
+            purpose="confirm that a new address belongs to the customer before it takes effect",
+            legal_basis=LegalBasis.CONTRACT,
+            retention=Retention(period_days=VERIFICATION_RETENTION.days, after="the code is used or expires"),
+            clauses=["P20"]),
+        InventoryEntry(
+            category="e-mail to the customer", table="outgoing_mail", fields=["recipient", "body"],
+            purpose="send verification codes and account notices",
+            legal_basis=LegalBasis.CONTRACT,
+            retention=Retention(period_days=7, after="the message is sent"),
+            recipients=["e-mail sender"], clauses=["P15"]),
+        InventoryEntry(
+            category="sign-in throttling", table="throttle", fields=["key"],
+            purpose="stop password guessing (keyed hashes of addresses and networks, never in the clear)",
+            legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+            retention=Retention(period_days=THROTTLE_RETENTION.days, after="the failed attempt"),
+            clauses=["P17"]),
+        InventoryEntry(
+            category="usage statistics", table="login_stats", fields=["network"],
+            purpose="web usage statistics, from truncated addresses (/24, /48) only, never tied to a customer",
+            legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+            retention=Retention(period_days=STATS_RETENTION_DAYS, after="the day counted", clause="P9"),
+            clauses=["P9", "P19"]),
+        InventoryEntry(
+            category="staff access records", table="staff_access", fields=["customer_id", "reason"],
+            purpose="account for every staff look at a customer's data",
+            legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+            retention=Retention(period_days=STAFF_ACCESS_RETENTION.days, after="the access"),
+            recipients=["admin"], clauses=["P16", "P17"]),
+    ])
+
+
+INVENTORY = inventory(30)
 
 # Columns of our tables that hold no personal data by themselves (keys, times, states); a test
 # fails when a column is neither declared above nor listed here.
@@ -136,6 +144,10 @@ SECTIONS: dict[str, Section] = {
         ORDER BY created_at, id"""),
     "sessions": _section("sessions", """SELECT id, host(ip) AS ip, user_agent, created_at, last_used_at,
         expires_at, ended_at, end_reason FROM sessions WHERE account_id = ANY($1) ORDER BY created_at, id"""),
+    "email_verifications": _section("e-mail verifications", """SELECT email, purpose, created_at, expires_at,
+        used_at FROM email_verifications WHERE account_id = ANY($1) ORDER BY created_at, token_hash"""),
+    "outgoing_mail": _section("e-mail to the customer", """SELECT recipient, subject, created_at, sent_at
+        FROM outgoing_mail WHERE account_id = ANY($1) ORDER BY created_at, id"""),
     "staff_access": _section("staff access records", """SELECT at, categories, reason FROM staff_access
         WHERE customer_id = ANY($1) ORDER BY at, id"""),
 }
@@ -232,7 +244,8 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: Dat
             WHERE account_id = ANY($1) OR lower(email) = ANY($2))""", ids, emails),
         "e-mail to the customer": ("""SELECT EXISTS (SELECT 1 FROM outgoing_mail
             WHERE account_id = ANY($1) OR lower(recipient) = ANY($2))""", ids, emails),
-        "published events": (f"""SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NOT NULL AND (
+        # Unpublished ones too: they go out, and a later erasure then removes them.
+        "events": (f"""SELECT EXISTS (SELECT 1 FROM outbox WHERE (
             EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {IN_BODY.format("i::text")})
             OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS v WHERE {IN_BODY.format("v")})))""",
                              ids, [*emails, *phones]),
@@ -246,13 +259,18 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: Dat
 
 # --- retention ------------------------------------------------------------------------------
 
-async def sweep(conn: asyncpg.Connection, session_log_days: int) -> dict[str, int]:
-    """Delete what has been kept for its declared period; how many rows of each."""
+async def sweep(conn: asyncpg.Connection, session_log_days: int, verification_ttl_s: int) -> dict[str, int]:
+    """Delete what has been kept for its declared period; how many rows of each. (Spent refresh
+    tokens go with their session: until then a replay of one is recognised.)"""
     statements = {
         "sessions": ("DELETE FROM sessions WHERE coalesce(ended_at, expires_at) < now() - $1::interval",
                      dt.timedelta(days=session_log_days)),
-        "rotated refresh tokens": ("DELETE FROM refresh_tokens WHERE rotated_at < now() - $1::interval",
-                                   dt.timedelta(days=1)),
+        "unverified accounts": ("""DELETE FROM accounts a WHERE kind = 'customer' AND email_verified_at IS NULL
+            AND erased_at IS NULL AND updated_at < now() - $1::interval
+            AND NOT EXISTS (SELECT 1 FROM staff_access s WHERE s.customer_id = a.id)""",
+            dt.timedelta(seconds=verification_ttl_s) + VERIFICATION_RETENTION),
+        "account ids": ("""DELETE FROM accounts a WHERE erased_at < now() - $1::interval
+            AND NOT EXISTS (SELECT 1 FROM staff_access s WHERE s.customer_id = a.id)""", TOMBSTONE_RETENTION),
         "e-mail verifications": ("""DELETE FROM email_verifications
             WHERE coalesce(used_at, expires_at) < now() - $1::interval""", VERIFICATION_RETENTION),
         "throttle": ("DELETE FROM throttle WHERE at < now() - $1::interval", THROTTLE_RETENTION),
@@ -268,10 +286,10 @@ async def sweep(conn: asyncpg.Connection, session_log_days: int) -> dict[str, in
 class RetentionSweep(NotifiedPoller):
     """Runs :func:`sweep` every ``interval`` seconds (and when ``accounts_sweep`` is notified)."""
 
-    def __init__(self, pool: asyncpg.Pool, session_log_days: int, interval: float) -> None:
-        super().__init__(pool, "veikals_accounts_sweep", "accounts-retention", interval)
-        self.session_log_days = session_log_days
+    def __init__(self, pool: asyncpg.Pool, settings: AccountsSettings) -> None:
+        super().__init__(pool, "veikals_accounts_sweep", "accounts-retention", settings.retention_sweep_s)
+        self.settings = settings
 
     async def work(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await sweep(conn, self.session_log_days)
+            await sweep(conn, self.settings.session_log_days, self.settings.verification_ttl_s)

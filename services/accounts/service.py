@@ -17,7 +17,7 @@ import asyncpg
 from aiohttp import web
 
 from services.accounts import domain, mail, schemas, store
-from services.accounts.privacy import INVENTORY, RetentionSweep, erase, export_chunk, sweep
+from services.accounts.privacy import INVENTORY, RetentionSweep, erase, export_chunk, inventory, sweep
 from services.accounts.settings import AccountsSettings
 from services.accounts.tokens import SigningKeys
 from shared.auth import Principal, TokenVerifier, authenticate
@@ -52,18 +52,22 @@ class AccountsService(Service):
         self.tokens = TokenVerifier("", keys=self.keys.key_set)  # our own keys, no HTTP round trip
         self.passwords = domain.Passwords(s.argon2_time_cost, s.argon2_memory_kib,
                                           s.argon2_parallelism, s.hash_concurrency)
+        self.inventory = inventory(s.session_log_days)
         self.throttle_secret = (s.throttle_key.get_secret_value() or s.jwt_signing_key.get_secret_value()).encode()
 
     def background(self) -> list[NotifiedPoller]:
         return [mail.MailSender(self.pool, self.settings),
-                RetentionSweep(self.pool, self.settings.session_log_days, self.settings.retention_sweep_s)]
+                RetentionSweep(self.pool, self.settings)]
 
     # --- who is calling --------------------------------------------------------------------
 
     def client_ip(self, request: web.Request) -> str | None:
+        """The client's address: behind a trusted proxy, the entry that proxy appended (the
+        last; the ones before it are the client's to write)."""
+        candidates = [request.remote]
         if self.settings.trust_forwarded_for and (forwarded := request.headers.get("X-Forwarded-For")):
-            return forwarded.split(",")[0].strip() or None
-        return request.remote
+            candidates.insert(0, forwarded.split(",")[-1].strip())
+        return next((c for c in candidates if domain.network_of(c) is not None), None)
 
     async def signed_in(self, request: web.Request, kind: str | None, *roles: str) -> tuple[Principal, uuid.UUID]:
         """The caller (of ``kind``, with one of ``roles``), whose session must still be open:
@@ -86,50 +90,64 @@ class AccountsService(Service):
     def throttled(self, kind: str, value: str | None) -> bytes | None:
         return None if value is None else domain.throttle_key(self.throttle_secret, kind, value)
 
-    async def check_throttle(self, conn: asyncpg.Connection, key: bytes | None, limit: int, window: int,
-                             what: str) -> None:
+    async def take_attempt(self, key: bytes | None, limit: int, window: int, what: str) -> None:
+        """Count an attempt against ``key`` before it is tried (so parallel guesses cannot all
+        pass the check), or refuse it with 429 when ``limit`` are already counted."""
         if key is None:
             return
-        count, first = await store.attempts(conn, key, window)
-        if count >= limit:
+        async with self.pool.acquire() as conn, conn.transaction():
+            first = await store.take_attempt(conn, key, limit, window)
+        if first is not None:
             wait = max(int(window - (dt.datetime.now(dt.timezone.utc) - first).total_seconds()), 1)
             raise HTTPProblem(429, "Too many attempts", f"{what} Try again in {wait} seconds.",
                               headers={"Retry-After": str(wait)})
+
+    async def confirm_password(self, account: asyncpg.Record, password: str, what: str) -> None:
+        """Re-authentication for a sensitive change, limited like sign-in."""
+        s = self.settings
+        key = self.throttled("login", (account["email"] or "").lower())
+        await self.take_attempt(key, s.login_max_failures, s.login_window_s,
+                                "Too many wrong passwords for this account.")
+        if not await self.passwords.verify(account["password_hash"], password):
+            raise HTTPProblem(403, "Wrong password", f"Confirm {what} with your current password.")
+        async with self.pool.acquire() as conn:
+            await store.clear_attempts(conn, key)
 
     # --- registration and e-mail verification ----------------------------------------------
 
     async def register(self, request: web.Request, body: schemas.Registration) -> schemas.Accepted:
         s = self.settings
         network = self.throttled("register", domain.network_of(self.client_ip(request)))
-        async with self.pool.acquire() as conn:
-            await self.check_throttle(conn, network, s.register_max_per_network, 3600,
-                                      "Too many registrations from your network.")
+        await self.take_attempt(network, s.register_max_per_network, 3600,
+                                "Too many registrations from your network.")
         password_hash = await self.passwords.hash(body.password)  # also when the address is taken
         async with self.pool.acquire() as conn, conn.transaction():
-            if network is not None:
-                await store.count_attempt(conn, [network])  # counts registrations per network
             account_id = await store.create_account(
                 conn, kind="customer", name=body.name, email=body.email, phone=body.phone,
                 password_hash=password_hash, terms_version=body.terms_version)
             if account_id is not None:
                 await self.send_verification(conn, account_id, body.name, body.email, "register")
                 return ACCEPTED_REGISTRATION
-            existing = await store.account_by_email(conn, "customer", body.email)
+            existing = await store.account_by_email(conn, "customer", body.email, lock=True)
             if existing and existing["email_verified_at"] is None and existing["closed_at"] is None:
-                # Never verified: a fresh code to the address (only its owner reads it).
-                await self.send_verification(conn, existing["id"], existing["name"], body.email, "register")
+                # Never verified, so nobody has proved they own the address: the newest
+                # registration wins (a squatter's password never meets the owner's code).
+                await store.replace_unverified(conn, existing["id"], body.name, body.phone,
+                                               password_hash, body.terms_version)
+                await self.send_verification(conn, existing["id"], body.name, body.email, "register")
             else:  # the same answer as for a new address; the owner learns of the attempt by mail
                 await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(s.shop_url))
         return ACCEPTED_REGISTRATION
 
     async def send_verification(self, conn: asyncpg.Connection, account_id: uuid.UUID, name: str,
-                                email: str, purpose: str) -> None:
+                                email: str, purpose: str, *, mail_code: bool = True) -> None:
         token, token_hash = domain.new_secret()
         await store.withdraw_codes(conn, account_id, purpose)  # only the newest code works
         await store.add_verification(conn, account_id, email, purpose, token_hash,
                                      self.settings.verification_ttl_s)
-        await mail.queue_mail(conn, account_id, email, *mail.verification_mail(
-            self.settings.shop_url, name, token, new_address=purpose == "change"))
+        if mail_code:
+            await mail.queue_mail(conn, account_id, email, *mail.verification_mail(
+                self.settings.shop_url, name, token, new_address=purpose == "change"))
 
     async def verify_email(self, request: web.Request, body: schemas.EmailToken) -> schemas.Accepted:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -141,7 +159,12 @@ class AccountsService(Service):
             if await store.email_taken(conn, account["kind"], found["email"], account["id"]):
                 raise HTTPProblem(409, "Address already in use",
                                   "Another account uses this address now; choose another one.")
-            await store.verify_email(conn, account["id"], found["email"])
+            try:
+                async with conn.transaction():  # another account may confirm it at the same moment
+                    await store.verify_email(conn, account["id"], found["email"])
+            except asyncpg.UniqueViolationError:
+                raise HTTPProblem(409, "Address already in use",
+                                  "Another account uses this address now; choose another one.") from None
             if found["purpose"] == "change":
                 await add_event(conn, self.name, "email_changed", schemas.EmailChanged(
                     customer_id=account["id"], email=found["email"],
@@ -155,19 +178,19 @@ class AccountsService(Service):
         ip = self.client_ip(request)
         address_key = self.throttled("login", body.email)
         network_key = self.throttled("network", domain.network_of(ip))
+        await self.take_attempt(network_key, s.network_max_failures, s.login_window_s,
+                                "Too many failed sign-ins from your network.")
+        await self.take_attempt(address_key, s.login_max_failures, s.login_window_s,
+                                "Too many failed sign-ins for this address.")
         async with self.pool.acquire() as conn:
-            await self.check_throttle(conn, address_key, s.login_max_failures, s.login_window_s,
-                                      "Too many failed sign-ins for this address.")
-            await self.check_throttle(conn, network_key, s.network_max_failures, s.login_window_s,
-                                      "Too many failed sign-ins from your network.")
             account = await store.account_by_email(conn, kind, body.email)
         usable = account is not None and account["closed_at"] is None
         # An unknown address is checked against a decoy hash: same work, same answer, same time.
         if not await self.passwords.verify(account["password_hash"] if usable else None, body.password):
-            async with self.pool.acquire() as conn:
-                await store.count_attempt(conn, [k for k in (address_key, network_key) if k])
-            raise WRONG_LOGIN
+            raise WRONG_LOGIN  # the attempts taken above stay counted
         if account["email_verified_at"] is None:
+            async with self.pool.acquire() as conn:
+                await store.clear_attempts(conn, address_key)  # the right password is no failure
             raise HTTPProblem(403, "E-mail address not verified",
                               "Open the link in the verification message we sent, then sign in.")
         rehash = await self.passwords.hash(body.password) if self.passwords.needs_rehash(
@@ -175,20 +198,22 @@ class AccountsService(Service):
         refresh, refresh_hash = domain.new_secret()
         async with self.pool.acquire() as conn, conn.transaction():
             await store.clear_attempts(conn, address_key)
+            await store.forget_latest_attempt(conn, network_key)  # a success is no failure
             if rehash:
                 await store.set_password_hash(conn, account["id"], rehash)
             session_id = await store.start_session(
                 conn, account["id"], ip, (request.headers.get("User-Agent") or "")[:400] or None,
                 refresh_hash, s.refresh_token_ttl_s, domain.network_of(ip))
-        return self.token_pair(account, session_id, refresh)
+        return self.token_pair(account, session_id, refresh, s.refresh_token_ttl_s)
 
-    def token_pair(self, account: asyncpg.Record, session_id: uuid.UUID, refresh: str) -> schemas.TokenPair:
+    def token_pair(self, account: asyncpg.Record | dict, session_id: uuid.UUID, refresh: str,
+                   refresh_expires_in: int) -> schemas.TokenPair:
         s = self.settings
         access, _ = self.keys.access_token(subject=account["id"], kind=account["kind"],
                                            roles=list(account["roles"]), session=session_id,
                                            ttl=s.access_token_ttl_s)
         return schemas.TokenPair(access_token=access, expires_in=s.access_token_ttl_s,
-                                 refresh_token=refresh, refresh_expires_in=s.refresh_token_ttl_s)
+                                 refresh_token=refresh, refresh_expires_in=refresh_expires_in)
 
     async def refresh(self, request: web.Request, body: schemas.Refresh) -> schemas.TokenPair:
         old_hash = domain.secret_hash(body.refresh_token)
@@ -203,7 +228,7 @@ class AccountsService(Service):
             elif found is not None and not (found["ended_at"] or found["expired"] or found["closed_at"]):
                 await store.rotate_refresh(conn, old_hash, refresh_hash, found["session_id"])
                 account = {"id": found["account_id"], "kind": found["kind"], "roles": found["roles"]}
-                return self.token_pair(account, found["session_id"], refresh)
+                return self.token_pair(account, found["session_id"], refresh, found["expires_in"])
         if stolen:
             log.warning("refresh token reused; session ended", session=str(found["session_id"]))
         raise HTTPProblem(401, "Invalid refresh token", "Sign in again.")
@@ -240,15 +265,17 @@ class AccountsService(Service):
         account_id = await self.customer(request)
         async with self.pool.acquire() as conn:
             account = await store.account(conn, account_id)
-        if not await self.passwords.verify(account["password_hash"], body.password):
-            raise HTTPProblem(403, "Wrong password", "Confirm the change with your current password.")
+        await self.confirm_password(account, body.password, "the change")
         if body.email == (account["email"] or "").lower():
             raise HTTPProblem(422, "Same address", "This is already your address.")
         async with self.pool.acquire() as conn, conn.transaction():
-            if await store.email_taken(conn, "customer", body.email, account_id):
+            taken = await store.email_taken(conn, "customer", body.email, account_id)
+            # The profile shows the address as pending either way: it tells nobody whether
+            # the address has an account; its owner hears of the attempt by mail.
+            await self.send_verification(conn, account_id, account["name"], body.email, "change",
+                                         mail_code=not taken)
+            if taken:
                 await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(self.settings.shop_url))
-            else:
-                await self.send_verification(conn, account_id, account["name"], body.email, "change")
         return schemas.Accepted(status="verification sent",
                                 detail="The new address takes effect once you open the link we sent to it.")
 
@@ -311,14 +338,14 @@ class AccountsService(Service):
         account_id = await self.customer(request)
         async with self.pool.acquire() as conn:
             account = await store.account(conn, account_id)
-        if not await self.passwords.verify(account["password_hash"], body.password):
-            raise HTTPProblem(403, "Wrong password", "Confirm closing the account with your password.")
+        await self.confirm_password(account, body.password, "closing the account")
         async with self.pool.acquire() as conn, conn.transaction():
-            closed_at = await store.close_account(conn, account_id)
-            await store.end_all_sessions(conn, account_id, "account closed")
-            await add_event(conn, self.name, "account_closed", schemas.AccountClosed(
-                customer_id=account_id, email=account["email"], phone=account["phone"],
-                closed_at=closed_at).model_dump(mode="json"))
+            closed = await store.close_account(conn, account_id)
+            if closed is not None:  # a second request (a double click) closes nothing more
+                await store.end_all_sessions(conn, account_id, "account closed")
+                await add_event(conn, self.name, "account_closed", schemas.AccountClosed(
+                    customer_id=account_id, email=closed["email"], phone=closed["phone"],
+                    closed_at=closed["closed_at"]).model_dump(mode="json"))
         return schemas.Accepted(status="closed", detail="Your account is closed; the erasure of your "
                                 "data has started and you will be told its outcome.")
 
@@ -425,7 +452,7 @@ class AccountsService(Service):
     async def run_retention_sweep(self) -> dict[str, int]:
         """Delete what has been kept for its declared period now (the CronJob calls this)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            return await sweep(conn, self.settings.session_log_days)
+            return await sweep(conn, self.settings.session_log_days, self.settings.verification_ttl_s)
 
 
 def path_id(request: web.Request) -> uuid.UUID:

@@ -13,9 +13,20 @@ PROFILE_COLUMNS = """a.id, a.name, a.email, a.phone, a.email_verified_at IS NOT 
 ADDRESS_COLUMNS = "id, label, recipient, phone, line1, line2, city, postal_code, country, created_at, updated_at"
 
 
-async def account_by_email(conn: asyncpg.Connection, kind: str, email: str) -> asyncpg.Record | None:
+async def account_by_email(conn: asyncpg.Connection, kind: str, email: str, *,
+                           lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT * FROM accounts WHERE kind = $1 AND lower(email) = $2", kind, email)
+        f"SELECT * FROM accounts WHERE kind = $1 AND lower(email) = $2{' FOR UPDATE' if lock else ''}",
+        kind, email)
+
+
+async def replace_unverified(conn: asyncpg.Connection, account_id: uuid.UUID, name: str, phone: str,
+                             password_hash: str, terms_version: str) -> None:
+    await conn.execute(
+        """UPDATE accounts SET name = $2, phone = $3, password_hash = $4, terms_version = $5,
+                  terms_accepted_at = now(), updated_at = now()
+           WHERE id = $1 AND email_verified_at IS NULL""",
+        account_id, name, phone, password_hash, terms_version)
 
 
 async def account(conn: asyncpg.Connection, account_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
@@ -87,20 +98,26 @@ async def verify_email(conn: asyncpg.Connection, account_id: uuid.UUID, email: s
            WHERE id = $1""", account_id, email)
 
 
-async def count_attempt(conn: asyncpg.Connection, keys: list[bytes]) -> None:
-    """Count a failed sign-in (or a registration) against each key."""
-    await conn.executemany("INSERT INTO throttle (key) VALUES ($1)", [(k,) for k in keys])
-
-
-async def attempts(conn: asyncpg.Connection, key: bytes, window_s: int) -> tuple[int, dt.datetime | None]:
-    """How many attempts ``key`` has within the window, and when the oldest of them was."""
+async def take_attempt(conn: asyncpg.Connection, key: bytes, limit: int, window_s: int) -> dt.datetime | None:
+    """Count an attempt against ``key`` unless ``limit`` are counted within the window already;
+    then the time of the oldest of them (None: counted). One caller per key at a time."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))", key)
     row = await conn.fetchrow(
         """SELECT count(*) AS n, min(at) AS first FROM throttle
            WHERE key = $1 AND at > now() - $2 * interval '1 second'""", key, window_s)
-    return row["n"], row["first"]
+    if row["n"] >= limit:
+        return row["first"]
+    await conn.execute("INSERT INTO throttle (key) VALUES ($1)", key)
+    return None
 
 
-async def clear_attempts(conn: asyncpg.Connection, key: bytes) -> None:
+async def forget_latest_attempt(conn: asyncpg.Connection, key: bytes | None) -> None:
+    await conn.execute(
+        """DELETE FROM throttle WHERE ctid = (SELECT ctid FROM throttle WHERE key = $1
+                                               ORDER BY at DESC LIMIT 1)""", key)
+
+
+async def clear_attempts(conn: asyncpg.Connection, key: bytes | None) -> None:
     await conn.execute("DELETE FROM throttle WHERE key = $1", key)
 
 
@@ -124,6 +141,7 @@ async def start_session(conn: asyncpg.Connection, account_id: uuid.UUID, ip: str
 async def refresh_token(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT r.session_id, r.rotated_at, s.account_id, s.ended_at, s.expires_at <= now() AS expired,
+                  greatest(extract(epoch FROM s.expires_at - now()), 0)::integer AS expires_in,
                   a.kind, a.roles, a.closed_at
            FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id
            JOIN accounts a ON a.id = s.account_id
@@ -207,12 +225,13 @@ async def delete_address(conn: asyncpg.Connection, account_id: uuid.UUID, addres
                                address_id, account_id) is not None
 
 
-async def close_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> dt.datetime:
+async def close_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> asyncpg.Record | None:
+    """Close an open account: its closing time and contact details (None if already closed)."""
     await conn.execute(
         "UPDATE email_verifications SET used_at = now() WHERE account_id = $1 AND used_at IS NULL", account_id)
-    return await conn.fetchval(
-        "UPDATE accounts SET closed_at = now(), updated_at = now() WHERE id = $1 RETURNING closed_at",
-        account_id)
+    return await conn.fetchrow(
+        """UPDATE accounts SET closed_at = now(), updated_at = now() WHERE id = $1 AND closed_at IS NULL
+           RETURNING closed_at, email, phone""", account_id)
 
 
 async def record_staff_access(conn: asyncpg.Connection, staff_id: uuid.UUID, customer_id: uuid.UUID,

@@ -1,6 +1,7 @@
 """The accounts service against real PostgreSQL, RabbitMQ and SMTP (the in-loop sink)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -403,7 +404,7 @@ async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, 
     subject = DataSubject(customer_id=anna["id"], emails=["anna@example.lv"], phones=["+37129999999"])
     request = {"request_id": str(uuid.uuid4()), "subject": subject.model_dump(mode="json")}
     before = await rpc_client.accounts.privacy_erase({**request, "verify_only": True})
-    assert set(before["remaining"]) >= {"contact details", "delivery addresses", "sessions", "published events"}
+    assert set(before["remaining"]) >= {"contact details", "delivery addresses", "sessions", "events"}
 
     outcome = await rpc_client.accounts.privacy_erase(request)
     assert outcome["remaining"] == []
@@ -457,16 +458,30 @@ async def test_export_pages_through_everything(accounts, client, rpc_client):
     assert {r["data"]["user_agent"] for r in records if r["category"] == "sessions"} == {"test-browser", "second device"}
 
 
-async def test_retention_sweep_deletes_old_session_logs(accounts, client):
+async def test_retention_sweep_keeps_the_declared_periods(accounts, client):
     await client.customer("anna@example.lv")
     pool = accounts.service.pool
     await client.login("anna@example.lv", user_agent="old device")
     await pool.execute(
         """UPDATE sessions SET ended_at = now() - $1::interval, created_at = now() - $1::interval
            WHERE user_agent = 'old device'""", dt.timedelta(days=accounts.settings.session_log_days + 1))
+    # An account never verified goes a day after its code expires; a younger one stays.
+    for email in ("never@example.lv", "recent@example.lv"):
+        await client.call("POST", "/v1/accounts", json_body={
+            "name": "N", "email": email, "phone": "+37120000005", "password": PASSWORD, "terms_version": "1"},
+            expect=202)
+    await pool.execute("UPDATE accounts SET updated_at = now() - $1::interval WHERE email = 'never@example.lv'",
+                       dt.timedelta(seconds=accounts.settings.verification_ttl_s, days=1, minutes=1))
     swept = await accounts.service.run_retention_sweep()
-    assert swept["sessions"] == 1
+    assert (swept["sessions"], swept["unverified accounts"]) == (1, 1)
     assert [r["user_agent"] for r in await pool.fetch("SELECT user_agent FROM sessions")] == ["test-browser"]
+    assert {r["email"] for r in await pool.fetch("SELECT email FROM accounts")} == {
+        "anna@example.lv", "recent@example.lv"}
+    assert await pool.fetchval("SELECT count(*) FROM outgoing_mail WHERE recipient = 'never@example.lv'") == 0
+    # The session period the service declares is the one it keeps.
+    declared = await accounts.service.privacy_inventory()
+    [sessions] = [e for e in declared.entries if e.table == "sessions"]
+    assert sessions.retention.period_days == accounts.settings.session_log_days
 
 
 async def test_every_personal_column_is_declared(accounts):
@@ -516,3 +531,54 @@ async def test_only_the_newest_code_works(accounts, client, mailsink):
     await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(two)}, expect=200)
     _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
     assert me["email"] == "ieva@two.example"
+
+
+async def test_a_squatter_cannot_keep_an_address_nor_its_owner_out(accounts, client, mailsink):
+    squat = {"name": "Mallory", "email": "owner@example.lv", "phone": "+37120000006",
+             "password": "mallory's password", "terms_version": "1"}
+    await client.call("POST", "/v1/accounts", json_body=squat, expect=202)
+    await mailsink.wait_for("owner@example.lv")  # the squatter's code, which the owner holds
+    # The owner registers too; the owner's code verifies the owner's details and password.
+    owner = await client.customer("owner@example.lv", name="Owner", phone="+37120000007")
+    _, me, _ = await client.call("GET", "/v1/me", owner["access_token"], expect=200)
+    assert (me["name"], me["phone"]) == ("Owner", "+37120000007")
+    assert (await client.call("POST", "/v1/auth/login", json_body={
+        "email": "owner@example.lv", "password": "mallory's password"}))[0] == 401
+
+
+async def test_parallel_guesses_stop_at_the_limit(accounts, client):
+    await client.customer("anna@example.lv")
+    limit = accounts.settings.login_max_failures
+    answers = await asyncio.gather(*(client.call("POST", "/v1/auth/login", json_body={
+        "email": "anna@example.lv", "password": f"guess number {n}"}) for n in range(limit * 4)))
+    statuses = [a[0] for a in answers]
+    assert statuses.count(401) == limit and statuses.count(429) == limit * 3, statuses
+
+
+async def test_pending_address_tells_nothing_and_reauthentication_is_limited(accounts, client, mailsink):
+    anna = await client.customer("anna@example.lv")
+    await client.customer("bob@example.lv")
+    token = anna["access_token"]
+    pending = {}
+    for address in ("bob@example.lv", "free@example.lv"):
+        await client.call("POST", "/v1/me/email", token, {"email": address, "password": PASSWORD}, expect=202)
+        pending[address] = (await client.call("GET", "/v1/me", token, expect=200))[1]["pending_email"]
+    assert pending == {"bob@example.lv": "bob@example.lv", "free@example.lv": "free@example.lv"}
+    [notice] = [m for m in await mailsink.wait_for("bob@example.lv", count=2) if "already" in m["Subject"]]
+    assert "code" not in notice.get_content()
+
+    # A stolen token does not give unlimited password guesses.
+    limit = accounts.settings.login_max_failures
+    for _ in range(limit):
+        await client.call("POST", "/v1/me/close", token, {"password": "a wrong guess"}, expect=403)
+    status, _, headers = await client.call("POST", "/v1/me/close", token, {"password": PASSWORD})
+    assert status == 429 and "Retry-After" in headers
+    await client.call("GET", "/v1/me", token, expect=200)
+
+
+async def test_closing_twice_closes_once(accounts, client):
+    anna = await client.customer("anna@example.lv")
+    answers = await asyncio.gather(*(client.call("POST", "/v1/me/close", anna["access_token"],
+                                                 {"password": PASSWORD}) for _ in range(3)))
+    assert 202 in [a[0] for a in answers]
+    assert len(await events(accounts, "account_closed")) == 1
