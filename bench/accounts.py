@@ -10,8 +10,9 @@ logins
     ``--customers`` customers are registered and verified over HTTP, then for each K in
     ``--concurrency`` K clients sign in ``--logins`` times in all (``POST /v1/auth/login``, a
     correct password, each sign-in a new session). Reported: sign-ins/s, and the p50/p99 of
-    one sign-in's latency. The same is done with unknown addresses (the decoy hash, 401) to show
-    that an unknown address costs the same as a known one (no enumeration by timing).
+    one sign-in's latency. The same is done with a wrong password for known addresses and with
+    unknown addresses (the decoy hash): both answer 401, and should take the same time (no
+    enumeration by timing). Each customer's failures are cleared by its next correct sign-in.
 verifications
     An admin (made with ``python -m services.accounts.admin``) signs in. In this process, a
     ``shared.auth.TokenVerifier`` reading the accounts service's JWKS over HTTP (as every other
@@ -94,7 +95,7 @@ async def load(concurrency: int, total: int, one) -> tuple[float, list[float]]:
 
 
 def row(label: str, rate: float, latencies: list[float], unit: str = "/s") -> None:
-    print(f"  {label:<44} {rate:9.1f}{unit}   p50 {percentile(latencies, 50):8.2f} ms"
+    print(f"  {label:<52} {rate:9.1f}{unit}   p50 {percentile(latencies, 50):8.2f} ms"
           f"   p99 {percentile(latencies, 99):8.2f} ms", flush=True)
 
 
@@ -167,6 +168,9 @@ async def main(args: argparse.Namespace) -> None:
                     rate, latencies = await load(k, args.logins, lambda i: post(
                         http, f"{accounts}/v1/auth/login", {"email": emails[i % len(emails)], "password": PASSWORD}, 200))
                     row(f"known address, {k} at once", rate, latencies)
+                    rate, latencies = await load(k, args.logins, lambda i: post(
+                        http, f"{accounts}/v1/auth/login", {"email": emails[i % len(emails)], "password": "wrong!"}, 401))
+                    row(f"known address, wrong password (401), {k} at once", rate, latencies)
                     rate, latencies = await load(k, args.logins, lambda i: post(
                         http, f"{accounts}/v1/auth/login", {"email": f"nobody{i}@example.lv", "password": PASSWORD}, 401))
                     row(f"unknown address (401), {k} at once", rate, latencies)
