@@ -67,7 +67,7 @@ class OutboxRelay(NotifiedPoller):
         self.batch_size = batch_size
 
     async def work(self) -> None:
-        while await self.relay_once() == self.batch_size:
+        while await self.relay_once() == self.batch_size and not self.stopping:
             pass  # a full batch went out: there may be more
 
     async def relay_once(self) -> int:

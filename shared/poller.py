@@ -27,6 +27,7 @@ class NotifiedPoller:
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     async def work(self) -> None:
         """Handle what is due now."""
@@ -35,18 +36,30 @@ class NotifiedPoller:
     async def prune(self) -> None:
         """Delete what has been kept long enough."""
 
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop()`` is called: a long pass should end at its next step."""
+        return self._stopping
+
     def wake(self, *_: Any) -> None:
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._listener = await self.pool.acquire()
         await self._listener.add_listener(self.channel, self.wake)
         self._task = asyncio.create_task(self._run(), name=self.name)
 
-    async def stop(self) -> None:
-        """Stop the loop (work in its own tasks is the subclass's to finish)."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop the loop: the pass in hand may finish within ``grace`` seconds (a pass cut
+        short is redone by the next start), then it is cancelled. Work in the subclass's own
+        tasks is the subclass's to finish."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping = True
+            self._wake.set()
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
@@ -62,7 +75,7 @@ class NotifiedPoller:
 
     async def _run(self) -> None:
         pruned_at = None
-        while True:
+        while not self._stopping:
             try:
                 await self.work()
                 now = dt.datetime.now(dt.timezone.utc)
@@ -73,6 +86,8 @@ class NotifiedPoller:
                 raise
             except Exception:
                 log.exception("background pass failed", loop=self.name)
+            if self._stopping:
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             except asyncio.TimeoutError:

@@ -243,13 +243,13 @@ class ServiceRuntime:
         for loop in self._background:
             try:
                 async with asyncio.timeout(left()):
-                    await loop.stop()
+                    await loop.stop(left())
             except TimeoutError:
                 log.warning("background loop did not stop in time", loop=loop.name)
         if self._webhooks is not None:
             await self._webhooks.stop(left())  # a request cut short goes again, same webhook-id
         if self._relay is not None:
-            await self._relay.stop()
+            await self._relay.stop(left())
             if self._broker is not None and self._broker.connected:
                 try:
                     async with asyncio.timeout(left()):

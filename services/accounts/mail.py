@@ -61,8 +61,8 @@ class MailSender(NotifiedPoller):
         self.batch_size = batch_size
 
     async def work(self) -> None:
-        while (claimed := await self._claim()):
-            for row in claimed:
+        while not self.stopping and (claimed := await self._claim()):
+            for row in claimed:  # a claimed message not sent before a stop goes after its lease
                 await self._send(row)
 
     async def _claim(self) -> list[asyncpg.Record]:

@@ -147,7 +147,7 @@ class DeliveryWorker(NotifiedPoller):
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, let the requests in flight finish for ``grace`` seconds, then cancel
         the rest and hand their deliveries back at once (the same webhook-id goes again)."""
-        await super().stop()
+        await super().stop(grace)
         if self._in_flight:
             _, unfinished = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in unfinished:
