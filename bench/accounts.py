@@ -161,7 +161,7 @@ async def main(args: argparse.Namespace) -> None:
                         "terms_version": "1"}, 202)
                 for email in emails:
                     [message] = await sink.wait_for(email, timeout=60)
-                    await post(http, f"{accounts}/v1/accounts/verify-email", {"token": code_in(message)}, 200)
+                    await post(http, f"{accounts}/v1/accounts/verify-email", {"token": code_in(message), "password": PASSWORD}, 200)
 
                 print("sign-ins (POST /v1/auth/login)")
                 for k in args.concurrency:

@@ -41,8 +41,8 @@ def verification_mail(shop_url: str, name: str, token: str, *, new_address: bool
     link = f"{shop_url.rstrip('/')}/verify-email?token={token}"
     what = "your new e-mail address" if new_address else "your e-mail address for your new account"
     return ("Confirm your e-mail address",
-            f"Hello {name},\n\nPlease confirm {what} by opening this link:\n\n{link}\n\n"
-            f"or by entering this code: {token}\n\n"
+            f"Hello {name},\n\nPlease confirm {what} by opening this link and entering your "
+            f"password:\n\n{link}\n\nor enter this code with your password:\n\ncode: {token}\n\n"
             "If you did not ask for this, ignore this message: nothing changes without it.\n")
 
 

@@ -17,7 +17,10 @@ from shared.contracts.privacy import (
     ExportRequest, InventoryEntry, LegalBasis, Retained, Retention,
 )
 from services.accounts.settings import AccountsSettings
+from shared.logging import get_logger
 from shared.poller import NotifiedPoller
+
+log = get_logger(__name__)
 
 STAFF_ACCESS_RETENTION = dt.timedelta(days=365)
 TOMBSTONE_RETENTION = dt.timedelta(days=7 * 366)  # orders and payments refer to the id (P25)
@@ -25,8 +28,7 @@ VERIFICATION_RETENTION = dt.timedelta(days=1)
 THROTTLE_RETENTION = dt.timedelta(days=1)
 STATS_RETENTION_DAYS = 400
 
-UNTIL_ERASED = Retention(after="the account is closed, until the privacy service erases it "
-                               "(an account never verified: a day after its last code expires)", clause="P22")
+UNTIL_ERASED = Retention(after="the account is closed, until the privacy service erases it", clause="P22")
 
 
 def inventory(session_log_days: int) -> DataInventory:
@@ -60,8 +62,9 @@ def inventory(session_log_days: int) -> DataInventory:
                                 clause="P9"),
             clauses=["P9", "P19"]),
         InventoryEntry(
-            category="e-mail verifications", table="email_verifications", fields=["email"],
-            purpose="confirm that a new address belongs to the customer before it takes effect",
+            category="e-mail verifications and registrations awaiting one", table="email_verifications",
+            fields=["email", "name", "phone", "password_hash", "terms_version"],
+            purpose="confirm that an address belongs to the customer before an account or a change takes effect",
             legal_basis=LegalBasis.CONTRACT,
             retention=Retention(period_days=VERIFICATION_RETENTION.days, after="the code is used or expires"),
             clauses=["P20"]),
@@ -120,7 +123,14 @@ async def subject_accounts(conn: asyncpg.Connection, subject: DataSubject) -> li
 
 # --- export ---------------------------------------------------------------------------------
 
-Section = Callable[[asyncpg.Connection, list[uuid.UUID], int, int], Awaitable[list[ExportRecord]]]
+async def subject_emails(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: DataSubject) -> list[str]:
+    """The subject's addresses: those the request names and those of their accounts (never an
+    address someone merely asked to move to, which may be another customer's)."""
+    return sorted({*subject.emails, *(r["email"] for r in await conn.fetch(
+        "SELECT lower(email) AS email FROM accounts WHERE id = ANY($1) AND email IS NOT NULL", ids))})
+
+
+Section = Callable[[asyncpg.Connection, list[uuid.UUID], list[str], int, int], Awaitable[list[ExportRecord]]]
 
 
 def _records(category: str, rows: list[asyncpg.Record]) -> list[ExportRecord]:
@@ -130,9 +140,14 @@ def _records(category: str, rows: list[asyncpg.Record]) -> list[ExportRecord]:
     return [ExportRecord(category=category, data={k: plain(v) for k, v in r.items()}) for r in rows]
 
 
-def _section(category: str, query: str) -> Section:
-    async def fetch(conn, ids, offset, limit):
-        return _records(category, await conn.fetch(query + " OFFSET $2 LIMIT $3", ids, offset, limit))
+def _section(category: str, query: str, *, by_address: bool = False) -> Section:
+    """``query`` selects by the account ids ($1) and, ``by_address``, the subject's addresses ($2)."""
+    async def fetch(conn, ids, emails, offset, limit):
+        if by_address:
+            rows = await conn.fetch(query + " OFFSET $3 LIMIT $4", ids, emails, offset, limit)
+        else:
+            rows = await conn.fetch(query + " OFFSET $2 LIMIT $3", ids, offset, limit)
+        return _records(category, rows)
     return fetch
 
 
@@ -144,10 +159,13 @@ SECTIONS: dict[str, Section] = {
         ORDER BY created_at, id"""),
     "sessions": _section("sessions", """SELECT id, host(ip) AS ip, user_agent, created_at, last_used_at,
         expires_at, ended_at, end_reason FROM sessions WHERE account_id = ANY($1) ORDER BY created_at, id"""),
-    "email_verifications": _section("e-mail verifications", """SELECT email, purpose, created_at, expires_at,
-        used_at FROM email_verifications WHERE account_id = ANY($1) ORDER BY created_at, token_hash"""),
+    "email_verifications": _section("e-mail verifications", """SELECT email, purpose, name, phone, terms_version,
+        created_at, expires_at, used_at FROM email_verifications
+        WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(email) = ANY($2))
+        ORDER BY created_at, token_hash""", by_address=True),
     "outgoing_mail": _section("e-mail to the customer", """SELECT recipient, subject, created_at, sent_at
-        FROM outgoing_mail WHERE account_id = ANY($1) ORDER BY created_at, id"""),
+        FROM outgoing_mail WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(recipient) = ANY($2))
+        ORDER BY created_at, id""", by_address=True),
     "staff_access": _section("staff access records", """SELECT at, categories, reason FROM staff_access
         WHERE customer_id = ANY($1) ORDER BY at, id"""),
 }
@@ -160,10 +178,11 @@ async def export_chunk(conn: asyncpg.Connection, request: ExportRequest) -> Expo
     if section not in SECTIONS or not offset.isdigit():
         raise ValueError(f"not a cursor of this participant: {request.cursor!r}")
     ids = await subject_accounts(conn, request.subject)
+    emails = await subject_emails(conn, ids, request.subject)
     index, position, records = names.index(section), int(offset), []
     while index < len(names) and len(records) < request.max_records:
         room = request.max_records - len(records)
-        found = await SECTIONS[names[index]](conn, ids, position, room + 1)
+        found = await SECTIONS[names[index]](conn, ids, emails, position, room + 1)
         records += found[:room]
         if len(found) > room:
             position += room
@@ -186,17 +205,15 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest,
     ids = await subject_accounts(conn, request.subject)
     now = dt.datetime.now(dt.timezone.utc)
     erased: list[Erased] = []
-    emails = sorted({*request.subject.emails, *(r["email"] for r in await conn.fetch(
-        """SELECT lower(email) AS email FROM accounts WHERE id = ANY($1) AND email IS NOT NULL
-           UNION SELECT lower(email) FROM email_verifications WHERE account_id = ANY($1)""", ids))})
+    emails = await subject_emails(conn, ids, request.subject)
     if not request.verify_only:
         for category, statement, *args in (
             ("delivery addresses", "DELETE FROM addresses WHERE account_id = ANY($1)", ids),
             ("sessions", "DELETE FROM sessions WHERE account_id = ANY($1)", ids),
             ("e-mail verifications", """DELETE FROM email_verifications
-                WHERE account_id = ANY($1) OR lower(email) = ANY($2)""", ids, emails),
+                WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(email) = ANY($2))""", ids, emails),
             ("e-mail to the customer", """DELETE FROM outgoing_mail
-                WHERE account_id = ANY($1) OR lower(recipient) = ANY($2)""", ids, emails),
+                WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(recipient) = ANY($2))""", ids, emails),
             ("sign-in throttling", "DELETE FROM throttle WHERE key = ANY($1)", [throttle_key(e) for e in emails]),
             ("published events", f"""DELETE FROM outbox WHERE published_at IS NOT NULL AND (
                 EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {IN_BODY.format("i::text")})
@@ -241,9 +258,9 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: Dat
                                ids, phones),
         "sessions": ("SELECT EXISTS (SELECT 1 FROM sessions WHERE account_id = ANY($1))", ids),
         "e-mail verifications": ("""SELECT EXISTS (SELECT 1 FROM email_verifications
-            WHERE account_id = ANY($1) OR lower(email) = ANY($2))""", ids, emails),
+            WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(email) = ANY($2)))""", ids, emails),
         "e-mail to the customer": ("""SELECT EXISTS (SELECT 1 FROM outgoing_mail
-            WHERE account_id = ANY($1) OR lower(recipient) = ANY($2))""", ids, emails),
+            WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(recipient) = ANY($2)))""", ids, emails),
         # Unpublished ones too: they go out, and a later erasure then removes them.
         "events": (f"""SELECT EXISTS (SELECT 1 FROM outbox WHERE (
             EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {IN_BODY.format("i::text")})
@@ -259,16 +276,13 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: Dat
 
 # --- retention ------------------------------------------------------------------------------
 
-async def sweep(conn: asyncpg.Connection, session_log_days: int, verification_ttl_s: int) -> dict[str, int]:
-    """Delete what has been kept for its declared period; how many rows of each. (Spent refresh
-    tokens go with their session: until then a replay of one is recognised.)"""
+async def sweep(conn: asyncpg.Connection | asyncpg.Pool, session_log_days: int) -> dict[str, int]:
+    """Delete what has been kept for its declared period; how many rows of each. Each kind is
+    its own statement, so one that fails does not hold back the others. (Spent refresh tokens go
+    with their session: until then a replay of one is recognised.)"""
     statements = {
         "sessions": ("DELETE FROM sessions WHERE coalesce(ended_at, expires_at) < now() - $1::interval",
                      dt.timedelta(days=session_log_days)),
-        "unverified accounts": ("""DELETE FROM accounts a WHERE kind = 'customer' AND email_verified_at IS NULL
-            AND erased_at IS NULL AND updated_at < now() - $1::interval
-            AND NOT EXISTS (SELECT 1 FROM staff_access s WHERE s.customer_id = a.id)""",
-            dt.timedelta(seconds=verification_ttl_s) + VERIFICATION_RETENTION),
         "account ids": ("""DELETE FROM accounts a WHERE erased_at < now() - $1::interval
             AND NOT EXISTS (SELECT 1 FROM staff_access s WHERE s.customer_id = a.id)""", TOMBSTONE_RETENTION),
         "e-mail verifications": ("""DELETE FROM email_verifications
@@ -279,8 +293,14 @@ async def sweep(conn: asyncpg.Connection, session_log_days: int, verification_tt
         "staff access records": ("DELETE FROM staff_access WHERE at < now() - $1::interval",
                                  STAFF_ACCESS_RETENTION),
     }
-    return {name: int((await conn.execute(sql, period)).split()[-1])
-            for name, (sql, period) in statements.items()}
+    done = {}
+    for name, (sql, period) in statements.items():
+        try:
+            done[name] = int((await conn.execute(sql, period)).split()[-1])
+        except asyncpg.PostgresError as exc:
+            log.warning("retention sweep step failed; it runs again next time", step=name,
+                        error=type(exc).__name__)
+    return done
 
 
 class RetentionSweep(NotifiedPoller):
@@ -291,5 +311,4 @@ class RetentionSweep(NotifiedPoller):
         self.settings = settings
 
     async def work(self) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await sweep(conn, self.settings.session_log_days, self.settings.verification_ttl_s)
+        await sweep(self.pool, self.settings.session_log_days)

@@ -33,8 +33,11 @@ class Registration(Body):
         description="the version of the shop's terms the customer accepted")
 
 
-class EmailToken(Body):
-    token: Annotated[str, StringConstraints(min_length=16, max_length=128)]
+class EmailConfirmation(Body):
+    token: Annotated[str, StringConstraints(min_length=16, max_length=128)] = Field(
+        description="the code from the verification message")
+    password: Password = Field(description="the account's password (for a new account, the one "
+                                           "it was registered with)")
 
 
 class Login(Body):

@@ -105,7 +105,7 @@ class AccountsService(Service):
     async def confirm_password(self, account: asyncpg.Record, password: str, what: str) -> None:
         """Re-authentication for a sensitive change, limited like sign-in."""
         s = self.settings
-        key = self.throttled("login", (account["email"] or "").lower())
+        key = self.throttled("login", f"{account['kind']}:{(account['email'] or '').lower()}")
         await self.take_attempt(key, s.login_max_failures, s.login_window_s,
                                 "Too many wrong passwords for this account.")
         if not await self.passwords.verify(account["password_hash"], password):
@@ -116,58 +116,77 @@ class AccountsService(Service):
     # --- registration and e-mail verification ----------------------------------------------
 
     async def register(self, request: web.Request, body: schemas.Registration) -> schemas.Accepted:
+        """A registration is only a code until it is confirmed with its own password; then the
+        account exists. So nobody can hold an address they cannot read, and a second
+        registration of an address (its owner's, or anyone's) withdraws no one's code."""
         s = self.settings
         network = self.throttled("register", domain.network_of(self.client_ip(request)))
         await self.take_attempt(network, s.register_max_per_network, 3600,
                                 "Too many registrations from your network.")
         password_hash = await self.passwords.hash(body.password)  # also when the address is taken
         async with self.pool.acquire() as conn, conn.transaction():
-            account_id = await store.create_account(
-                conn, kind="customer", name=body.name, email=body.email, phone=body.phone,
-                password_hash=password_hash, terms_version=body.terms_version)
-            if account_id is not None:
-                await self.send_verification(conn, account_id, body.name, body.email, "register")
-                return ACCEPTED_REGISTRATION
-            existing = await store.account_by_email(conn, "customer", body.email, lock=True)
-            if existing and existing["email_verified_at"] is None and existing["closed_at"] is None:
-                # Never verified, so nobody has proved they own the address: the newest
-                # registration wins (a squatter's password never meets the owner's code).
-                await store.replace_unverified(conn, existing["id"], body.name, body.phone,
-                                               password_hash, body.terms_version)
-                await self.send_verification(conn, existing["id"], body.name, body.email, "register")
-            else:  # the same answer as for a new address; the owner learns of the attempt by mail
+            if await store.account_by_email(conn, "customer", body.email) is not None:
+                # The same answer as for a new address; the owner learns of the attempt by mail.
                 await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(s.shop_url))
+                return ACCEPTED_REGISTRATION
+            token, token_hash = domain.new_secret()
+            await store.add_registration(
+                conn, email=body.email, name=body.name, phone=body.phone, password_hash=password_hash,
+                terms_version=body.terms_version, token_hash=token_hash, ttl=s.verification_ttl_s)
+            await mail.queue_mail(conn, None, body.email, *mail.verification_mail(
+                s.shop_url, body.name, token, new_address=False))
         return ACCEPTED_REGISTRATION
 
-    async def send_verification(self, conn: asyncpg.Connection, account_id: uuid.UUID, name: str,
-                                email: str, purpose: str, *, mail_code: bool = True) -> None:
+    async def send_change_code(self, conn: asyncpg.Connection, account_id: uuid.UUID, name: str,
+                               email: str, *, mail_code: bool = True) -> None:
         token, token_hash = domain.new_secret()
-        await store.withdraw_codes(conn, account_id, purpose)  # only the newest code works
-        await store.add_verification(conn, account_id, email, purpose, token_hash,
-                                     self.settings.verification_ttl_s)
+        await store.withdraw_change_codes(conn, account_id)  # only the newest code works
+        await store.add_change_code(conn, account_id, email, token_hash, self.settings.verification_ttl_s)
         if mail_code:
             await mail.queue_mail(conn, account_id, email, *mail.verification_mail(
-                self.settings.shop_url, name, token, new_address=purpose == "change"))
+                self.settings.shop_url, name, token, new_address=True))
 
-    async def verify_email(self, request: web.Request, body: schemas.EmailToken) -> schemas.Accepted:
+    async def verify_email(self, request: web.Request, body: schemas.EmailConfirmation) -> schemas.Accepted:
+        """Confirm an address with the code mailed to it and the account's password (for a
+        registration, the password it was made with): reading the mailbox alone is not enough."""
+        s = self.settings
+        token_hash = domain.secret_hash(body.token)
+        await self.take_attempt(self.throttled("code", body.token), s.login_max_failures, s.login_window_s,
+                                "Too many wrong passwords for this code.")
+        invalid = HTTPProblem(400, "Invalid or expired code",
+                              "Ask for a new verification message and use the newest link.")
+        async with self.pool.acquire() as conn:
+            found = await store.pending_code(conn, token_hash)
+        if found is None or found["closed_at"] is not None:
+            raise invalid
+        registering = found["purpose"] == "register"
+        stored = found["password_hash"] if registering else found["account_password_hash"]
+        if not await self.passwords.verify(stored, body.password):
+            raise HTTPProblem(403, "Wrong password",
+                              "Enter the password of the account this address is for.")
+        taken = HTTPProblem(409, "Address already in use",
+                            "An account uses this address now; sign in to it, or choose another address.")
         async with self.pool.acquire() as conn, conn.transaction():
-            found = await store.use_verification(conn, domain.secret_hash(body.token))
-            account = found and await store.account(conn, found["account_id"], lock=True)
-            if not account or account["closed_at"] is not None:
-                raise HTTPProblem(400, "Invalid or expired code",
-                                  "Ask for a new verification message and use the newest link.")
-            if await store.email_taken(conn, account["kind"], found["email"], account["id"]):
-                raise HTTPProblem(409, "Address already in use",
-                                  "Another account uses this address now; choose another one.")
+            if not await store.use_code(conn, token_hash):
+                raise invalid
             try:
-                async with conn.transaction():  # another account may confirm it at the same moment
-                    await store.verify_email(conn, account["id"], found["email"])
+                async with conn.transaction():  # another request may confirm it at the same moment
+                    if registering:
+                        if await store.create_account(
+                                conn, kind="customer", name=found["name"], email=found["email"],
+                                phone=found["phone"], password_hash=found["password_hash"],
+                                terms_version=found["terms_version"], verified=True) is None:
+                            raise taken
+                        await store.withdraw_registrations(conn, found["email"])
+                    else:
+                        if await store.email_taken(conn, found["kind"], found["email"], found["account_id"]):
+                            raise taken
+                        await store.verify_email(conn, found["account_id"], found["email"])
             except asyncpg.UniqueViolationError:
-                raise HTTPProblem(409, "Address already in use",
-                                  "Another account uses this address now; choose another one.") from None
-            if found["purpose"] == "change":
+                raise taken from None
+            if not registering:
                 await add_event(conn, self.name, "email_changed", schemas.EmailChanged(
-                    customer_id=account["id"], email=found["email"],
+                    customer_id=found["account_id"], email=found["email"],
                     changed_at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
         return schemas.Accepted(status="verified", detail="The address is confirmed.")
 
@@ -176,7 +195,7 @@ class AccountsService(Service):
     async def login(self, request: web.Request, body: schemas.Login, kind: str = "customer") -> schemas.TokenPair:
         s = self.settings
         ip = self.client_ip(request)
-        address_key = self.throttled("login", body.email)
+        address_key = self.throttled("login", f"{kind}:{body.email}")
         network_key = self.throttled("network", domain.network_of(ip))
         await self.take_attempt(network_key, s.network_max_failures, s.login_window_s,
                                 "Too many failed sign-ins from your network.")
@@ -188,11 +207,6 @@ class AccountsService(Service):
         # An unknown address is checked against a decoy hash: same work, same answer, same time.
         if not await self.passwords.verify(account["password_hash"] if usable else None, body.password):
             raise WRONG_LOGIN  # the attempts taken above stay counted
-        if account["email_verified_at"] is None:
-            async with self.pool.acquire() as conn:
-                await store.clear_attempts(conn, address_key)  # the right password is no failure
-            raise HTTPProblem(403, "E-mail address not verified",
-                              "Open the link in the verification message we sent, then sign in.")
         rehash = await self.passwords.hash(body.password) if self.passwords.needs_rehash(
             account["password_hash"]) else None
         refresh, refresh_hash = domain.new_secret()
@@ -272,8 +286,7 @@ class AccountsService(Service):
             taken = await store.email_taken(conn, "customer", body.email, account_id)
             # The profile shows the address as pending either way: it tells nobody whether
             # the address has an account; its owner hears of the attempt by mail.
-            await self.send_verification(conn, account_id, account["name"], body.email, "change",
-                                         mail_code=not taken)
+            await self.send_change_code(conn, account_id, account["name"], body.email, mail_code=not taken)
             if taken:
                 await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(self.settings.shop_url))
         return schemas.Accepted(status="verification sent",
@@ -399,7 +412,7 @@ class AccountsService(Service):
             E("POST", "/v1/accounts", self.register, "Register a customer account",
               body=schemas.Registration, response=schemas.Accepted, status=202, tags=tag),
             E("POST", "/v1/accounts/verify-email", self.verify_email, "Confirm an e-mail address",
-              body=schemas.EmailToken, response=schemas.Accepted, tags=tag),
+              body=schemas.EmailConfirmation, response=schemas.Accepted, tags=tag),
             E("POST", "/v1/auth/login", self.login, "Sign in (customer)", body=schemas.Login,
               response=schemas.TokenPair, tags=["auth"]),
             E("POST", "/v1/auth/refresh", self.refresh, "New tokens for a refresh token",
@@ -446,13 +459,12 @@ class AccountsService(Service):
     async def privacy_erase(self, request: dict[str, Any]) -> ErasureOutcome:
         parsed = ErasureRequest.model_validate(request)
         async with self.pool.acquire() as conn, conn.transaction():
-            return await erase(conn, parsed, lambda email: self.throttled("login", email))
+            return await erase(conn, parsed, lambda email: self.throttled("login", f"customer:{email}"))
 
     @rpc
     async def run_retention_sweep(self) -> dict[str, int]:
         """Delete what has been kept for its declared period now (the CronJob calls this)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            return await sweep(conn, self.settings.session_log_days, self.settings.verification_ttl_s)
+        return await sweep(self.pool, self.settings.session_log_days)
 
 
 def path_id(request: web.Request) -> uuid.UUID:

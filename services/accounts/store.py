@@ -20,15 +20,6 @@ async def account_by_email(conn: asyncpg.Connection, kind: str, email: str, *,
         kind, email)
 
 
-async def replace_unverified(conn: asyncpg.Connection, account_id: uuid.UUID, name: str, phone: str,
-                             password_hash: str, terms_version: str) -> None:
-    await conn.execute(
-        """UPDATE accounts SET name = $2, phone = $3, password_hash = $4, terms_version = $5,
-                  terms_accepted_at = now(), updated_at = now()
-           WHERE id = $1 AND email_verified_at IS NULL""",
-        account_id, name, phone, password_hash, terms_version)
-
-
 async def account(conn: asyncpg.Connection, account_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT * FROM accounts WHERE id = $1{' FOR UPDATE' if lock else ''}", account_id)
@@ -64,26 +55,49 @@ async def set_password_hash(conn: asyncpg.Connection, account_id: uuid.UUID, pas
     await conn.execute("UPDATE accounts SET password_hash = $2 WHERE id = $1", account_id, password_hash)
 
 
-async def add_verification(conn: asyncpg.Connection, account_id: uuid.UUID, email: str, purpose: str,
-                           token_hash: bytes, ttl: int) -> None:
+async def add_change_code(conn: asyncpg.Connection, account_id: uuid.UUID, email: str,
+                          token_hash: bytes, ttl: int) -> None:
     await conn.execute(
         """INSERT INTO email_verifications (token_hash, account_id, email, purpose, expires_at)
-           VALUES ($1, $2, $3, $4, now() + $5 * interval '1 second')""",
-        token_hash, account_id, email, purpose, ttl)
+           VALUES ($1, $2, $3, 'change', now() + $4 * interval '1 second')""",
+        token_hash, account_id, email, ttl)
 
 
-async def withdraw_codes(conn: asyncpg.Connection, account_id: uuid.UUID, purpose: str) -> None:
+async def add_registration(conn: asyncpg.Connection, *, email: str, name: str, phone: str,
+                           password_hash: str, terms_version: str, token_hash: bytes, ttl: int) -> None:
+    await conn.execute(
+        """INSERT INTO email_verifications (token_hash, email, purpose, name, phone, password_hash,
+                                            terms_version, expires_at)
+           VALUES ($1, $2, 'register', $3, $4, $5, $6, now() + $7 * interval '1 second')""",
+        token_hash, email, name, phone, password_hash, terms_version, ttl)
+
+
+async def pending_code(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
+    """An unused, unexpired code with what it confirms."""
+    return await conn.fetchrow(
+        """SELECT v.*, a.password_hash AS account_password_hash, a.kind, a.closed_at
+           FROM email_verifications v LEFT JOIN accounts a ON a.id = v.account_id
+           WHERE v.token_hash = $1 AND v.used_at IS NULL AND v.expires_at > now()""", token_hash)
+
+
+async def withdraw_change_codes(conn: asyncpg.Connection, account_id: uuid.UUID) -> None:
     await conn.execute(
         """UPDATE email_verifications SET used_at = now()
-           WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL""", account_id, purpose)
+           WHERE account_id = $1 AND purpose = 'change' AND used_at IS NULL""", account_id)
 
 
-async def use_verification(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
-    """Mark an unexpired, unused code used; its row, or None."""
-    return await conn.fetchrow(
+async def withdraw_registrations(conn: asyncpg.Connection, email: str) -> None:
+    await conn.execute(
         """UPDATE email_verifications SET used_at = now()
-           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
-           RETURNING account_id, email, purpose""", token_hash)
+           WHERE purpose = 'register' AND lower(email) = $1 AND used_at IS NULL""", email)
+
+
+async def use_code(conn: asyncpg.Connection, token_hash: bytes) -> bool:
+    """Spend an unused, unexpired code; False when it is spent or expired meanwhile."""
+    return await conn.fetchval(
+        """UPDATE email_verifications SET used_at = now()
+           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING true""",
+        token_hash) is not None
 
 
 async def email_taken(conn: asyncpg.Connection, kind: str, email: str, other_than: uuid.UUID) -> bool:

@@ -116,7 +116,7 @@ async def test_a_customer_and_an_admin_as_the_frontend_and_an_operator_would(sui
                 "password": password, "terms_version": "2026-01"}) as response:
             assert response.status == 202
         [message] = await mailsink.wait_for("liga@example.lv", timeout=30)
-        async with http.post(f"{accounts}/v1/accounts/verify-email", json={"token": code_in(message)}) as response:
+        async with http.post(f"{accounts}/v1/accounts/verify-email", json={"token": code_in(message), "password": password}) as response:
             assert response.status == 200
         async with http.post(f"{accounts}/v1/auth/login",
                              json={"email": "liga@example.lv", "password": password}) as response:

@@ -39,7 +39,9 @@ def accounts_settings(amqp_url: str, database: str, smtp_port: int, **overrides)
         "jwt_signing_key": new_signing_key(), "smtp_port": smtp_port,
         # A cheap argon2id cost: the tests exercise the rules, bench/accounts.py the cost.
         "argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1,
-        "outbox_poll_s": 0.2, "shutdown_grace_s": 5, **overrides})
+        "outbox_poll_s": 0.2, "shutdown_grace_s": 5,
+        "session_log_days": 14,  # not the default: the declaration must follow the setting
+        **overrides})
 
 
 @pytest.fixture
@@ -79,8 +81,13 @@ class Client:
             "name": name, "email": email, "phone": phone, "password": PASSWORD, "terms_version": "2026-01"},
             expect=202)
         message = (await self.sink.wait_for(email, count=earlier + 1))[-1]
-        await self.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(message)}, expect=200)
+        await self.confirm(message, expect=200)
         return await self.login(email, user_agent=user_agent)
+
+    async def confirm(self, message, password: str = PASSWORD, expect: int | None = None):
+        """Open the verification message's link: its code and the account's password."""
+        return await self.call("POST", "/v1/accounts/verify-email",
+                               json_body={"token": code_in(message), "password": password}, expect=expect)
 
     async def login(self, email: str, password: str = PASSWORD, user_agent: str = "test-browser",
                     path: str = "/v1/auth/login") -> dict:
@@ -119,12 +126,13 @@ async def test_the_whole_life_of_a_customer(accounts, client, mailsink):
         "name": "Anna Bērziņa", "email": "Anna@Example.LV", "phone": "+371 2000 0001",
         "password": PASSWORD, "terms_version": "2026-01"}, expect=202)
     [message] = await mailsink.wait_for(email)
-    # Not before the address is verified; and a code works once.
+    # No account before the address is confirmed, with the code and the password registered.
     status, problem, _ = await client.call("POST", "/v1/auth/login",
                                            json_body={"email": email, "password": PASSWORD})
-    assert status == 403 and "verified" in problem["title"]
-    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(message)}, expect=200)
-    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(message)}, expect=400)
+    assert status == 401
+    await client.confirm(message, password="not the password", expect=403)
+    await client.confirm(message, expect=200)
+    await client.confirm(message, expect=400)  # a code works once
 
     first = await client.login(email, user_agent="phone")
     token = first["access_token"]
@@ -158,7 +166,8 @@ async def test_the_whole_life_of_a_customer(accounts, client, mailsink):
     assert (me["email"], me["pending_email"]) == (email, "anna@new.example")
     assert await events(accounts, "email_changed") == []
     [message] = await mailsink.wait_for("anna@new.example")
-    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(message)}, expect=200)
+    await client.confirm(message, password="somebody else's", expect=403)
+    await client.confirm(message, expect=200)
     _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
     assert (me["email"], me["pending_email"]) == ("anna@new.example", None)
     [changed] = await events(accounts, "email_changed")
@@ -178,6 +187,8 @@ async def test_the_whole_life_of_a_customer(accounts, client, mailsink):
     # Refresh rotates; a used refresh token presented again ends the session (a stolen copy).
     _, renewed, _ = await client.call("POST", "/v1/auth/refresh",
                                       json_body={"refresh_token": first["refresh_token"]}, expect=200)
+    # The refresh token's life is the session's: it does not start again.
+    assert 0 < renewed["refresh_expires_in"] <= first["refresh_expires_in"]
     await client.call("GET", "/v1/me", renewed["access_token"], expect=200)
     await client.call("POST", "/v1/auth/refresh", json_body={"refresh_token": first["refresh_token"]}, expect=401)
     await client.call("GET", "/v1/me", renewed["access_token"], expect=401)
@@ -272,7 +283,9 @@ async def test_bad_input_gets_a_clear_error_and_changes_nothing(accounts, client
     assert (await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "country": "Latvia"}))[0] == 422
     assert (await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "line1": ""}))[0] == 422
     assert (await client.call("GET", "/v1/me/addresses/not-a-uuid", token))[0] == 404
-    assert (await client.call("POST", "/v1/accounts/verify-email", json_body={"token": "x" * 40}))[0] == 400
+    assert (await client.call("POST", "/v1/accounts/verify-email",
+                              json_body={"token": "x" * 40, "password": PASSWORD}))[0] == 400
+    assert (await client.call("POST", "/v1/accounts/verify-email", json_body={"token": "x" * 40}))[0] == 422
     assert dict(await pool.fetchrow("SELECT name, phone, email FROM accounts")) == before
     assert await pool.fetchval("SELECT count(*) FROM addresses") == 0
     assert await events(accounts, "profile_changed") == []
@@ -291,6 +304,12 @@ async def test_no_account_enumeration_and_lockout(accounts, client, mailsink):
         {"status": "verification sent", "detail": taken[1]["detail"]}).model_dump())
     [_, notice] = await mailsink.wait_for("anna@example.lv", count=2)
     assert "already" in notice["Subject"]
+    # Nor does signing in with the password just registered: no account exists for it either way.
+    answers = [await client.call("POST", "/v1/auth/login", json_body={"email": address, "password": PASSWORD})
+               for address in ("eve@example.lv", "nobody-at-all@example.lv")]
+    taken_login = await client.call("POST", "/v1/auth/login", json_body={"email": "anna@example.lv",
+                                                                         "password": "Eve's own password"})
+    assert answers[0][:2] == answers[1][:2] == taken_login[:2] and taken_login[0] == 401
 
     # A wrong password and an unknown address: the same answer, after the same argon2 work.
     verified = []
@@ -304,7 +323,7 @@ async def test_no_account_enumeration_and_lockout(accounts, client, mailsink):
 
     # Lockout after the limit, for known and unknown addresses alike, with Retry-After.
     limit = accounts.settings.login_max_failures
-    for _ in range(limit - 1):
+    for _ in range(limit - 2):  # two failed above
         await client.call("POST", "/v1/auth/login", json_body={"email": "anna@example.lv", "password": "wrong password"}, expect=401)
     for _ in range(limit - 1):
         await client.call("POST", "/v1/auth/login", json_body={"email": "nobody@example.lv", "password": "wrong password"}, expect=401)
@@ -312,6 +331,9 @@ async def test_no_account_enumeration_and_lockout(accounts, client, mailsink):
         status, problem, headers = await client.call("POST", "/v1/auth/login",
                                                      json_body={"email": address, "password": PASSWORD})
         assert status == 429 and 0 < int(headers["Retry-After"]) <= accounts.settings.login_window_s
+    # Staff sign-ins count apart: the customer's lockout does not lock a staff address, nor back.
+    assert (await client.call("POST", "/v1/staff/auth/login",
+                              json_body={"email": "anna@example.lv", "password": "wrong password"}))[0] == 401
     # The throttle keeps no address in the clear.
     keys = await accounts.service.pool.fetch("SELECT key FROM throttle")
     assert keys and all(b"example" not in bytes(k["key"]) for k in keys)
@@ -332,7 +354,7 @@ async def test_registration_is_rate_limited_per_network(amqp_url, database, mail
                 "name": "N", "email": "n9@example.lv", "phone": "+37120000001", "password": PASSWORD,
                 "terms_version": "1"})
             assert status == 429 and "Retry-After" in headers
-            assert await runtime.service.pool.fetchval("SELECT count(*) FROM accounts") == 2
+            assert await runtime.service.pool.fetchval("SELECT count(*) FROM email_verifications") == 2
     finally:
         await runtime.stop()
 
@@ -389,8 +411,11 @@ async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, 
     token = anna["access_token"]
     await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "recipient": "Anna Unikāla"}, expect=201)
     await client.call("PATCH", "/v1/me", token, {"name": "Anna Unikāla"}, expect=200)
+    await client.call("POST", "/v1/me/email", token, {"email": "bob@example.lv", "password": PASSWORD}, expect=202)
     await client.call("POST", "/v1/me/email", token, {"email": "anna@pending.example", "password": PASSWORD}, expect=202)
     await mailsink.wait_for("anna@pending.example")
+    await client.call("POST", "/v1/auth/login", json_body={"email": "bob@example.lv", "password": "Bob mistyped"},
+                      expect=401)
     support = await staff(accounts, client, "support")
     await client.call("POST", "/v1/staff/customer-lookups", support["access_token"],
                       {"customer_id": anna["id"], "reason": "ticket 12 about a parcel"}, expect=200)
@@ -403,6 +428,9 @@ async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, 
                       expect=401)
     subject = DataSubject(customer_id=anna["id"], emails=["anna@example.lv"], phones=["+37129999999"])
     request = {"request_id": str(uuid.uuid4()), "subject": subject.model_dump(mode="json")}
+    bob_mail = await accounts.service.pool.fetchval(
+        "SELECT count(*) FROM outgoing_mail WHERE recipient = 'bob@example.lv'")
+    assert bob_mail == 2  # his registration and the notice of Anna's attempt
     before = await rpc_client.accounts.privacy_erase({**request, "verify_only": True})
     assert set(before["remaining"]) >= {"contact details", "delivery addresses", "sessions", "events"}
 
@@ -429,8 +457,11 @@ async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, 
             if anna["id"] in text:
                 found.append((table["table_name"], "id"))
     assert sorted(set(found)) == [("accounts", "id"), ("staff_access", "id")], found
-    # Bob is untouched.
+    # Bob is untouched, even the mail and sign-in failures of his address Anna once asked for.
     await client.call("GET", "/v1/me", bob["access_token"], expect=200)
+    assert await pool.fetchval("SELECT count(*) FROM outgoing_mail WHERE recipient = 'bob@example.lv'") == bob_mail
+    bobs_key = accounts.service.throttled("login", "customer:bob@example.lv")
+    assert await pool.fetchval("SELECT count(*) FROM throttle WHERE key = $1", bobs_key) == 1
     # A new registration with the freed address is a new account.
     await client.customer("anna@example.lv")
 
@@ -456,6 +487,11 @@ async def test_export_pages_through_everything(accounts, client, rpc_client):
     profile = next(r["data"] for r in records if r["category"] == "profile")
     assert (profile["email"], profile["terms_version"]) == ("anna@example.lv", "2026-01")
     assert {r["data"]["user_agent"] for r in records if r["category"] == "sessions"} == {"test-browser", "second device"}
+    [registration] = [r["data"] for r in records if r["category"] == "e-mail verifications"]
+    assert (registration["purpose"], registration["name"]) == ("register", "Anna Bērziņa")
+    assert "password_hash" not in registration
+    [sent] = [r["data"] for r in records if r["category"] == "e-mail to the customer"]
+    assert sent["recipient"] == "anna@example.lv" and "body" not in sent
 
 
 async def test_retention_sweep_keeps_the_declared_periods(accounts, client):
@@ -465,19 +501,23 @@ async def test_retention_sweep_keeps_the_declared_periods(accounts, client):
     await pool.execute(
         """UPDATE sessions SET ended_at = now() - $1::interval, created_at = now() - $1::interval
            WHERE user_agent = 'old device'""", dt.timedelta(days=accounts.settings.session_log_days + 1))
-    # An account never verified goes a day after its code expires; a younger one stays.
+    # A registration never confirmed goes a day after its code expires; a younger one stays.
     for email in ("never@example.lv", "recent@example.lv"):
         await client.call("POST", "/v1/accounts", json_body={
             "name": "N", "email": email, "phone": "+37120000005", "password": PASSWORD, "terms_version": "1"},
             expect=202)
-    await pool.execute("UPDATE accounts SET updated_at = now() - $1::interval WHERE email = 'never@example.lv'",
-                       dt.timedelta(seconds=accounts.settings.verification_ttl_s, days=1, minutes=1))
+    await pool.execute("UPDATE email_verifications SET expires_at = now() - interval '25 hours' WHERE email = $1",
+                       "never@example.lv")
+    # An erased account's id goes after 7 years, unless staff access records still point at it.
+    erased = await pool.fetchval("""INSERT INTO accounts (id, kind, created_at, erased_at, closed_at)
+        VALUES (gen_random_uuid(), 'customer', now() - interval '9 years', now() - interval '8 years',
+                now() - interval '8 years') RETURNING id""")
     swept = await accounts.service.run_retention_sweep()
-    assert (swept["sessions"], swept["unverified accounts"]) == (1, 1)
+    assert (swept["sessions"], swept["e-mail verifications"], swept["account ids"]) == (1, 1, 1)
     assert [r["user_agent"] for r in await pool.fetch("SELECT user_agent FROM sessions")] == ["test-browser"]
-    assert {r["email"] for r in await pool.fetch("SELECT email FROM accounts")} == {
-        "anna@example.lv", "recent@example.lv"}
-    assert await pool.fetchval("SELECT count(*) FROM outgoing_mail WHERE recipient = 'never@example.lv'") == 0
+    assert {r["email"] for r in await pool.fetch("SELECT email FROM email_verifications WHERE used_at IS NULL")} == {
+        "recent@example.lv"}
+    assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = $1", erased) == 0
     # The session period the service declares is the one it keeps.
     declared = await accounts.service.privacy_inventory()
     [sessions] = [e for e in declared.entries if e.table == "sessions"]
@@ -511,39 +551,47 @@ async def test_another_service_verifies_tokens_with_the_jwks(accounts, client):
         await verifier.verify(anna["refresh_token"])
 
 
-async def test_only_the_newest_code_works(accounts, client, mailsink):
+async def test_each_registration_code_confirms_its_own_registration(accounts, client, mailsink):
     registration = {"name": "Ieva", "email": "ieva@example.lv", "phone": "+37120000004", "password": PASSWORD,
                     "terms_version": "2026-01"}
-    # Registering again before verifying sends a fresh code; the earlier one stops working.
     await client.call("POST", "/v1/accounts", json_body=registration, expect=202)
-    await client.call("POST", "/v1/accounts", json_body=registration, expect=202)
+    await client.call("POST", "/v1/accounts", json_body={**registration, "name": "Ieva Two"}, expect=202)
     first, second = await mailsink.wait_for("ieva@example.lv", count=2)
-    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(first)}, expect=400)
-    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(second)}, expect=200)
+    await client.confirm(second, expect=200)
+    await client.confirm(first, expect=400)  # the address has its account: the other code is spent
     token = (await client.login("ieva@example.lv"))["access_token"]
+    assert (await client.call("GET", "/v1/me", token))[1]["name"] == "Ieva Two"
 
     # Two address changes in a row: only the later one can take effect.
     for address in ("ieva@one.example", "ieva@two.example"):
         await client.call("POST", "/v1/me/email", token, {"email": address, "password": PASSWORD}, expect=202)
     [one] = await mailsink.wait_for("ieva@one.example")
     [two] = await mailsink.wait_for("ieva@two.example")
-    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(one)}, expect=400)
-    await client.call("POST", "/v1/accounts/verify-email", json_body={"token": code_in(two)}, expect=200)
+    await client.confirm(one, expect=400)
+    await client.confirm(two, expect=200)
     _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
     assert me["email"] == "ieva@two.example"
 
 
-async def test_a_squatter_cannot_keep_an_address_nor_its_owner_out(accounts, client, mailsink):
-    squat = {"name": "Mallory", "email": "owner@example.lv", "phone": "+37120000006",
-             "password": "mallory's password", "terms_version": "1"}
-    await client.call("POST", "/v1/accounts", json_body=squat, expect=202)
-    await mailsink.wait_for("owner@example.lv")  # the squatter's code, which the owner holds
-    # The owner registers too; the owner's code verifies the owner's details and password.
-    owner = await client.customer("owner@example.lv", name="Owner", phone="+37120000007")
-    _, me, _ = await client.call("GET", "/v1/me", owner["access_token"], expect=200)
+async def test_a_squatter_cannot_keep_an_address_nor_take_its_account(accounts, client, mailsink):
+    owner = {"name": "Owner", "email": "owner@example.lv", "phone": "+37120000007", "password": PASSWORD,
+             "terms_version": "1"}
+    squat = {**owner, "name": "Mallory", "phone": "+37120000006", "password": "mallory's password"}
+    # Mallory before the owner, and after: every code reaches the owner's mailbox, and none
+    # confirms without the password it was registered with.
+    for body in (squat, owner, squat):
+        await client.call("POST", "/v1/accounts", json_body=body, expect=202)
+    mallorys, owners, mallorys_again = await mailsink.wait_for("owner@example.lv", count=3)
+    await client.confirm(mallorys, expect=403)
+    await client.confirm(mallorys_again, expect=403)
+    await client.confirm(owners, expect=200)
+    token = (await client.login("owner@example.lv"))["access_token"]
+    _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
     assert (me["name"], me["phone"]) == ("Owner", "+37120000007")
     assert (await client.call("POST", "/v1/auth/login", json_body={
         "email": "owner@example.lv", "password": "mallory's password"}))[0] == 401
+    # Mallory's codes are spent with the account made: even her password confirms nothing now.
+    await client.confirm(mallorys, password="mallory's password", expect=400)
 
 
 async def test_parallel_guesses_stop_at_the_limit(accounts, client):
@@ -582,3 +630,19 @@ async def test_closing_twice_closes_once(accounts, client):
                                                  {"password": PASSWORD}) for _ in range(3)))
     assert 202 in [a[0] for a in answers]
     assert len(await events(accounts, "account_closed")) == 1
+
+
+async def test_the_client_address_behind_a_proxy(accounts):
+    service = accounts.service
+
+    class Request:
+        remote = "10.1.2.3"
+        headers = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
+    assert service.client_ip(Request) == "10.1.2.3"  # no proxy trusted: the peer
+    service.settings = accounts.settings.model_copy(update={"trust_forwarded_for": True})
+    try:
+        assert service.client_ip(Request) == "198.51.100.7"  # the entry the proxy appended
+        Request.headers = {"X-Forwarded-For": "203.0.113.9, not-an-address"}
+        assert service.client_ip(Request) == "10.1.2.3"
+    finally:
+        service.settings = accounts.settings

@@ -58,16 +58,25 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
 
--- E-mail verification codes by hash, for a new account or a new address.
+-- E-mail verification codes by hash. A registration is only a code until it is confirmed (with
+-- its own password): the account is created then, so nobody can hold an address unconfirmed.
+-- A change of address belongs to an account.
 CREATE TABLE email_verifications (
-    token_hash   bytea PRIMARY KEY,
-    account_id   uuid NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    email        text NOT NULL,
-    purpose      text NOT NULL CHECK (purpose IN ('register', 'change')),
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    expires_at   timestamptz NOT NULL,
-    used_at      timestamptz
+    token_hash     bytea PRIMARY KEY,
+    account_id     uuid REFERENCES accounts (id) ON DELETE CASCADE,
+    email          text NOT NULL,
+    purpose        text NOT NULL CHECK (purpose IN ('register', 'change')),
+    name           text,
+    phone          text,
+    password_hash  text,
+    terms_version  text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    expires_at     timestamptz NOT NULL,
+    used_at        timestamptz,
+    CHECK (CASE purpose WHEN 'change' THEN account_id IS NOT NULL
+                        ELSE account_id IS NULL AND name IS NOT NULL AND password_hash IS NOT NULL END)
 );
+CREATE INDEX email_verifications_email ON email_verifications (lower(email));
 CREATE INDEX email_verifications_account ON email_verifications (account_id);
 
 -- Failed logins and registrations, by a keyed hash of the address or of the client's network.
