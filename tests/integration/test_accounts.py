@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from deploy.mailsink import MailSink, code_in
-from services.accounts import schemas
+from services.accounts import schemas, store
 from services.accounts.privacy import INVENTORY, NOT_PERSONAL
 from services.accounts.service import AccountsService, create_staff_account
 from services.accounts.settings import AccountsSettings
@@ -630,6 +630,9 @@ async def test_closing_twice_closes_once(accounts, client):
                                                  {"password": PASSWORD}) for _ in range(3)))
     assert 202 in [a[0] for a in answers]
     assert len(await events(accounts, "account_closed")) == 1
+    # However the requests interleave, a second close finds nothing left to close.
+    async with accounts.service.pool.acquire() as conn, conn.transaction():
+        assert await store.close_account(conn, uuid.UUID(anna["id"])) is None
 
 
 async def test_the_client_address_behind_a_proxy(accounts):
