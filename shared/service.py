@@ -87,6 +87,14 @@ class Service:
         self.partners = deps.partners
         self.tokens = deps.tokens
 
+    @classmethod
+    def migration_scopes(cls) -> dict[str, Path]:
+        """The migrations a database of this service needs: the shared ones, then its own."""
+        scopes = {"shared": db.SHARED_MIGRATIONS}
+        if cls.migrations is not None:
+            scopes[cls.name] = cls.migrations
+        return scopes
+
     def endpoints(self) -> list[http.Endpoint]:
         return []
 
@@ -160,10 +168,7 @@ class ServiceRuntime:
         s, name = self.settings, self.service_cls.name
         await db.ensure_database(s.dsn)
         self._pool = await db.create_pool(s.dsn)
-        scopes = {"shared": db.SHARED_MIGRATIONS}
-        if self.service_cls.migrations is not None:
-            scopes[name] = self.service_cls.migrations
-        await db.migrate(self._pool, scopes)
+        await db.migrate(self._pool, self.service_cls.migration_scopes())
 
         self._broker = Broker(s.amqp_url, name=name)
         await self._broker.connect()

@@ -12,13 +12,12 @@ import asyncio
 import getpass
 import os
 import sys
-from pathlib import Path
 
 from pydantic import ValidationError
 
 from services.accounts.domain import Passwords
 from services.accounts.schemas import StaffAccountIn
-from services.accounts.service import create_staff_account
+from services.accounts.service import AccountsService, create_staff_account
 from services.accounts.settings import AccountsSettings
 from shared import db
 from shared.config import load_settings
@@ -44,7 +43,7 @@ async def create_staff(args: argparse.Namespace) -> int:
     await db.ensure_database(settings.dsn)
     pool = await db.create_pool(settings.dsn)
     try:
-        await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS, "accounts": Path(__file__).parent / "migrations"})
+        await db.migrate(pool, AccountsService.migration_scopes())
         passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
                               settings.argon2_parallelism, 1)
         staff_id = await create_staff_account(pool, passwords, body)

@@ -175,7 +175,7 @@ class AccountsService(Service):
                         if await store.create_account(
                                 conn, kind="customer", name=found["name"], email=found["email"],
                                 phone=found["phone"], password_hash=found["password_hash"],
-                                terms_version=found["terms_version"], verified=True) is None:
+                                terms_version=found["terms_version"]) is None:
                             raise taken
                         await store.withdraw_registrations(conn, found["email"])
                     else:
@@ -481,5 +481,4 @@ async def create_staff_account(pool: asyncpg.Pool, passwords: domain.Passwords,
     password_hash = await passwords.hash(body.password)
     async with pool.acquire() as conn:
         return await store.create_account(conn, kind="staff", name=body.name, email=body.email, phone=None,
-                                          password_hash=password_hash, roles=sorted(set(body.roles)),
-                                          verified=True)
+                                          password_hash=password_hash, roles=sorted(set(body.roles)))

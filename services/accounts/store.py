@@ -13,11 +13,8 @@ PROFILE_COLUMNS = """a.id, a.name, a.email, a.phone, a.email_verified_at IS NOT 
 ADDRESS_COLUMNS = "id, label, recipient, phone, line1, line2, city, postal_code, country, created_at, updated_at"
 
 
-async def account_by_email(conn: asyncpg.Connection, kind: str, email: str, *,
-                           lock: bool = False) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT * FROM accounts WHERE kind = $1 AND lower(email) = $2{' FOR UPDATE' if lock else ''}",
-        kind, email)
+async def account_by_email(conn: asyncpg.Connection, kind: str, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM accounts WHERE kind = $1 AND lower(email) = $2", kind, email)
 
 
 async def account(conn: asyncpg.Connection, account_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
@@ -27,15 +24,15 @@ async def account(conn: asyncpg.Connection, account_id: uuid.UUID, *, lock: bool
 
 async def create_account(conn: asyncpg.Connection, *, kind: str, name: str, email: str,
                          phone: str | None, password_hash: str, roles: list[str] = (),
-                         terms_version: str | None = None, verified: bool = False) -> uuid.UUID | None:
-    """The new account's id, or None when the address is already taken."""
+                         terms_version: str | None = None) -> uuid.UUID | None:
+    """A new account, its address confirmed (a customer by the mailed code, staff by the admin
+    who made it); its id, or None when the address is already taken."""
     return await conn.fetchval(
         """INSERT INTO accounts (id, kind, roles, name, email, phone, password_hash, terms_version,
                                  terms_accepted_at, email_verified_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::text IS NULL THEN NULL ELSE now() END,
-                   CASE WHEN $9 THEN now() END)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::text IS NULL THEN NULL ELSE now() END, now())
            ON CONFLICT DO NOTHING RETURNING id""",
-        uuid.uuid4(), kind, list(roles), name, email, phone, password_hash, terms_version, verified)
+        uuid.uuid4(), kind, list(roles), name, email, phone, password_hash, terms_version)
 
 
 async def profile(conn: asyncpg.Connection, account_id: uuid.UUID) -> asyncpg.Record | None:
