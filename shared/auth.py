@@ -16,7 +16,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from shared.http import HTTPProblem
+from shared.http import Access, HTTPProblem
 
 ISSUER = "veikals-accounts"
 AUDIENCE = "veikals"
@@ -94,25 +94,28 @@ class TokenVerifier:
 async def authenticate(request: web.Request, verifier: TokenVerifier) -> Principal:
     """Whoever sent the request's bearer token (401 without a valid one)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise HTTPProblem(401, "Authentication required",
                           "Send an access token as 'Authorization: Bearer <token>'.")
-    return await verifier.verify(token.strip())
+    if not token.isascii():  # a JWT is ASCII; anything else cannot be one of ours
+        raise HTTPProblem(401, "Invalid token", "The token is not a JWT.")
+    return await verifier.verify(token)
 
 
-async def require_customer(request: web.Request, verifier: TokenVerifier) -> Principal:
-    """The customer calling; a staff token is refused (staff act on customers through the
-    recorded staff routes, never as them)."""
-    principal = await authenticate(request, verifier)
-    if principal.kind != "customer":
-        raise HTTPProblem(403, "Not allowed", "This needs a customer access token.")
+def authorize(principal: Principal, access: Access) -> Principal:
+    """``principal`` if it may do what ``access`` allows (403 otherwise). A customer endpoint
+    refuses staff tokens: staff act on customers through the recorded staff routes, never as
+    them."""
+    if access.kind == "any":
+        return principal
+    if principal.kind != access.kind:
+        raise HTTPProblem(403, "Not allowed", access.describe())
+    if access.kind == "staff" and not principal.roles & (access.roles or STAFF_ROLES):
+        raise HTTPProblem(403, "Not allowed", access.describe())
     return principal
 
 
-async def require_staff(request: web.Request, verifier: TokenVerifier, *roles: str) -> Principal:
-    """The staff member calling, if they hold one of ``roles`` (any staff role when none given)."""
-    principal = await authenticate(request, verifier)
-    wanted = set(roles) or STAFF_ROLES
-    if principal.kind != "staff" or not principal.roles & wanted:
-        raise HTTPProblem(403, "Not allowed", f"This needs a staff token with one of the roles: {', '.join(sorted(wanted))}.")
-    return principal
+async def check_token(request: web.Request, verifier: TokenVerifier, access: Access) -> Principal:
+    """The caller, authenticated by its token and authorised for ``access``."""
+    return authorize(await authenticate(request, verifier), access)

@@ -19,7 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from shared import db, http
-from shared.auth import TokenVerifier
+from shared.auth import Principal, TokenVerifier, check_token
 from shared.config import ServiceSettings, load_settings
 from shared.contracts.privacy import DataInventory
 from shared.inbox import first_delivery
@@ -102,6 +102,13 @@ class Service:
         """The service's own background loops (mail, retention sweeps); started after the
         service and stopped before the broker and pool close."""
         return []
+
+    async def authenticate(self, request: web.Request, access: http.Access) -> Principal:
+        """The caller of an endpoint that needs ``access``: 401 without a valid token, 403 for
+        the wrong kind or role. Every route of the service, the shared staff routes included,
+        goes through this (a service that can check more, as accounts checks that the session
+        is still open, overrides it)."""
+        return await check_token(request, self.tokens, access)
 
     async def on_partner_callback(self, conn: asyncpg.Connection, partner: Partner,
                                   reply: PartnerReply) -> None:
@@ -202,12 +209,11 @@ class ServiceRuntime:
             await loop.start()
             self._background.append(loop)
 
-        endpoints = [*service.endpoints(), *staff_endpoints(self._pool, partners, service.tokens),
+        endpoints = [*service.endpoints(), *staff_endpoints(self._pool, partners),
                      callback_endpoint(self._pool, partners, name, service.on_partner_callback)]
         app = http.make_app(name, version=service.version, endpoints=endpoints,
-                            readiness=service.readiness)
-        self._http = web.AppRunner(app, handle_signals=False, shutdown_timeout=s.shutdown_grace_s,
-                                   access_log=None)
+                            readiness=service.readiness, authenticate=service.authenticate)
+        self._http = http.AppRunner(app, shutdown_timeout=s.shutdown_grace_s)
         await self._http.setup()
         site = web.TCPSite(self._http, s.http_host, s.port)
         await site.start()

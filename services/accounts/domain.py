@@ -5,40 +5,13 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
-import re
 import secrets
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
-
-
-def normalize_email(value: str) -> str:
-    email = value.strip().lower()
-    if len(email) > 254 or not EMAIL.match(email):
-        raise ValueError("not an e-mail address")
-    return email
-
-
-def normalize_phone(value: str) -> str:
-    phone = re.sub(r"[\s().-]", "", value)
-    if phone.startswith("00"):
-        phone = "+" + phone[2:]
-    if not PHONE.match(phone):
-        raise ValueError("not a phone number in international form, e.g. +37120000000")
-    return phone
-
-
-def check_password(value: str) -> str:
-    if len(value) < MIN_PASSWORD:
-        raise ValueError(f"a password needs at least {MIN_PASSWORD} characters")
-    if len(value) > MAX_PASSWORD:
-        raise ValueError(f"a password has at most {MAX_PASSWORD} characters")
-    return value
 
 
 def new_secret() -> tuple[str, bytes]:

@@ -5,16 +5,16 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from services.accounts import domain
+from shared.fields import CountryCode, Email, Phone, PostalCode, omittable, text
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Email = Annotated[str, AfterValidator(domain.normalize_email)]
-Phone = Annotated[str, AfterValidator(domain.normalize_phone)]
-NewPassword = Annotated[str, AfterValidator(domain.check_password)]
+Name = text(200)
+Line = text(200)
+NewPassword = Annotated[str, StringConstraints(min_length=domain.MIN_PASSWORD, max_length=domain.MAX_PASSWORD)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=domain.MAX_PASSWORD)]
-Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Code = Annotated[str, StringConstraints(min_length=16, max_length=128)]
 Role = Literal["support", "accounting", "admin"]
 
 
@@ -34,8 +34,7 @@ class Registration(Body):
 
 
 class EmailConfirmation(Body):
-    token: Annotated[str, StringConstraints(min_length=16, max_length=128)] = Field(
-        description="the code from the verification message")
+    token: Code = Field(description="the code from the verification message")
     password: Password = Field(description="the account's password (for a new account, the one "
                                            "it was registered with)")
 
@@ -46,12 +45,15 @@ class Login(Body):
 
 
 class Refresh(Body):
-    refresh_token: Annotated[str, StringConstraints(min_length=16, max_length=128)]
+    refresh_token: Code
 
 
 class ProfileChange(Body):
-    name: Name | None = None
-    phone: Phone | None = None
+    """The name, the phone or both (a field left out stays as it is)."""
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    name: Name = omittable()
+    phone: Phone = omittable()
 
     @model_validator(mode="after")
     def _something(self) -> "ProfileChange":
@@ -70,17 +72,14 @@ class Reauthentication(Body):
 
 
 class AddressIn(Body):
-    label: Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)] | None = None
+    label: text(60) | None = None
     recipient: Name
     phone: Phone | None = None
     line1: Line
     line2: Line | None = None
     city: Line
-    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=12,
-                                                  pattern=r"^[A-Za-z0-9 -]+$")]
-    country: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
-                                              pattern=r"^[A-Za-z]{2}$")] = Field(
-        description="ISO 3166-1 alpha-2 code, e.g. LV")
+    postal_code: PostalCode
+    country: CountryCode = Field(description="ISO 3166-1 alpha-2 code, e.g. LV")
 
 
 class StaffAccountIn(Body):
@@ -91,9 +90,13 @@ class StaffAccountIn(Body):
 
 
 class CustomerLookup(Body):
-    customer_id: uuid.UUID | None = None
-    email: Email | None = None
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=500)] = Field(
+    """Either ``customer_id`` or ``email``, with the reason for looking."""
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": [{"required": ["customer_id"]}, {"required": ["email"]}]})
+
+    customer_id: uuid.UUID = omittable()
+    email: Email = omittable()
+    reason: text(500, min_length=10, trim=False) = Field(
         description="why the customer's data is needed (recorded in the audit log)")
 
     @model_validator(mode="after")
@@ -103,7 +106,11 @@ class CustomerLookup(Body):
         return self
 
 
-class UsageQuery(Body):
+class IdPath(BaseModel):
+    id: uuid.UUID
+
+
+class UsageQuery(BaseModel):
     days: int = Field(default=30, ge=1, le=366)
 
 

@@ -20,9 +20,9 @@ from services.accounts import domain, mail, schemas, store
 from services.accounts.privacy import INVENTORY, RetentionSweep, erase, export_chunk, inventory, sweep
 from services.accounts.settings import AccountsSettings
 from services.accounts.tokens import SigningKeys
-from shared.auth import Principal, TokenVerifier, authenticate
+from shared.auth import Principal, TokenVerifier, authenticate, authorize
 from shared.contracts.privacy import ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest
-from shared.http import Endpoint, HTTPProblem
+from shared.http import CUSTOMER, SIGNED_IN, Access, Endpoint, HTTPProblem, staff
 from shared.logging import get_logger
 from shared.outbox import add_event
 from shared.poller import NotifiedPoller
@@ -69,23 +69,15 @@ class AccountsService(Service):
             candidates.insert(0, forwarded.split(",")[-1].strip())
         return next((c for c in candidates if domain.network_of(c) is not None), None)
 
-    async def signed_in(self, request: web.Request, kind: str | None, *roles: str) -> tuple[Principal, uuid.UUID]:
-        """The caller (of ``kind``, with one of ``roles``), whose session must still be open:
-        signing out, ending a session or closing the account stops its tokens here at once
+    async def authenticate(self, request: web.Request, access: Access) -> Principal:
+        """The caller, whose session must still be open: signing out, ending a session or
+        closing the account stops its tokens here at once, on every route of this service
         (in other services when they expire, within ``access_token_ttl_s``)."""
         principal = await authenticate(request, self.tokens)
-        if kind is not None and principal.kind != kind:
-            raise HTTPProblem(403, "Not allowed", f"This needs a {kind} access token.")
-        if roles and not principal.roles & set(roles):
-            raise HTTPProblem(403, "Not allowed", f"This needs one of the roles: {', '.join(roles)}.")
-        account_id = uuid.UUID(principal.subject)
         if principal.session is None or not await store.session_active(
-                self.pool, uuid.UUID(principal.session), account_id):
+                self.pool, uuid.UUID(principal.session), account_of(principal)):
             raise HTTPProblem(401, "Session ended", "Sign in again.")
-        return principal, account_id
-
-    async def customer(self, request: web.Request) -> uuid.UUID:
-        return (await self.signed_in(request, "customer"))[1]
+        return authorize(principal, access)
 
     def throttled(self, kind: str, value: str | None) -> bytes | None:
         return None if value is None else domain.throttle_key(self.throttle_secret, kind, value)
@@ -153,7 +145,7 @@ class AccountsService(Service):
         token_hash = domain.secret_hash(body.token)
         await self.take_attempt(self.throttled("code", body.token), s.login_max_failures, s.login_window_s,
                                 "Too many wrong passwords for this code.")
-        invalid = HTTPProblem(400, "Invalid or expired code",
+        invalid = HTTPProblem(404, "Unknown or expired code",
                               "Ask for a new verification message and use the newest link.")
         async with self.pool.acquire() as conn:
             found = await store.pending_code(conn, token_hash)
@@ -247,10 +239,9 @@ class AccountsService(Service):
             log.warning("refresh token reused; session ended", session=str(found["session_id"]))
         raise HTTPProblem(401, "Invalid refresh token", "Sign in again.")
 
-    async def logout(self, request: web.Request) -> web.Response:
-        principal, account_id = await self.signed_in(request, None)
+    async def logout(self, request: web.Request, caller: Principal) -> web.Response:
         async with self.pool.acquire() as conn:
-            await store.end_session(conn, account_id, uuid.UUID(principal.session), "signed out")
+            await store.end_session(conn, account_of(caller), uuid.UUID(caller.session), "signed out")
         return web.Response(status=204)
 
     # --- the customer's own data -----------------------------------------------------------
@@ -261,13 +252,13 @@ class AccountsService(Service):
             raise HTTPProblem(401, "Session ended", "Sign in again.")
         return schemas.Profile.model_validate(dict(row))
 
-    async def read_profile(self, request: web.Request) -> schemas.Profile:
-        account_id = await self.customer(request)
+    async def read_profile(self, request: web.Request, caller: Principal) -> schemas.Profile:
         async with self.pool.acquire() as conn:
-            return await self.profile(conn, account_id)
+            return await self.profile(conn, account_of(caller))
 
-    async def change_profile(self, request: web.Request, body: schemas.ProfileChange) -> schemas.Profile:
-        account_id = await self.customer(request)
+    async def change_profile(self, request: web.Request, caller: Principal,
+                             body: schemas.ProfileChange) -> schemas.Profile:
+        account_id = account_of(caller)
         async with self.pool.acquire() as conn, conn.transaction():
             changed = await store.update_profile(conn, account_id, body.name, body.phone)
             await add_event(conn, self.name, "profile_changed", schemas.ProfileChanged(
@@ -275,13 +266,13 @@ class AccountsService(Service):
                 changed_at=changed["updated_at"]).model_dump(mode="json"))
             return await self.profile(conn, account_id)
 
-    async def change_email(self, request: web.Request, body: schemas.EmailChange) -> schemas.Accepted:
-        account_id = await self.customer(request)
+    async def change_email(self, request: web.Request, caller: Principal, body: schemas.EmailChange) -> schemas.Accepted:
+        account_id = account_of(caller)
         async with self.pool.acquire() as conn:
             account = await store.account(conn, account_id)
         await self.confirm_password(account, body.password, "the change")
         if body.email == (account["email"] or "").lower():
-            raise HTTPProblem(422, "Same address", "This is already your address.")
+            raise HTTPProblem(409, "Same address", "This is already your address.")
         async with self.pool.acquire() as conn, conn.transaction():
             taken = await store.email_taken(conn, "customer", body.email, account_id)
             # The profile shows the address as pending either way: it tells nobody whether
@@ -292,14 +283,13 @@ class AccountsService(Service):
         return schemas.Accepted(status="verification sent",
                                 detail="The new address takes effect once you open the link we sent to it.")
 
-    async def list_addresses(self, request: web.Request) -> schemas.AddressList:
-        account_id = await self.customer(request)
+    async def list_addresses(self, request: web.Request, caller: Principal) -> schemas.AddressList:
         async with self.pool.acquire() as conn:
-            rows = await store.addresses(conn, account_id)
+            rows = await store.addresses(conn, account_of(caller))
         return schemas.AddressList(items=[schemas.Address.model_validate(dict(r)) for r in rows])
 
-    async def add_address(self, request: web.Request, body: schemas.AddressIn) -> schemas.Address:
-        account_id = await self.customer(request)
+    async def add_address(self, request: web.Request, caller: Principal, body: schemas.AddressIn) -> schemas.Address:
+        account_id = account_of(caller)
         async with self.pool.acquire() as conn, conn.transaction():
             await store.account(conn, account_id, lock=True)  # one count at a time per account
             if len(await store.addresses(conn, account_id)) >= MAX_ADDRESSES:
@@ -308,47 +298,45 @@ class AccountsService(Service):
             row = await store.add_address(conn, account_id, body.model_dump())
         return schemas.Address.model_validate(dict(row))
 
-    async def read_address(self, request: web.Request) -> schemas.Address:
-        account_id = await self.customer(request)
+    async def read_address(self, request: web.Request, caller: Principal,
+                           params: schemas.IdPath) -> schemas.Address:
         async with self.pool.acquire() as conn:
-            row = await store.address(conn, account_id, path_id(request))
+            row = await store.address(conn, account_of(caller), params.id)
         if row is None:
             raise NOT_FOUND
         return schemas.Address.model_validate(dict(row))
 
-    async def replace_address(self, request: web.Request, body: schemas.AddressIn) -> schemas.Address:
-        account_id = await self.customer(request)
+    async def replace_address(self, request: web.Request, caller: Principal, params: schemas.IdPath,
+                              body: schemas.AddressIn) -> schemas.Address:
         async with self.pool.acquire() as conn:
-            row = await store.replace_address(conn, account_id, path_id(request), body.model_dump())
+            row = await store.replace_address(conn, account_of(caller), params.id, body.model_dump())
         if row is None:
             raise NOT_FOUND
         return schemas.Address.model_validate(dict(row))
 
-    async def delete_address(self, request: web.Request) -> web.Response:
-        account_id = await self.customer(request)
+    async def delete_address(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> web.Response:
         async with self.pool.acquire() as conn:
-            if not await store.delete_address(conn, account_id, path_id(request)):
+            if not await store.delete_address(conn, account_of(caller), params.id):
                 raise NOT_FOUND
         return web.Response(status=204)
 
-    async def list_sessions(self, request: web.Request) -> schemas.SessionList:
-        principal, account_id = await self.signed_in(request, "customer")
+    async def list_sessions(self, request: web.Request, caller: Principal) -> schemas.SessionList:
         async with self.pool.acquire() as conn:
-            rows = await store.sessions(conn, account_id)
-        return schemas.SessionList(items=[schemas.Session(**r, current=str(r["id"]) == principal.session)
+            rows = await store.sessions(conn, account_of(caller))
+        return schemas.SessionList(items=[schemas.Session(**r, current=str(r["id"]) == caller.session)
                                           for r in rows])
 
-    async def end_session(self, request: web.Request) -> web.Response:
-        account_id = await self.customer(request)
-        session_id = path_id(request)
+    async def end_session(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> web.Response:
+        account_id, session_id = account_of(caller), params.id
         async with self.pool.acquire() as conn:
             if not await store.session_exists(conn, account_id, session_id):
                 raise NOT_FOUND
             await store.end_session(conn, account_id, session_id, "ended by the customer")
         return web.Response(status=204)
 
-    async def close_account(self, request: web.Request, body: schemas.Reauthentication) -> schemas.Accepted:
-        account_id = await self.customer(request)
+    async def close_account(self, request: web.Request, caller: Principal,
+                            body: schemas.Reauthentication) -> schemas.Accepted:
+        account_id = account_of(caller)
         async with self.pool.acquire() as conn:
             account = await store.account(conn, account_id)
         await self.confirm_password(account, body.password, "closing the account")
@@ -367,15 +355,16 @@ class AccountsService(Service):
     async def staff_login(self, request: web.Request, body: schemas.Login) -> schemas.TokenPair:
         return await self.login(request, body, kind="staff")
 
-    async def create_staff(self, request: web.Request, body: schemas.StaffAccountIn) -> schemas.StaffAccount:
-        await self.signed_in(request, "staff", "admin")
+    async def create_staff(self, request: web.Request, caller: Principal,
+                           body: schemas.StaffAccountIn) -> schemas.StaffAccount:
         staff_id = await create_staff_account(self.pool, self.passwords, body)
         if staff_id is None:
             raise HTTPProblem(409, "Address already in use", "A staff account with this address exists.")
         return schemas.StaffAccount(id=staff_id, name=body.name, email=body.email, roles=body.roles)
 
-    async def lookup_customer(self, request: web.Request, body: schemas.CustomerLookup) -> schemas.CustomerRecord:
-        _, staff_id = await self.signed_in(request, "staff", "support", "admin")
+    async def lookup_customer(self, request: web.Request, caller: Principal,
+                              body: schemas.CustomerLookup) -> schemas.CustomerRecord:
+        staff_id = account_of(caller)
         async with self.pool.acquire() as conn, conn.transaction():
             customer_id = body.customer_id or await conn.fetchval(
                 "SELECT id FROM accounts WHERE kind = 'customer' AND lower(email) = $1", body.email)
@@ -394,8 +383,8 @@ class AccountsService(Service):
             access_id=access["id"], profile=schemas.Profile.model_validate(dict(row)),
             closed_at=row["closed_at"], addresses=[schemas.Address.model_validate(dict(a)) for a in addresses])
 
-    async def usage_stats(self, request: web.Request, query: schemas.UsageQuery) -> schemas.UsageStats:
-        await self.signed_in(request, "staff", "admin")
+    async def usage_stats(self, request: web.Request, caller: Principal,
+                          query: schemas.UsageQuery) -> schemas.UsageStats:
         async with self.pool.acquire() as conn:
             rows = await store.usage(conn, query.days)
         return schemas.UsageStats(items=[schemas.UsageRow(**r) for r in rows])
@@ -405,46 +394,59 @@ class AccountsService(Service):
                                  headers={"Cache-Control": "public, max-age=300"})
 
     def endpoints(self) -> list[Endpoint]:
-        E, tag = Endpoint, ["accounts"]
+        E, me, path = Endpoint, ["me"], schemas.IdPath
+        admin, support = staff("admin"), staff("support", "admin")
         return [
             E("GET", "/.well-known/jwks.json", self.jwks, "Public keys of the access tokens",
               response=schemas.Jwks, tags=["tokens"]),
             E("POST", "/v1/accounts", self.register, "Register a customer account",
-              body=schemas.Registration, response=schemas.Accepted, status=202, tags=tag),
+              body=schemas.Registration, response=schemas.Accepted, status=202, problems=(429,),
+              tags=["accounts"]),
             E("POST", "/v1/accounts/verify-email", self.verify_email, "Confirm an e-mail address",
-              body=schemas.EmailConfirmation, response=schemas.Accepted, tags=tag),
+              body=schemas.EmailConfirmation, response=schemas.Accepted, problems=(403, 404, 409, 429),
+              tags=["accounts"]),
             E("POST", "/v1/auth/login", self.login, "Sign in (customer)", body=schemas.Login,
-              response=schemas.TokenPair, tags=["auth"]),
+              response=schemas.TokenPair, problems=(401, 429), tags=["auth"]),
             E("POST", "/v1/auth/refresh", self.refresh, "New tokens for a refresh token",
-              body=schemas.Refresh, response=schemas.TokenPair, tags=["auth"]),
-            E("POST", "/v1/auth/logout", self.logout, "Sign out (ends this session)", status=204, tags=["auth"]),
-            E("GET", "/v1/me", self.read_profile, "Your profile", response=schemas.Profile, tags=["me"]),
+              body=schemas.Refresh, response=schemas.TokenPair, problems=(401,), tags=["auth"]),
+            E("POST", "/v1/auth/logout", self.logout, "Sign out (ends this session; customers and staff)",
+              status=204, auth=SIGNED_IN, tags=["auth"]),
+            E("GET", "/v1/me", self.read_profile, "Your profile", response=schemas.Profile,
+              auth=CUSTOMER, tags=me),
             E("PATCH", "/v1/me", self.change_profile, "Correct your name or phone",
-              body=schemas.ProfileChange, response=schemas.Profile, tags=["me"]),
+              body=schemas.ProfileChange, response=schemas.Profile, auth=CUSTOMER, tags=me),
             E("POST", "/v1/me/email", self.change_email, "Change your e-mail (after verifying the new one)",
-              body=schemas.EmailChange, response=schemas.Accepted, status=202, tags=["me"]),
+              body=schemas.EmailChange, response=schemas.Accepted, status=202, auth=CUSTOMER,
+              problems=(409, 429), tags=me),
             E("GET", "/v1/me/addresses", self.list_addresses, "Your address book",
-              response=schemas.AddressList, tags=["me"]),
+              response=schemas.AddressList, auth=CUSTOMER, tags=me),
             E("POST", "/v1/me/addresses", self.add_address, "Add a delivery address",
-              body=schemas.AddressIn, response=schemas.Address, status=201, tags=["me"]),
-            E("GET", "/v1/me/addresses/{id}", self.read_address, "One address", response=schemas.Address, tags=["me"]),
-            E("PUT", "/v1/me/addresses/{id}", self.replace_address, "Correct an address",
-              body=schemas.AddressIn, response=schemas.Address, tags=["me"]),
-            E("DELETE", "/v1/me/addresses/{id}", self.delete_address, "Remove an address", status=204, tags=["me"]),
+              body=schemas.AddressIn, response=schemas.Address, status=201, auth=CUSTOMER,
+              problems=(409,), tags=me),
+            E("GET", "/v1/me/addresses/{id}", self.read_address, "One address", params=path,
+              response=schemas.Address, auth=CUSTOMER, problems=(404,), tags=me),
+            E("PUT", "/v1/me/addresses/{id}", self.replace_address, "Correct an address", params=path,
+              body=schemas.AddressIn, response=schemas.Address, auth=CUSTOMER, problems=(404,), tags=me),
+            E("DELETE", "/v1/me/addresses/{id}", self.delete_address, "Remove an address", params=path,
+              status=204, auth=CUSTOMER, problems=(404,), tags=me),
             E("GET", "/v1/me/sessions", self.list_sessions, "Where you are signed in",
-              response=schemas.SessionList, tags=["me"]),
-            E("DELETE", "/v1/me/sessions/{id}", self.end_session, "End a session", status=204, tags=["me"]),
+              response=schemas.SessionList, auth=CUSTOMER, tags=me),
+            E("DELETE", "/v1/me/sessions/{id}", self.end_session, "End a session", params=path,
+              status=204, auth=CUSTOMER, problems=(404,), tags=me),
             E("POST", "/v1/me/close", self.close_account, "Close your account (starts erasure)",
-              body=schemas.Reauthentication, response=schemas.Accepted, status=202, tags=["me"]),
+              body=schemas.Reauthentication, response=schemas.Accepted, status=202, auth=CUSTOMER,
+              problems=(429,), tags=me),
             E("POST", "/v1/staff/auth/login", self.staff_login, "Sign in (staff)", body=schemas.Login,
-              response=schemas.TokenPair, tags=["staff"]),
+              response=schemas.TokenPair, problems=(401, 429), tags=["staff"]),
             E("POST", "/v1/staff/accounts", self.create_staff, "Create a staff account (admin)",
-              body=schemas.StaffAccountIn, response=schemas.StaffAccount, status=201, tags=["staff"]),
+              body=schemas.StaffAccountIn, response=schemas.StaffAccount, status=201, auth=admin,
+              problems=(409,), tags=["staff"]),
             E("POST", "/v1/staff/customer-lookups", self.lookup_customer,
               "Look at a customer's data (support; recorded with its reason)",
-              body=schemas.CustomerLookup, response=schemas.CustomerRecord, tags=["staff"]),
+              body=schemas.CustomerLookup, response=schemas.CustomerRecord, auth=support,
+              problems=(404,), tags=["staff"]),
             E("GET", "/v1/staff/usage-stats", self.usage_stats, "Sign-ins per day and network (admin)",
-              query=schemas.UsageQuery, response=schemas.UsageStats, tags=["staff"]),
+              query=schemas.UsageQuery, response=schemas.UsageStats, auth=admin, tags=["staff"]),
         ]
 
     # --- the privacy participant -----------------------------------------------------------
@@ -467,11 +469,9 @@ class AccountsService(Service):
         return await sweep(self.pool, self.settings.session_log_days)
 
 
-def path_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise NOT_FOUND from None
+def account_of(principal: Principal) -> uuid.UUID:
+    """The account a token of ours was issued to (its subject is always an account id)."""
+    return uuid.UUID(principal.subject)
 
 
 async def create_staff_account(pool: asyncpg.Pool, passwords: domain.Passwords,

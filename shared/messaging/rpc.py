@@ -79,7 +79,7 @@ class RpcServer:
             except (KeyError, TypeError):
                 raise MalformedRequest("Message missing `args` or `kwargs`")
             except ValueError as exc:
-                raise MalformedRequest(f"Message body is not valid JSON: {exc}")
+                raise MalformedRequest(f"Message body refused: {exc}")
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared import inputs
+
 CONTENT_TYPE = "application/json"
 CONTENT_ENCODING = "utf-8"
 
@@ -57,6 +59,16 @@ def dumps(obj: Any) -> bytes:
 
 
 def loads(body: bytes | str) -> Any:
+    """The message body, or ValueError when it is not JSON, nests deeper than
+    ``inputs.MAX_DEPTH`` or holds text PostgreSQL could not store (NUL, lone surrogates)."""
     if isinstance(body, (bytes, bytearray, memoryview)):
         body = bytes(body).decode(CONTENT_ENCODING)
-    return _decoder.decode(body)
+    try:
+        data = _decoder.decode(body)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {inputs.MAX_DEPTH} levels") from None
+    inputs.check_depth(data)
+    found = inputs.unsafe_values(data, "body")
+    if found:
+        raise ValueError("; ".join(f"{u.where} {u.message}" for u in found))
+    return data

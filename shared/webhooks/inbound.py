@@ -18,10 +18,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.contracts.webhooks import REPLIES, PartnerReply
-from shared.http import Endpoint, FieldError, HTTPProblem, validate_body
+from shared.http import Endpoint, FieldError, HTTPProblem, read_body, validate_body
 from shared.logging import get_logger
 from shared.metrics import WEBHOOK_CALLBACKS
-from shared.webhooks.registry import MissingSecret, Partner, PartnerRegistry
+from shared.webhooks.registry import PARTNER_NAME_PATTERN, MissingSecret, Partner, PartnerRegistry
 from shared.webhooks.signing import SignatureError, verify
 
 log = get_logger(__name__)
@@ -37,6 +37,13 @@ class PartnerCallback(BaseModel):
     type: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=100)
     timestamp: dt.datetime
     data: dict[str, Any]
+
+
+class CallbackPath(BaseModel):
+    partner: str = Field(pattern=PARTNER_NAME_PATTERN, description="the partner's registered name")
+
+
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
 class CallbackAccepted(BaseModel):
@@ -63,8 +70,11 @@ def _reply(callback: PartnerCallback) -> PartnerReply:
 
 def callback_endpoint(pool: asyncpg.Pool, registry: PartnerRegistry, service: str,
                       on_callback: CallbackHandler) -> Endpoint:
-    async def receive(request: web.Request, raw: bytes) -> CallbackAccepted:
-        partner = registry.get(request.match_info["partner"])
+    async def receive(request: web.Request, params: CallbackPath) -> CallbackAccepted:
+        if not all(request.headers.get(name) for name in SIGNATURE_HEADERS):
+            raise HTTPProblem(401, "Signature required",
+                              f"Sign the callback with the headers {', '.join(SIGNATURE_HEADERS)}.")
+        partner = registry.get(params.partner)
         if partner is None:
             raise HTTPProblem(404, "Unknown partner", "No partner of that name is registered.")
         try:
@@ -73,6 +83,7 @@ def callback_endpoint(pool: asyncpg.Pool, registry: PartnerRegistry, service: st
             log.error("partner secret missing; its callbacks are refused", partner=partner.name)
             raise HTTPProblem(503, "Callbacks from this partner cannot be checked now",
                               "Try again later.")
+        raw = await read_body(request, MAX_CALLBACK_BYTES)
         try:
             verify(raw, dict(request.headers), secrets)
         except SignatureError as exc:
@@ -101,5 +112,5 @@ def callback_endpoint(pool: asyncpg.Pool, registry: PartnerRegistry, service: st
 
     return Endpoint("POST", "/v1/partners/{partner}/callbacks", receive,
                     "A partner confirms what it did (Standard Webhooks signed)",
-                    body=PartnerCallback, response=CallbackAccepted, status=202, raw_body=True,
-                    max_body=MAX_CALLBACK_BYTES, tags=["partners"])
+                    params=CallbackPath, body=PartnerCallback, response=CallbackAccepted, status=202,
+                    raw_body=True, signed=True, problems=(404, 409, 503), tags=["partners"])

@@ -45,6 +45,7 @@ from shared.webhooks.signing import signature_headers
 log = get_logger(__name__)
 
 MAX_PAYLOAD_BYTES = 256 * 1024
+DELIVERY_ID_PATTERN = r"^msg_[0-9a-f]{32}$"  # the webhook-id: msg_ and 32 hex digits
 MAX_RETRY_AFTER = dt.timedelta(hours=24)
 NOTIFY_CHANNEL = "veikals_webhooks"
 LEASE = dt.timedelta(minutes=2)

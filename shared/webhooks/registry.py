@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter
 
+PARTNER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "deploy" / "partners.local.json"
 
 
@@ -33,7 +34,7 @@ class MissingSecret(Exception):
 class Partner(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    name: str = Field(pattern=PARTNER_NAME_PATTERN)
     kind: PartnerKind
     endpoint: AnyHttpUrl
     secret_env: list[str] = Field(min_length=1, description="variables holding the secrets, current first")

@@ -15,10 +15,10 @@ from services.accounts.privacy import INVENTORY, NOT_PERSONAL
 from services.accounts.service import AccountsService, create_staff_account
 from services.accounts.settings import AccountsSettings
 from services.accounts.tokens import new_signing_key
-from shared.auth import TokenVerifier, require_customer
+from shared.auth import TokenVerifier, check_token
 from shared.config import load_settings
 from shared.contracts.privacy import DataSubject
-from shared.http import HTTPProblem
+from shared.http import CUSTOMER, HTTPProblem
 from shared.service import ServiceRuntime
 from tests.conftest import eventually
 
@@ -132,7 +132,7 @@ async def test_the_whole_life_of_a_customer(accounts, client, mailsink):
     assert status == 401
     await client.confirm(message, password="not the password", expect=403)
     await client.confirm(message, expect=200)
-    await client.confirm(message, expect=400)  # a code works once
+    await client.confirm(message, expect=404)  # a code works once
 
     first = await client.login(email, user_agent="phone")
     token = first["access_token"]
@@ -282,13 +282,53 @@ async def test_bad_input_gets_a_clear_error_and_changes_nothing(accounts, client
     assert (await client.call("POST", "/v1/me/email", token, {"email": "x", "password": PASSWORD}))[0] == 422
     assert (await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "country": "Latvia"}))[0] == 422
     assert (await client.call("POST", "/v1/me/addresses", token, {**LATVIA, "line1": ""}))[0] == 422
-    assert (await client.call("GET", "/v1/me/addresses/not-a-uuid", token))[0] == 404
+    assert (await client.call("GET", "/v1/me/addresses/not-a-uuid", token))[0] == 422
     assert (await client.call("POST", "/v1/accounts/verify-email",
-                              json_body={"token": "x" * 40, "password": PASSWORD}))[0] == 400
+                              json_body={"token": "x" * 40, "password": PASSWORD}))[0] == 404
     assert (await client.call("POST", "/v1/accounts/verify-email", json_body={"token": "x" * 40}))[0] == 422
     assert dict(await pool.fetchrow("SELECT name, phone, email FROM accounts")) == before
     assert await pool.fetchval("SELECT count(*) FROM addresses") == 0
     assert await events(accounts, "profile_changed") == []
+
+
+async def test_text_postgresql_cannot_store_is_refused_on_every_kind_of_input(accounts, client):
+    """Each of these was a 500 once: PostgreSQL (or the UTF-8 encoder) met the value first."""
+    pool = accounts.service.pool
+    anna = await client.customer("anna@example.lv")
+    token = anna["access_token"]
+    registration = {"name": "Anna", "email": "nul@example.lv", "phone": "+37120000001",
+                    "password": PASSWORD, "terms_version": "2026-01"}
+    cases = [
+        ("POST", "/v1/accounts", None, json.dumps({**registration, "name": "An\u0000na"}), "body.name"),
+        ("POST", "/v1/accounts", None, json.dumps({**registration, "terms_version": "\u0000"}), "body.terms_version"),
+        ("POST", "/v1/auth/login", None, r'{"email": "\ud800@example.lv", "password": "x"}', "body.email"),
+        ("POST", "/v1/auth/login", None, r'{"email": "anna@example.lv", "password": "\u0000"}', "body.password"),
+        ("PATCH", "/v1/me", token, r'{"name": "\udfff"}', "body.name"),
+        ("POST", "/v1/me/addresses", token, json.dumps({**LATVIA, "city": "R\u0000ga"}), "body.city"),
+        ("GET", "/v1/me/addresses/%00", token, None, "path.id"),
+        ("DELETE", "/v1/me/sessions/%00", token, None, "path.id"),
+    ]
+    for method, path, bearer, data, field in cases:
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        status, problem, _ = await client.call(method, path, bearer, data=data, headers=headers)
+        assert status == 422 and [e["field"] for e in problem["errors"]] == [field], (path, problem)
+    deep = '{"email": "anna@example.lv", "password": ' + "[" * 5000 + "]" * 5000 + "}"
+    assert (await client.call("POST", "/v1/auth/login", data=deep,
+                              headers={"Content-Type": "application/json"}))[0] == 400
+    assert await pool.fetchval("SELECT count(*) FROM email_verifications WHERE email = 'nul@example.lv'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM addresses") == 0
+
+
+async def test_anonymous_requests_are_401_before_their_bodies_are_read(accounts, client):
+    for method, path in [("PATCH", "/v1/me"), ("POST", "/v1/me/email"), ("POST", "/v1/me/addresses"),
+                         ("PUT", f"/v1/me/addresses/{uuid.uuid4()}"), ("POST", "/v1/me/close"),
+                         ("POST", "/v1/staff/accounts"), ("POST", "/v1/staff/customer-lookups"),
+                         ("PUT", "/v1/me/addresses/not-a-uuid")]:
+        for data in (b"{not json", b'{"unexpected": true}', b"[" * 5000):
+            status, problem, _ = await client.call(method, path, data=data,
+                                                   headers={"Content-Type": "application/json"})
+            assert status == 401, (method, path, status, problem)
+        assert (await client.call(method, path, data=b"x", headers={"Content-Type": "text/plain"}))[0] == 401
 
 
 async def test_no_account_enumeration_and_lockout(accounts, client, mailsink):
@@ -401,8 +441,24 @@ async def test_staff_lookup_is_recorded_with_its_reason(accounts, client):
     # Usage statistics hold truncated networks only.
     _, stats, _ = await client.call("GET", "/v1/staff/usage-stats?days=7", admin["access_token"], expect=200)
     assert stats["items"] and {r["network"] for r in stats["items"]} == {"127.0.0.0/24"}
-    assert (await client.call("GET", "/v1/staff/usage-stats?days=0", admin["access_token"]))[0] == 400
+    assert (await client.call("GET", "/v1/staff/usage-stats?days=0", admin["access_token"]))[0] == 422
     assert (await client.call("GET", "/v1/staff/usage-stats", support["access_token"]))[0] == 403
+
+
+async def test_signing_out_ends_staff_tokens_on_every_staff_route(accounts, client):
+    """The shared partner and webhook routes check the session as accounts' own routes do."""
+    admin = await staff(accounts, client, "admin")
+    token = admin["access_token"]
+    routes = [("GET", "/v1/staff/partners"), ("GET", "/v1/staff/webhooks/deliveries"),
+              ("GET", "/v1/staff/partners/sandbox-carrier/callbacks"),
+              ("GET", "/v1/staff/usage-stats")]
+    for method, path in routes:
+        assert (await client.call(method, path, token))[0] == 200, path
+    await client.call("POST", "/v1/auth/logout", token, expect=204)
+    for method, path in [*routes, ("GET", f"/v1/staff/webhooks/deliveries/msg_{uuid.uuid4().hex}"),
+                         ("POST", "/v1/staff/partners/sandbox-carrier/enable")]:
+        status, problem, _ = await client.call(method, path, token)
+        assert (status, problem["title"]) == (401, "Session ended"), path
 
 
 async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, rpc_client, mailsink):
@@ -542,10 +598,10 @@ async def test_another_service_verifies_tokens_with_the_jwks(accounts, client):
     staff_principal = await verifier.verify(support["access_token"])
     assert staff_principal.kind == "staff" and staff_principal.roles == {"support"}
 
-    class Request:  # what require_customer reads of an aiohttp request
+    class Request:  # what check_token reads of an aiohttp request
         headers = {"Authorization": f"Bearer {support['access_token']}"}
     with pytest.raises(HTTPProblem) as refused:
-        await require_customer(Request, verifier)  # type: ignore[arg-type]
+        await check_token(Request, verifier, CUSTOMER)  # type: ignore[arg-type]
     assert refused.value.problem.status == 403
     with pytest.raises(HTTPProblem):
         await verifier.verify(anna["refresh_token"])
@@ -558,7 +614,7 @@ async def test_each_registration_code_confirms_its_own_registration(accounts, cl
     await client.call("POST", "/v1/accounts", json_body={**registration, "name": "Ieva Two"}, expect=202)
     first, second = await mailsink.wait_for("ieva@example.lv", count=2)
     await client.confirm(second, expect=200)
-    await client.confirm(first, expect=400)  # the address has its account: the other code is spent
+    await client.confirm(first, expect=404)  # the address has its account: the other code is spent
     token = (await client.login("ieva@example.lv"))["access_token"]
     assert (await client.call("GET", "/v1/me", token))[1]["name"] == "Ieva Two"
 
@@ -567,7 +623,7 @@ async def test_each_registration_code_confirms_its_own_registration(accounts, cl
         await client.call("POST", "/v1/me/email", token, {"email": address, "password": PASSWORD}, expect=202)
     [one] = await mailsink.wait_for("ieva@one.example")
     [two] = await mailsink.wait_for("ieva@two.example")
-    await client.confirm(one, expect=400)
+    await client.confirm(one, expect=404)
     await client.confirm(two, expect=200)
     _, me, _ = await client.call("GET", "/v1/me", token, expect=200)
     assert me["email"] == "ieva@two.example"
@@ -591,7 +647,7 @@ async def test_a_squatter_cannot_keep_an_address_nor_take_its_account(accounts, 
     assert (await client.call("POST", "/v1/auth/login", json_body={
         "email": "owner@example.lv", "password": "mallory's password"}))[0] == 401
     # Mallory's codes are spent with the account made: even her password confirms nothing now.
-    await client.confirm(mallorys, password="mallory's password", expect=400)
+    await client.confirm(mallorys, password="mallory's password", expect=404)
 
 
 async def test_parallel_guesses_stop_at_the_limit(accounts, client):

@@ -425,6 +425,10 @@ async def test_a_partner_whose_secret_is_missing_waits_and_its_callbacks_get_503
     async with aiohttp.ClientSession() as http:
         async with http.post(sandbox.partner.callback_url, data="{}",
                              headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 401  # unsigned: refused before anything else
+        signed_somehow = {"Content-Type": "application/json", "webhook-id": "msg_1",
+                          "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"}
+        async with http.post(sandbox.partner.callback_url, data="{}", headers=signed_somehow) as r:
             assert r.status == 503 and SECRET_ENV not in await r.text()
 
 

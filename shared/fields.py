@@ -1,0 +1,68 @@
+"""Field types for request bodies whose OpenAPI schema says exactly what they accept.
+
+Each rule is a length and a regular expression written so that ECMAScript (the JSON Schema a
+client or a fuzzer reads), Rust (pydantic's validator) and Python agree on it: explicit
+character classes, no ``\\s`` or ``\\d`` (whose meaning differs between them). A value that
+matches the published schema is accepted, and one that does not is refused; normalising
+(trimming, lower-casing, dropping a phone number's separators) happens only after the check.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+# Whitespace trimmed from text: ASCII only, the same set in every engine.
+TRIMMED = " \t\n\r\x0b\x0c"
+_TRIMMED_CLASS = r" \t\n\r\u000b\u000c"
+_NOT_BLANK = rf"^[^\u0000]*[^\u0000{_TRIMMED_CLASS}][^\u0000]*$"  # something besides whitespace, no NUL
+
+_ADDRESS_CHAR = r"[^@\u0000-\u0020\u007f]"
+EMAIL_PATTERN = rf"^{_ADDRESS_CHAR}{{1,64}}@{_ADDRESS_CHAR}+\.{_ADDRESS_CHAR}{{2,}}$"
+EMAIL_MAX = 254
+# E.164 with an optional 00 instead of +, and up to two separators between digits.
+PHONE_PATTERN = r"^(\+|00)[1-9]([ ().-]{0,2}[0-9]){6,14}$"
+_PHONE_SEPARATORS = str.maketrans("", "", " ().-")
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def omittable() -> Any:
+    """A field that may be left out but is never null (so its schema says no default)."""
+    return Field(default=None, json_schema_extra=_no_default)
+
+
+def _trim(value: str) -> str:
+    return value.strip(TRIMMED)
+
+
+def text(max_length: int, *, min_length: int = 1, trim: bool = True, description: str | None = None) -> Any:
+    """Text of ``min_length`` to ``max_length`` characters that is not only whitespace; trimmed
+    afterwards when ``trim`` (then ``min_length`` must be 1, or trimming could shorten a value
+    the schema accepted below it)."""
+    if trim and min_length != 1:
+        raise ValueError("trimmed text can only promise a minimum length of 1")
+    constraints = StringConstraints(min_length=min_length, max_length=max_length, pattern=_NOT_BLANK)
+    if trim:
+        return Annotated[str, constraints, AfterValidator(_trim)]
+    return Annotated[str, constraints]
+
+
+def normalize_email(value: str) -> str:
+    return value.lower()
+
+
+def normalize_phone(value: str) -> str:
+    phone = value.translate(_PHONE_SEPARATORS)
+    return "+" + phone[2:] if phone.startswith("00") else phone
+
+
+Email = Annotated[str, StringConstraints(max_length=EMAIL_MAX, pattern=EMAIL_PATTERN),
+                  AfterValidator(normalize_email)]
+Phone = Annotated[str, StringConstraints(max_length=45, pattern=PHONE_PATTERN),
+                  AfterValidator(normalize_phone)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
+PostalCode = Annotated[str, StringConstraints(
+    min_length=2, max_length=12, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]*[A-Za-z0-9]$")]

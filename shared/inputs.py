@@ -1,0 +1,118 @@
+"""What any input must be before it reaches a model or PostgreSQL: HTTP bodies, path and query
+values, headers, RPC arguments and event payloads all pass through here.
+
+PostgreSQL refuses a NUL character in text and jsonb, and a lone surrogate cannot be encoded as
+UTF-8 at all; both would surface as a server error half-way through a request, so they are
+refused at the edge, naming where they were found. JSON is limited in depth (a deeply nested
+document exhausts the parser's stack) and in the size of its numbers (nothing we store is wider
+than a PostgreSQL bigint, and NaN or Infinity are not JSON).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_DEPTH = 32
+INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
+# A regular expression (the same in ECMAScript, Python and Rust) for a string without NUL: the
+# OpenAPI documents state it on every string a request may carry.
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+
+_UNSAFE_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Unsafe:
+    """One refused value: where (``body.items.0.name``), why, and a machine-readable type."""
+
+    where: str
+    message: str
+    type: str
+
+
+class InputError(ValueError):
+    """The input could not be read as JSON within our limits."""
+
+
+def text_problem(value: str) -> tuple[str, str] | None:
+    """Why ``value`` cannot be stored as text (message, type), or None when it can."""
+    found = _UNSAFE_CHAR.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "must not contain the NUL character (\\u0000)", "string_nul"
+    return "must not contain an unpaired surrogate (not valid Unicode)", "string_surrogate"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InputError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise InputError(f"the number {text[:40]} is too large")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON text, refusing documents nested deeper than ``MAX_DEPTH``, NaN and Infinity."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+        value = _decoder.decode(text)
+    except RecursionError:
+        raise InputError(f"the document is nested deeper than {MAX_DEPTH} levels") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the document is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:  # json.JSONDecodeError, int digit limits, _finite_float
+        raise InputError(str(exc)) from None
+    check_depth(value)
+    return value
+
+
+def check_depth(value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise InputError(f"the document is nested deeper than {MAX_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def unsafe_values(value: Any, where: str) -> list[Unsafe]:
+    """Every string (key or value) that cannot be stored and every integer wider than a
+    bigint, found in a JSON-like ``value`` (iteratively: depth cannot exhaust the stack)."""
+    found: list[Unsafe] = []
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack and len(found) < 20:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if (problem := text_problem(item)) is not None:
+                found.append(Unsafe(path, *problem))
+        elif isinstance(item, bool) or item is None or isinstance(item, float):
+            continue
+        elif isinstance(item, int):
+            if not INT_MIN <= item <= INT_MAX:
+                found.append(Unsafe(path, f"must be between {INT_MIN} and {INT_MAX}", "int_range"))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                key_text = str(key)
+                if isinstance(key, str) and (problem := text_problem(key)) is not None:
+                    found.append(Unsafe(f"{path}.{_printable(key_text)}", f"the key {problem[0]}", problem[1]))
+                    continue
+                stack.append((child, f"{path}.{key_text}"))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, f"{path}.{i}") for i, child in enumerate(item))
+    found.reverse()
+    return found
+
+
+def _printable(text: str) -> str:
+    return _UNSAFE_CHAR.sub("?", text)
