@@ -3,28 +3,15 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import uuid
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from deploy.mailsink import MailSink, code_in
-from services.accounts.tokens import new_signing_key
-from shared import db
-from tests.conftest import PG_BASE, eventually, own_vhost
-
-ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("accounts", "orders", "payments", "marketing", "privacy")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import own_vhost
+from tests.e2e.processes import ROOT, SERVICES, running_suite
 
 
 @pytest.fixture(scope="module")
@@ -43,51 +30,14 @@ async def mailsink():
 
 @pytest.fixture(scope="module")
 async def suite(amqp_url, tmp_path_factory, mailsink):
-    logs = tmp_path_factory.mktemp("suite-logs")
-    run = uuid.uuid4().hex[:8]
-    procs = {}
-    dsns = {name: f"{PG_BASE}/veikals_e2e_{run}_{name}" for name in SERVICES}
-    ports = {name: _free_port() for name in SERVICES}
-    common = {
-        # As in var/secrets.env: the PEM on one line.
-        "VEIKALS_ACCOUNTS_JWT_SIGNING_KEY": new_signing_key().replace("\n", "\\n"),
-        "VEIKALS_ACCOUNTS_SMTP_PORT": str(mailsink.port),
-        "VEIKALS_ACCOUNTS_ARGON2_MEMORY_KIB": "8192",
-    }
-    for name in SERVICES:
-        prefix = f"VEIKALS_{name.upper()}_"
-        env = {**os.environ, **common, prefix + "AMQP_URL": amqp_url, prefix + "DATABASE_URL": dsns[name],
-               prefix + "HTTP_PORT": str(ports[name]), prefix + "SHUTDOWN_GRACE_S": "10",
-               prefix + "JWKS_URL": f"http://127.0.0.1:{ports['accounts']}/.well-known/jwks.json"}
-        log = open(logs / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
-                                        env=env, stdout=log, stderr=subprocess.STDOUT),
-                       int(env[prefix + "HTTP_PORT"]), logs / f"{name}.log", dsns[name])
-    async with aiohttp.ClientSession() as http:
-        async def all_ready():
-            for name, (proc, port, log, _) in procs.items():
-                assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
-                        if response.status != 200:
-                            return False
-                except aiohttp.ClientError:
-                    return False
-            return True
-        await eventually(all_ready, timeout=60, interval=0.3)
-    yield procs
-    for proc, *_ in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    for dsn in dsns.values():
-        await db.drop_database(dsn)
+    async with running_suite(amqp_url, tmp_path_factory.mktemp("suite-logs"), mailsink.port) as procs:
+        yield procs
 
 
 async def test_every_service_is_ready_and_documented(suite):
     async with aiohttp.ClientSession() as http:
-        for name, (_, port, *_) in suite.items():
-            base = f"http://127.0.0.1:{port}"
+        for name, service in suite.items():
+            base = service.url
             async with http.get(f"{base}/readyz") as response:
                 assert await response.json() == {
                     "status": "ready", "checks": {"broker": "ok", "database": "ok"}}
@@ -108,7 +58,7 @@ async def test_nameko_calls_health_on_every_service(suite, amqp_url):
 
 
 async def test_a_customer_and_an_admin_as_the_frontend_and_an_operator_would(suite, mailsink, amqp_url):
-    accounts = f"http://127.0.0.1:{suite['accounts'][1]}"
+    accounts = suite["accounts"].url
     password = "a long enough password"
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{accounts}/v1/accounts", json={
@@ -125,7 +75,7 @@ async def test_a_customer_and_an_admin_as_the_frontend_and_an_operator_would(sui
 
         # The first admin, made by an operator's command; the token works in another service.
         env = {**os.environ, "VEIKALS_STAFF_PASSWORD": password,
-               "VEIKALS_ACCOUNTS_DATABASE_URL": suite["accounts"][3]}
+               "VEIKALS_ACCOUNTS_DATABASE_URL": suite["accounts"].dsn}
         done = await asyncio.to_thread(subprocess.run, [
             sys.executable, "-m", "services.accounts.admin", "create-staff", "--email", "admin@shop.example",
             "--name", "Admin", "--role", "admin"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -134,7 +84,7 @@ async def test_a_customer_and_an_admin_as_the_frontend_and_an_operator_would(sui
                              json={"email": "admin@shop.example", "password": password}) as response:
             assert response.status == 200
             admin = await response.json()
-        orders = f"http://127.0.0.1:{suite['orders'][1]}"
+        orders = suite["orders"].url
         for token, status in [(admin["access_token"], 200), (customer["access_token"], 403), ("nonsense", 401)]:
             async with http.get(f"{orders}/v1/staff/partners",
                                 headers={"Authorization": f"Bearer {token}"}) as response:
@@ -142,8 +92,8 @@ async def test_a_customer_and_an_admin_as_the_frontend_and_an_operator_would(sui
 
 
 async def test_sigterm_stops_every_service_cleanly(suite):
-    for proc, *_ in suite.values():
-        proc.send_signal(signal.SIGTERM)
-    for name, (proc, _, log, _) in suite.items():
-        assert await asyncio.to_thread(proc.wait, 30) == 0, log.read_text()[-3000:]
-        assert '"event": "service stopped"' in log.read_text()
+    for service in suite.values():
+        service.proc.send_signal(signal.SIGTERM)
+    for service in suite.values():
+        assert await asyncio.to_thread(service.proc.wait, 30) == 0, service.log.read_text()[-3000:]
+        assert '"event": "service stopped"' in service.log.read_text()
