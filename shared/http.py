@@ -113,6 +113,9 @@ def staff(*roles: str) -> Access:
     return Access("staff", frozenset(roles))
 
 
+# A Standard Webhooks signature is made of these headers; a request without them is anonymous.
+WEBHOOK_SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
 # The service's check of a caller's token against an endpoint's Access: returns the Principal
 # (shared.auth) or raises HTTPProblem 401/403.
 Authenticator = Callable[[web.Request, Access], Awaitable[Any]]
@@ -196,8 +199,9 @@ class Endpoint:
     problems: tuple[int, ...] = ()
     tags: list[str] = field(default_factory=list)
     # The handler reads the body itself (``read_body``), to check a signature over the exact
-    # bytes before validating it; ``body`` then only documents it and ``signed`` says that
-    # the request is authenticated by a Standard Webhooks signature.
+    # bytes before validating it; ``body`` then only documents it. ``signed``: the request is
+    # authenticated by a Standard Webhooks signature (the view refuses one without its
+    # headers; the handler verifies it).
     raw_body: bool = False
     signed: bool = False
 
@@ -213,6 +217,9 @@ class Endpoint:
             kwargs: dict[str, Any] = {}
             if self.auth is not None:
                 kwargs["caller"] = await authenticate(request, self.auth)
+            elif self.signed and not all(request.headers.get(h) for h in WEBHOOK_SIGNATURE_HEADERS):
+                raise HTTPProblem(401, "Signature required", "Sign the request with the headers "
+                                  f"{', '.join(WEBHOOK_SIGNATURE_HEADERS)} (Standard Webhooks).")
             if self.params is not None:
                 kwargs["params"] = parse_params(request, self.params)
             if self.query is not None:

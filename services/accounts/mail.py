@@ -76,13 +76,20 @@ class MailSender(NotifiedPoller):
 
     async def _send(self, row: asyncpg.Record) -> None:
         s = self.settings
-        message = EmailMessage()
-        message["From"] = s.mail_from
-        message["To"] = row["recipient"]
-        message["Subject"] = row["subject"]
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = make_msgid(idstring=row["id"].hex, domain="veikals")
-        message.set_content(row["body"])
+        try:
+            message = EmailMessage()
+            message["From"] = s.mail_from
+            message["To"] = row["recipient"]
+            message["Subject"] = row["subject"]
+            message["Date"] = formatdate(localtime=False)
+            message["Message-ID"] = make_msgid(idstring=row["id"].hex, domain="veikals")
+            message.set_content(row["body"])
+        except (ValueError, TypeError) as exc:  # no retry can make this message
+            await self.pool.execute(
+                "UPDATE outgoing_mail SET lease_until = NULL, attempts = $3, last_error = $2 WHERE id = $1",
+                row["id"], redact_text(f"cannot be composed: {exc}")[:500], MAX_ATTEMPTS)
+            log.error("mail cannot be composed; given up", error=type(exc).__name__)
+            return
         try:
             await aiosmtplib.send(
                 message, hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_s,

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from deploy.mailsink import MailSink, code_in
-from services.accounts import schemas, store
+from services.accounts import mail, schemas, store
 from services.accounts.privacy import INVENTORY, NOT_PERSONAL
 from services.accounts.service import AccountsService, create_staff_account
 from services.accounts.settings import AccountsSettings
@@ -548,6 +548,18 @@ async def test_export_pages_through_everything(accounts, client, rpc_client):
     assert "password_hash" not in registration
     [sent] = [r["data"] for r in records if r["category"] == "e-mail to the customer"]
     assert sent["recipient"] == "anna@example.lv" and "body" not in sent
+
+
+async def test_a_message_that_cannot_be_composed_is_given_up_and_the_rest_go(accounts, mailsink):
+    pool = accounts.service.pool
+    async with pool.acquire() as conn, conn.transaction():
+        await mail.queue_mail(conn, None, "line\nbreak@example.lv", "Hello", "body")
+        await mail.queue_mail(conn, None, "fine@example.lv", "Hello", "body")
+    await mailsink.wait_for("fine@example.lv")
+    error = await eventually(lambda: pool.fetchval(
+        """SELECT last_error FROM outgoing_mail WHERE recipient LIKE 'line%'
+           AND attempts = $1 AND sent_at IS NULL""", mail.MAX_ATTEMPTS))
+    assert "cannot be composed" in error
 
 
 async def test_retention_sweep_keeps_the_declared_periods(accounts, client):

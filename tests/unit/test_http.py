@@ -302,3 +302,19 @@ async def test_openapi_declares_parameters_security_answers_and_the_shared_rules
 def test_a_path_parameter_without_a_model_is_a_mistake_caught_at_start():
     with pytest.raises(ValueError, match="path parameters"):
         Endpoint("GET", "/v1/items/{id}", record, "One item")
+
+
+async def test_a_signed_endpoint_without_its_signature_is_anonymous():
+    class Partner(BaseModel):
+        partner: str = Field(pattern=r"^[a-z]+$")
+
+    app = make_app("shop", endpoints=[
+        Endpoint("POST", "/v1/partners/{partner}/callbacks", record, "A partner calls back",
+                 params=Partner, body=Note, raw_body=True, signed=True)], readiness=ready)
+    async with TestClient(TestServer(app)) as client:
+        for path in ("/v1/partners/carrier/callbacks", "/v1/partners/%00/callbacks"):
+            await problem(await client.post(path, data="{not json", headers={"Content-Type": "text/plain"}), 401)
+        signed = {"webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,x"}
+        await problem(await client.post("/v1/partners/%00/callbacks", json={}, headers=signed), 422)
+        doc = await (await client.get("/openapi.json")).json()
+        assert doc["paths"]["/v1/partners/{partner}/callbacks"]["post"]["security"] == [{"webhookSignature": []}]
