@@ -5,7 +5,7 @@ loopback; production sets the variables. Secrets are only ever read from the env
 """
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The port each service's HTTP API listens on by default (local runner, compose).
@@ -26,11 +26,25 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""  # empty: postgresql://postgres@127.0.0.1:5432/veikals_<service>
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # None: the service's default port; 0: any free port
-    prefetch: int = Field(default=32, ge=1, le=1000)
-    # An event handler that fails is retried this many times, then dead-lettered.
+    # Deliveries one consumer (the RPC server, each event handler) takes at once; at most the
+    # database pool's size, so a delivery in hand never waits for a connection for long.
+    prefetch: int = Field(default=16, ge=1, le=1000)
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_acquire_timeout_s: float = Field(default=10.0, gt=0)
+    db_statement_timeout_s: float = Field(default=30.0, gt=0)
+    # An event handler that fails is retried this many times (after retry_delay_ms, doubling,
+    # with jitter), then dead-lettered. A transient failure (the database unreachable, a
+    # deadlock, a serialization failure, a timeout) is retried for transient_retry_s instead.
     max_retries: int = Field(default=3, ge=0, le=100)
     retry_delay_ms: int = Field(default=2000, ge=0)
+    transient_retry_s: float = Field(default=600.0, ge=0)
+    # A message delivered this many times without being settled (its handler crashed the
+    # process, again and again) is dead-lettered instead of being tried once more.
+    delivery_limit: int = Field(default=5, ge=1, le=1000)
     rpc_timeout_s: float = Field(default=30.0, gt=0)
+    # Keys the hashes under which this service keeps erased subjects (tombstones) and the
+    # subjects of its events: no identifier is stored in the clear. Set it in production.
+    subject_key: SecretStr = SecretStr("")
     outbox_poll_s: float = Field(default=1.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     log_level: str = "info"
@@ -42,6 +56,13 @@ class ServiceSettings(BaseSettings):
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
     # host:port pairs that may be reached over http or on private addresses (local sandboxes).
     webhook_allowed_hosts: list[str] = []
+
+    @model_validator(mode="after")
+    def _prefetch_fits_the_pool(self) -> "ServiceSettings":
+        if self.prefetch > self.db_pool_size:
+            raise ValueError(f"prefetch ({self.prefetch}) must not exceed db_pool_size ({self.db_pool_size}): "
+                             "a delivery in hand would wait for a database connection")
+        return self
 
     @property
     def dsn(self) -> str:

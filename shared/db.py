@@ -1,10 +1,16 @@
 """PostgreSQL for one service: its own database, an asyncpg pool, numbered SQL migrations.
 
 Migrations are ``NNNN_description.sql`` files, applied in order at start-up, each in its own
-transaction, under a PostgreSQL advisory lock so that replicas starting together apply each
-file once. ``shared/migrations`` (outbox, inbox) runs first in every service's database, then
-the service's own ``migrations/``. Applied files are recorded in ``schema_migrations``.
+transaction with a ``lock_timeout`` (a migration waiting behind a long query gives up and the
+start fails clearly, instead of queueing every other query behind its lock), under a
+PostgreSQL advisory lock so that replicas starting together apply each file once.
+``shared/migrations`` (outbox, inbox) runs first in every service's database, then the
+service's own ``migrations/``. Applied files are recorded in ``schema_migrations``.
 (The migration libraries we looked at drive synchronous drivers; this is forty lines.)
+
+The pool bounds every wait: taking a connection (``acquire_timeout``) and each statement
+(``statement_timeout``, enforced by the server), so a stuck database becomes an error a
+caller can retry rather than a request that hangs.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ log = get_logger(__name__)
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 _ADVISORY_LOCK_KEY = 0x7665696B616C73  # "veikals"
+MIGRATION_LOCK_TIMEOUT = "10s"
 
 
 def maintenance_dsn(dsn: str) -> tuple[str, str]:
@@ -43,8 +50,8 @@ async def ensure_database(dsn: str) -> bool:
             return False
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
-        except asyncpg.DuplicateDatabaseError:
-            return False
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            return False  # another replica's first start created it a moment ago
         log.info("database created", database=name)
         return True
     finally:
@@ -60,8 +67,25 @@ async def drop_database(dsn: str) -> None:
         await conn.close()
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+class Pool(asyncpg.Pool):
+    """An asyncpg pool whose ``acquire()`` waits at most ``acquire_timeout`` seconds."""
+
+    def __init__(self, *args, acquire_timeout: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None):
+        return super().acquire(timeout=timeout if timeout is not None else self.acquire_timeout)
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, acquire_timeout: float = 10.0,
+                      statement_timeout: float = 30.0) -> Pool:
+    pool = Pool(dsn, min_size=min_size, max_size=max_size, acquire_timeout=acquire_timeout,
+                max_queries=50000, max_inactive_connection_lifetime=300.0, connect=None, setup=None,
+                init=None, reset=None, loop=None, connection_class=asyncpg.Connection,
+                record_class=asyncpg.Record,
+                server_settings={"statement_timeout": str(int(statement_timeout * 1000))})
+    return await pool
 
 
 def _migration_files(directory: Path) -> list[tuple[int, Path]]:
@@ -95,6 +119,7 @@ async def migrate(pool: asyncpg.Pool, directories: dict[str, Path]) -> list[str]
                     if (scope, version) in done:
                         continue
                     async with conn.transaction():
+                        await conn.execute(f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'")
                         await conn.execute(path.read_text())
                         await conn.execute(
                             "INSERT INTO schema_migrations (scope, version, name) VALUES ($1, $2, $3)",

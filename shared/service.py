@@ -174,7 +174,9 @@ class ServiceRuntime:
     async def start(self) -> None:
         s, name = self.settings, self.service_cls.name
         await db.ensure_database(s.dsn)
-        self._pool = await db.create_pool(s.dsn)
+        self._pool = await db.create_pool(
+            s.dsn, max_size=s.db_pool_size, acquire_timeout=s.db_acquire_timeout_s,
+            statement_timeout=s.db_statement_timeout_s)
         await db.migrate(self._pool, self.service_cls.migration_scopes())
 
         self._broker = Broker(s.amqp_url, name=name)
