@@ -1,7 +1,7 @@
 """Prometheus metrics shared by every service (exposed at ``/metrics``)."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "veikals_http_requests_total", "HTTP requests answered",
@@ -30,3 +30,7 @@ WEBHOOK_LATENCY = Histogram(
 WEBHOOK_CALLBACKS = Counter(
     "veikals_webhook_callbacks_total", "Partner callbacks, by outcome (accepted, rejected, replayed)",
     ["service", "partner", "outcome"])
+TOPOLOGY_MISMATCHES = Gauge(
+    "veikals_topology_mismatches",
+    "1 while a queue exists with other arguments than the service declares (it is consumed as it is)",
+    ["service", "queue"])

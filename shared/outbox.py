@@ -1,15 +1,27 @@
 """The outbox: an event is a row written in the business transaction; a relay publishes it.
 
-``add_event(conn, ...)`` inserts the event inside the caller's transaction (and notifies the
-relay on commit). The relay takes due rows in order with ``FOR UPDATE SKIP LOCKED`` (so
-replicas never take the same row), publishes each with confirms and mandatory routing, and
-marks it published in the same transaction. A crash before the mark republishes the event on
-restart (consumers deduplicate by message id through the inbox); a crash before the publish
-loses nothing, because the row is still there. A row that fails waits (doubling, up to
-``MAX_BACKOFF``) before it is tried again, and the rows behind it go out meanwhile.
+``Outbox.add(conn, ...)`` inserts the event inside the caller's transaction (and notifies the
+relay on commit). Its id comes from ``context.effect_id()``: derived from the RPC call or the
+event being handled when there is one, so work run again writes the same ids, and a row whose
+id exists is not written twice. An event about a data subject carries the subject, its
+version and when it occurred (``shared.subjects``), and is deleted by that subject's erasure.
 
-Published rows are deleted after ``PUBLISHED_RETENTION`` and inbox entries after
-``INBOX_RETENTION``: event bodies may carry personal data, and a redelivery comes long before.
+The relay takes due rows in order with ``FOR UPDATE SKIP LOCKED`` (so replicas never take the
+same row), publishes each with confirms and mandatory routing, and marks it published in the
+same transaction. A crash before the mark republishes the event on restart (consumers
+deduplicate by message id through the inbox); a crash before the publish loses nothing,
+because the row is still there. A row that fails waits (doubling, up to ``MAX_BACKOFF``)
+before it is tried again, and the rows behind it go out meanwhile.
+
+At start the relay declares the queues of every subscriber the manifest
+(``Subscription``) names for its events, so no event is published before its queue exists.
+An event the broker cannot route although a subscriber is named is an alarm (an error log and
+``veikals_publish_failures_total{reason="unroutable"}``) and stays pending; one of a type
+nobody subscribes to is marked published (``reason="no_subscriber"``).
+
+Published rows are deleted after ``PUBLISHED_RETENTION``, inbox entries after
+``INBOX_RETENTION`` and RPC replies after ``RPC_REPLY_RETENTION``: they may carry personal data,
+and a redelivery comes long before.
 """
 from __future__ import annotations
 
@@ -17,6 +29,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -24,10 +37,11 @@ import asyncpg
 from shared.contracts.privacy import InventoryEntry, LegalBasis, Retention
 from shared.logging import get_logger, redact_text
 from shared.messaging import context as ctx
-from shared.messaging import wire
+from shared.messaging import topology, wire
 from shared.messaging.broker import Broker, Unroutable, events_exchange
 from shared.metrics import OUTBOX_PUBLISHED, PUBLISH_FAILURES
 from shared.poller import NotifiedPoller
+from shared.subjects import OCCURRED_HEADER, SUBJECT_HEADER, VERSION_HEADER, Subject, SubjectKeys
 
 log = get_logger(__name__)
 
@@ -35,36 +49,89 @@ NOTIFY_CHANNEL = "veikals_outbox"
 MAX_BACKOFF = dt.timedelta(minutes=5)
 PUBLISHED_RETENTION = dt.timedelta(days=7)
 INBOX_RETENTION = dt.timedelta(days=30)
+RPC_REPLY_RETENTION = dt.timedelta(days=7)
 
-# Every service's part of the record of processing for its outbox.
+# Every service's part of the record of processing for its outbox and its RPC replies.
 OUTBOX_INVENTORY = InventoryEntry(
-    category="events awaiting delivery to other services", table="outbox", fields=["body"],
+    category="events awaiting delivery to other services", table="outbox", fields=["body", "headers"],
     purpose="deliver each change to the services that act on it, exactly once",
     legal_basis=LegalBasis.CONTRACT,
     retention=Retention(period_days=PUBLISHED_RETENTION.days, after="the event is published"),
     recipients=["the shop's own services"])
+RPC_REPLY_INVENTORY = InventoryEntry(
+    category="replies to state-changing calls", table="rpc_calls", fields=["reply"],
+    purpose="answer a repeated call with its first reply instead of acting twice",
+    legal_basis=LegalBasis.CONTRACT,
+    retention=Retention(period_days=RPC_REPLY_RETENTION.days, after="the call"),
+    recipients=["the shop's own services"])
 
 
-async def add_event(conn: asyncpg.Connection, service: str, event_type: str, data: Any) -> uuid.UUID:
+@dataclass(frozen=True)
+class Subscription:
+    """A handler of one service for one event type of another (the topology manifest)."""
+
+    source: str
+    event_type: str
+    service: str
+    method: str
+
+
+async def add_event(conn: asyncpg.Connection, service: str, event_type: str, data: Any, *,
+                    subject: Subject | None = None, keys: SubjectKeys | None = None) -> uuid.UUID:
     """Record ``event_type`` from ``service`` in the caller's transaction; returns its id."""
     if not conn.is_in_transaction():
         raise RuntimeError("add_event must run inside the transaction of the change it reports")
-    event_id = uuid.uuid4()
+    event_id = ctx.effect_id()
+    headers = ctx.outgoing_headers(service)
+    subject_key = None
+    if subject is not None:
+        if keys is None:
+            raise ValueError("an event about a subject needs the service's subject keys")
+        subject_key = keys(subject)
+        version, occurred = await conn.fetchrow(
+            """INSERT INTO subject_versions (subject, version) VALUES ($1, 1)
+               ON CONFLICT (subject) DO UPDATE SET version = subject_versions.version + 1
+               RETURNING version, (extract(epoch FROM now()) * 1000)::bigint""", subject_key)
+        headers.update({SUBJECT_HEADER: str(subject), VERSION_HEADER: version, OCCURRED_HEADER: occurred})
     await conn.execute(
-        "INSERT INTO outbox (id, exchange, routing_key, body, headers) VALUES ($1, $2, $3, $4, $5)",
-        event_id, events_exchange(service), event_type, wire.dumps(data),
-        wire.dumps(ctx.outgoing_headers(service)).decode())
+        """INSERT INTO outbox (id, exchange, routing_key, body, headers, subject)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING""",
+        event_id, events_exchange(service), event_type, wire.dumps(data), wire.dumps(headers).decode(),
+        subject_key)
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return event_id
 
 
+class Outbox:
+    """One service's outbox: ``await outbox.add(conn, "profile_changed", data, subject=...)``."""
+
+    def __init__(self, service: str, keys: SubjectKeys) -> None:
+        self.service = service
+        self.keys = keys
+
+    async def add(self, conn: asyncpg.Connection, event_type: str, data: Any,
+                  subject: Subject | None = None) -> uuid.UUID:
+        return await add_event(conn, self.service, event_type, data, subject=subject, keys=self.keys)
+
+
 class OutboxRelay(NotifiedPoller):
     def __init__(self, pool: asyncpg.Pool, broker: Broker, service: str, *,
-                 poll_interval: float = 1.0, batch_size: int = 100) -> None:
+                 poll_interval: float = 1.0, batch_size: int = 100,
+                 subscriptions: list[Subscription] | None = None) -> None:
         super().__init__(pool, NOTIFY_CHANNEL, f"outbox-relay-{service}", poll_interval)
         self.broker = broker
         self.service = service
         self.batch_size = batch_size
+        # None: no manifest (an event nobody receives is then only counted, never held back).
+        self.subscriptions = None if subscriptions is None else [
+            s for s in subscriptions if s.source == service]
+
+    async def start(self) -> None:
+        if self.subscriptions:
+            await topology.declare(self.broker, [
+                spec for s in self.subscriptions
+                for spec in topology.event_queues(s.source, s.event_type, s.service, s.method)])
+        await super().start()
 
     async def work(self) -> None:
         while await self.relay_once() == self.batch_size and not self.stopping:
@@ -103,6 +170,11 @@ class OutboxRelay(NotifiedPoller):
                                PUBLISHED_RETENTION)
             await conn.execute("DELETE FROM inbox WHERE handled_at < now() - $1::interval",
                                INBOX_RETENTION)
+            await conn.execute("DELETE FROM rpc_calls WHERE created_at < now() - $1::interval",
+                               RPC_REPLY_RETENTION)
+
+    def _subscribed(self, event_type: str) -> bool:
+        return self.subscriptions is not None and any(s.event_type == event_type for s in self.subscriptions)
 
     async def _publish(self, row: asyncpg.Record) -> None:
         try:
@@ -110,8 +182,12 @@ class OutboxRelay(NotifiedPoller):
                 row["exchange"], row["routing_key"], row["body"],
                 headers=json.loads(row["headers"]), message_id=str(row["id"]))
         except Unroutable:
-            # No service subscribes to this event type: nothing to deliver it to.
-            PUBLISH_FAILURES.labels(self.service, "unroutable").inc()
+            if self._subscribed(row["routing_key"]):
+                PUBLISH_FAILURES.labels(self.service, "unroutable").inc()
+                log.error("event not routable although a subscriber is named; it waits",
+                          routing_key=row["routing_key"])
+                raise
+            PUBLISH_FAILURES.labels(self.service, "no_subscriber").inc()
             log.info("outbox event has no subscriber", routing_key=row["routing_key"])
         except Exception:
             PUBLISH_FAILURES.labels(self.service, "unconfirmed").inc()

@@ -46,9 +46,26 @@ class NotifiedPoller:
 
     async def start(self) -> None:
         self._stopping = False
-        self._listener = await self.pool.acquire()
-        await self._listener.add_listener(self.channel, self.wake)
+        await self._listen()
         self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def _listen(self) -> None:
+        """(Re)open the LISTEN connection; one lost with the database is given back first."""
+        if self._listener is not None:
+            if not self._listener.is_closed():
+                return
+            try:
+                await self.pool.release(self._listener)
+            except Exception:
+                pass
+            self._listener = None
+        listener = await self.pool.acquire()
+        try:
+            await listener.add_listener(self.channel, self.wake)
+        except BaseException:
+            await self.pool.release(listener)
+            raise
+        self._listener = listener
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the loop: the pass in hand may finish within ``grace`` seconds (a pass cut
@@ -77,6 +94,7 @@ class NotifiedPoller:
         pruned_at = None
         while not self._stopping:
             try:
+                await self._listen()  # polling goes on meanwhile if the database is away
                 await self.work()
                 now = dt.datetime.now(dt.timezone.utc)
                 if pruned_at is None or now - pruned_at > PRUNE_EVERY:

@@ -13,7 +13,7 @@ import inspect
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, ClassVar
+from typing import Any, Awaitable, Callable, ClassVar, Literal
 
 import asyncpg
 from aiohttp import web
@@ -22,13 +22,19 @@ from shared import db, http
 from shared.auth import Principal, TokenVerifier, check_token
 from shared.config import ServiceSettings, load_settings
 from shared.contracts.privacy import DataInventory
-from shared.inbox import first_delivery
-from shared.logging import configure_logging, get_logger
-from shared.messaging import Broker, EventConsumer, RpcClient, RpcServer
-from shared.outbox import OUTBOX_INVENTORY, OutboxRelay
-from shared.poller import NotifiedPoller
 from shared.contracts.webhooks import PartnerPing, PartnerReply
-from shared.messaging import remote_exception
+from shared.inbox import RpcCalls, first_delivery
+from shared.logging import configure_logging, get_logger
+from shared.messaging import Broker, EventConsumer, RpcClient, RpcServer, remote_exception
+from shared.messaging import context as ctx
+from shared.messaging.events import Delivery
+from shared.messaging.rpc import RpcMethod
+from shared.outbox import OUTBOX_INVENTORY, RPC_REPLY_INVENTORY, Outbox, OutboxRelay, Subscription
+from shared.poller import NotifiedPoller
+from shared.subjects import (
+    PUBLISHED_VERSION_INVENTORY, SUBJECT_VERSION_INVENTORY, TOMBSTONE_INVENTORY, Subject, SubjectKeys, admit,
+)
+from shared.subjects import forget as forget_subjects
 from shared.webhooks.inbound import callback_endpoint
 from shared.webhooks.outbound import WEBHOOK_INVENTORY, DeliveryWorker, enqueue
 from shared.webhooks.policy import DeliveryPolicy
@@ -37,25 +43,50 @@ from shared.webhooks.staff import staff_endpoints
 
 log = get_logger(__name__)
 
-
-def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Expose the method over RPC as ``<service>.<method>``."""
-    fn.__veikals_rpc__ = True  # type: ignore[attr-defined]
-    return fn
+# What every service holds through shared/: part of each one's record of processing.
+SHARED_INVENTORY = [OUTBOX_INVENTORY, RPC_REPLY_INVENTORY, TOMBSTONE_INVENTORY, SUBJECT_VERSION_INVENTORY,
+                    PUBLISHED_VERSION_INVENTORY, *WEBHOOK_INVENTORY]
 
 
-def event_handler(source: str, event_type: str):
+def rpc(*, changes_state: bool):
+    """Expose the method over RPC as ``<service>.<method>``; every method says whether it
+    changes state.
+
+    A read-only method (``changes_state=False``) runs as often as it is delivered. A
+    state-changing one is ``async def m(self, conn, ...)``: it runs inside the transaction that
+    records the call's key with its reply, so a redelivered call gets the stored reply and
+    does not run again, and the events and webhooks it writes (through ``conn``) get ids
+    derived from that key. Effects outside ``conn`` (another transaction, a partner's API) must
+    be idempotent on their own, keyed by ``shared.messaging.context.effect_id()``.
+    """
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        fn.__veikals_rpc__ = RpcMethod(fn, changes_state)  # type: ignore[attr-defined]
+        return fn
+    return decorate
+
+
+def event_handler(source: str, event_type: str, *, keep: Literal["all", "newest"] = "all"):
     """Handle ``event_type`` events from ``source``: ``async def on_x(self, conn, data)``.
 
     The handler runs inside a database transaction that has already recorded the message id in
     the inbox; a redelivered message is acked without calling it again. A message without an
     id (stock nameko sets none) cannot be recognised again, so it is applied at least once:
-    such handlers must be idempotent by their data.
+    such handlers must be idempotent by their data. An event about a subject this service has
+    erased is not applied (``shared.subjects``); with ``keep="newest"`` (events that carry a
+    subject's current state) neither is one older than the newest applied.
     """
     def decorate(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        fn.__veikals_event__ = (source, event_type)  # type: ignore[attr-defined]
+        fn.__veikals_event__ = (source, event_type, keep)  # type: ignore[attr-defined]
         return fn
     return decorate
+
+
+def subscriptions_of(service_cls: type["Service"]) -> list[Subscription]:
+    """The event types ``service_cls`` handles (its part of the topology manifest)."""
+    return [Subscription(source, event_type, service_cls.name, name)
+            for name, member in inspect.getmembers(service_cls, inspect.isfunction)
+            if (marker := getattr(member, "__veikals_event__", None)) is not None
+            for source, event_type, _ in [marker]]
 
 
 @remote_exception
@@ -71,6 +102,7 @@ class Dependencies:
     rpc: RpcClient
     partners: PartnerRegistry
     tokens: TokenVerifier
+    subject_keys: SubjectKeys
 
 
 class Service:
@@ -86,6 +118,8 @@ class Service:
         self.rpc = deps.rpc
         self.partners = deps.partners
         self.tokens = deps.tokens
+        self.subject_keys = deps.subject_keys
+        self.outbox = Outbox(self.name, deps.subject_keys)
 
     @classmethod
     def migration_scopes(cls) -> dict[str, Path]:
@@ -125,40 +159,48 @@ class Service:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         return checks
 
-    @rpc
+    async def forget(self, conn: asyncpg.Connection, subjects: list[Subject]) -> int:
+        """Part of every erasure, in its transaction: tombstone ``subjects`` (late events
+        about them are dropped) and delete their events from the outbox."""
+        return await forget_subjects(conn, self.subject_keys, subjects)
+
+    @rpc(changes_state=False)
     async def health(self) -> dict[str, str]:
         """The service's name and the state of its database and broker."""
         return {"service": self.name, **await self.readiness()}
 
-    @rpc
-    async def ping_partner(self, partner: str, note: str = "ping") -> str:
+    @rpc(changes_state=True)
+    async def ping_partner(self, conn: asyncpg.Connection, partner: str, note: str = "ping") -> str:
         """Send a signed ``partner.ping`` webhook to ``partner``; returns its webhook-id.
         For operators: ``n.rpc.orders.ping_partner("sandbox-carrier")`` in ``nameko shell``."""
         target = self.partners.get(partner)
         if target is None:
             raise UnknownPartner(partner)
-        async with self.pool.acquire() as conn, conn.transaction():
-            return await enqueue(conn, target, PartnerPing(note=note))
+        return await enqueue(conn, target, PartnerPing(note=note))
 
-    @rpc
+    @rpc(changes_state=False)
     async def privacy_inventory(self) -> DataInventory:
         """The personal data this service holds (the privacy participant contract)."""
-        return self.inventory.model_copy(
-            update={"entries": [*self.inventory.entries, OUTBOX_INVENTORY, *WEBHOOK_INVENTORY]})
+        return self.inventory.model_copy(update={"entries": [*self.inventory.entries, *SHARED_INVENTORY]})
 
 
-def _members(service: Service, marker: str) -> dict[str, Any]:
-    found = {}
-    for name, member in inspect.getmembers(type(service), inspect.isfunction):
-        if hasattr(member, marker):
-            found[name] = getattr(service, name)
-    return found
+def _members(service: Service, marker: str) -> dict[str, tuple[Any, Any]]:
+    """name -> (the bound method, its marker) for the methods of ``service`` marked so."""
+    return {name: (getattr(service, name), getattr(member, marker))
+            for name, member in inspect.getmembers(type(service), inspect.isfunction)
+            if hasattr(member, marker)}
 
 
 class ServiceRuntime:
-    def __init__(self, service_cls: type[Service], settings: ServiceSettings) -> None:
+    """Runs one service. ``subscriptions`` is the topology manifest (every service's event
+    handlers, ``services.topology``): the outbox relay declares the queues of those that
+    receive this service's events before it publishes any. None runs without one (tests)."""
+
+    def __init__(self, service_cls: type[Service], settings: ServiceSettings,
+                 subscriptions: list[Subscription] | None = None) -> None:
         self.service_cls = service_cls
         self.settings = settings
+        self.subscriptions = subscriptions
         self.service: Service | None = None
         self.http_port: int | None = None
         self._pool: asyncpg.Pool | None = None
@@ -185,22 +227,28 @@ class ServiceRuntime:
         await self._rpc_client.start()
         partners = PartnerRegistry.load()
         tokens = TokenVerifier(s.jwks_url)
+        if not s.subject_key.get_secret_value():
+            log.warning("SUBJECT_KEY is not set: subjects are hashed with an empty key")
         self.service = service = self.service_cls(Dependencies(
             settings=s, pool=self._pool, broker=self._broker, rpc=self._rpc_client,
-            partners=partners, tokens=tokens))
+            partners=partners, tokens=tokens,
+            subject_keys=SubjectKeys(s.subject_key.get_secret_value().encode())))
 
-        self._rpc_server = RpcServer(self._broker, name, _members(service, "__veikals_rpc__"),
-                                     prefetch=s.prefetch)
+        methods = {name: RpcMethod(bound, marker.changes_state)
+                   for name, (bound, marker) in _members(service, "__veikals_rpc__").items()}
+        self._rpc_server = RpcServer(self._broker, name, methods, prefetch=s.prefetch,
+                                     once=RpcCalls(self._pool))
         await self._rpc_server.start()
-        for method, handler in _members(service, "__veikals_event__").items():
-            source, event_type = handler.__veikals_event__
+        for method, (handler, (source, event_type, keep)) in _members(service, "__veikals_event__").items():
             consumer = EventConsumer(
                 self._broker, service=name, method=method, source=source, event_type=event_type,
-                handler=self._with_inbox(method, handler), prefetch=s.prefetch,
-                max_retries=s.max_retries, retry_delay_ms=s.retry_delay_ms)
+                handler=self._apply_once(method, handler, keep == "newest"), prefetch=s.prefetch,
+                max_retries=s.max_retries, retry_delay_ms=s.retry_delay_ms,
+                transient_retry_s=s.transient_retry_s)
             await consumer.start()
             self._consumers.append(consumer)
-        self._relay = OutboxRelay(self._pool, self._broker, name, poll_interval=s.outbox_poll_s)
+        self._relay = OutboxRelay(self._pool, self._broker, name, poll_interval=s.outbox_poll_s,
+                                  subscriptions=self.subscriptions)
         await self._relay.start()
         self._webhooks = DeliveryWorker(
             self._pool, partners, DeliveryPolicy(set(s.webhook_allowed_hosts)), name,
@@ -222,16 +270,26 @@ class ServiceRuntime:
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("service started", http=f"http://{s.http_host}:{self.http_port}")
 
-    def _with_inbox(self, method: str, handler: Callable[..., Awaitable[None]]):
+    def _apply_once(self, method: str, handler: Callable[..., Awaitable[None]], keep_newest: bool):
+        """The handler in one transaction with its inbox entry, its subject's checks and the
+        events it writes (whose ids derive from the message's)."""
         consumer = f"{self.service_cls.name}.{method}"
 
-        async def handle(data: Any, message_id: str | None) -> bool:
-            assert self._pool is not None
+        async def handle(delivery: Delivery) -> str | None:
+            assert self._pool is not None and self.service is not None
             async with self._pool.acquire() as conn, conn.transaction():
-                if message_id is not None and not await first_delivery(conn, consumer, message_id):
-                    return False
-                await handler(conn, data)
-            return True
+                if delivery.message_id is not None and not await first_delivery(
+                        conn, consumer, delivery.message_id):
+                    return "duplicate"
+                refused = await admit(conn, self.service.subject_keys, consumer, delivery.headers, keep_newest)
+                if refused is not None:
+                    return refused
+                if delivery.message_id is None:
+                    await handler(conn, delivery.data)
+                else:
+                    with ctx.effects_of(f"{consumer}:{delivery.message_id}"):
+                        await handler(conn, delivery.data)
+            return None
         return handle
 
     async def stop(self) -> None:
@@ -287,13 +345,13 @@ class ServiceRuntime:
         log.info("service stopped")
 
 
-def serve(service_cls: type[Service]) -> None:
+def serve(service_cls: type[Service], subscriptions: list[Subscription] | None = None) -> None:
     """Run ``service_cls`` until SIGTERM/SIGINT (``python -m services.<name>``)."""
     settings = load_settings(service_cls.name, service_cls.settings_class)
     configure_logging(service_cls.name, settings.log_level)
 
     async def main() -> None:
-        runtime = ServiceRuntime(service_cls, settings)
+        runtime = ServiceRuntime(service_cls, settings, subscriptions)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

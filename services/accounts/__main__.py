@@ -1,4 +1,5 @@
-from shared.service import serve
 from services.accounts.service import AccountsService
+from services.topology import subscriptions
+from shared.service import serve
 
-serve(AccountsService)
+serve(AccountsService, subscriptions())

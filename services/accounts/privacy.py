@@ -19,6 +19,7 @@ from shared.contracts.privacy import (
 from services.accounts.settings import AccountsSettings
 from shared.logging import get_logger
 from shared.poller import NotifiedPoller
+from shared.subjects import Subject, subjects_of
 
 log = get_logger(__name__)
 
@@ -198,10 +199,11 @@ async def export_chunk(conn: asyncpg.Connection, request: ExportRequest) -> Expo
 # An outbox body (bytes) that contains a value.
 IN_BODY = "position(convert_to({}, 'UTF8') IN outbox.body) > 0"
 
-async def erase(conn: asyncpg.Connection, request: ErasureRequest,
-                throttle_key: Callable[[str], bytes]) -> ErasureOutcome:
+async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_key: Callable[[str], bytes],
+                forget: Callable[[asyncpg.Connection, list[Subject]], Awaitable[int]]) -> ErasureOutcome:
     """Erase (or, with ``verify_only``, re-read) the subject's data, in the caller's transaction.
-    ``throttle_key(email)`` is the keyed hash under which failed sign-ins for an address count."""
+    ``throttle_key(email)`` is the keyed hash under which failed sign-ins for an address count;
+    ``forget`` (``Service.forget``) tombstones the subject and deletes its events."""
     ids = await subject_accounts(conn, request.subject)
     now = dt.datetime.now(dt.timezone.utc)
     erased: list[Erased] = []
@@ -228,6 +230,8 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest,
             count = int((await conn.execute(statement, *args)).split()[-1])
             if count:
                 erased.append(Erased(category=category, records=count))
+        if unsent := await forget(conn, subjects_of(request.subject, ids)):
+            erased.append(Erased(category="events about the customer", records=unsent))
     retained: list[Retained] = []
     if ids:
         retained.append(Retained(
@@ -276,10 +280,11 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: Dat
 
 # --- retention ------------------------------------------------------------------------------
 
-async def sweep(conn: asyncpg.Connection | asyncpg.Pool, session_log_days: int) -> dict[str, int]:
+async def sweep(conn: asyncpg.Connection, session_log_days: int) -> dict[str, int]:
     """Delete what has been kept for its declared period; how many rows of each. Each kind is
-    its own statement, so one that fails does not hold back the others. (Spent refresh tokens go
-    with their session: until then a replay of one is recognised.)"""
+    its own statement in a (sub)transaction of its own, so one that fails does not hold back the
+    others. (Spent refresh tokens go with their session: until then a replay of one is
+    recognised.)"""
     statements = {
         "sessions": ("DELETE FROM sessions WHERE coalesce(ended_at, expires_at) < now() - $1::interval",
                      dt.timedelta(days=session_log_days)),
@@ -296,7 +301,8 @@ async def sweep(conn: asyncpg.Connection | asyncpg.Pool, session_log_days: int) 
     done = {}
     for name, (sql, period) in statements.items():
         try:
-            done[name] = int((await conn.execute(sql, period)).split()[-1])
+            async with conn.transaction():  # a savepoint inside the caller's transaction
+                done[name] = int((await conn.execute(sql, period)).split()[-1])
         except asyncpg.PostgresError as exc:
             log.warning("retention sweep step failed; it runs again next time", step=name,
                         error=type(exc).__name__)
@@ -311,4 +317,5 @@ class RetentionSweep(NotifiedPoller):
         self.settings = settings
 
     async def work(self) -> None:
-        await sweep(self.pool, self.settings.session_log_days)
+        async with self.pool.acquire() as conn:
+            await sweep(conn, self.settings.session_log_days)

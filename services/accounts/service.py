@@ -24,9 +24,9 @@ from shared.auth import Principal, TokenVerifier, authenticate, authorize
 from shared.contracts.privacy import ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest
 from shared.http import CUSTOMER, SIGNED_IN, Access, Endpoint, HTTPProblem, staff
 from shared.logging import get_logger
-from shared.outbox import add_event
 from shared.poller import NotifiedPoller
 from shared.service import Dependencies, Service, rpc
+from shared.subjects import Subject
 
 log = get_logger(__name__)
 
@@ -177,9 +177,10 @@ class AccountsService(Service):
             except asyncpg.UniqueViolationError:
                 raise taken from None
             if not registering:
-                await add_event(conn, self.name, "email_changed", schemas.EmailChanged(
+                await self.outbox.add(conn, "email_changed", schemas.EmailChanged(
                     customer_id=found["account_id"], email=found["email"],
-                    changed_at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
+                    changed_at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"),
+                    subject=Subject.customer(found["account_id"]))
         return schemas.Accepted(status="verified", detail="The address is confirmed.")
 
     # --- sign-in ---------------------------------------------------------------------------
@@ -261,9 +262,9 @@ class AccountsService(Service):
         account_id = account_of(caller)
         async with self.pool.acquire() as conn, conn.transaction():
             changed = await store.update_profile(conn, account_id, body.name, body.phone)
-            await add_event(conn, self.name, "profile_changed", schemas.ProfileChanged(
+            await self.outbox.add(conn, "profile_changed", schemas.ProfileChanged(
                 customer_id=account_id, name=changed["name"], phone=changed["phone"],
-                changed_at=changed["updated_at"]).model_dump(mode="json"))
+                changed_at=changed["updated_at"]).model_dump(mode="json"), subject=Subject.customer(account_id))
             return await self.profile(conn, account_id)
 
     async def change_email(self, request: web.Request, caller: Principal, body: schemas.EmailChange) -> schemas.Accepted:
@@ -344,9 +345,9 @@ class AccountsService(Service):
             closed = await store.close_account(conn, account_id)
             if closed is not None:  # a second request (a double click) closes nothing more
                 await store.end_all_sessions(conn, account_id, "account closed")
-                await add_event(conn, self.name, "account_closed", schemas.AccountClosed(
+                await self.outbox.add(conn, "account_closed", schemas.AccountClosed(
                     customer_id=account_id, email=closed["email"], phone=closed["phone"],
-                    closed_at=closed["closed_at"]).model_dump(mode="json"))
+                    closed_at=closed["closed_at"]).model_dump(mode="json"), subject=Subject.customer(account_id))
         return schemas.Accepted(status="closed", detail="Your account is closed; the erasure of your "
                                 "data has started and you will be told its outcome.")
 
@@ -373,7 +374,8 @@ class AccountsService(Service):
                 raise HTTPProblem(404, "No such customer", "No customer account matches.")
             categories = ["contact details", "delivery addresses"]
             access = await store.record_staff_access(conn, staff_id, customer_id, body.reason, categories)
-            await add_event(conn, self.name, "staff_accessed", schemas.StaffAccessed(
+            # No subject: the audit record outlives the customer's erasure (P16).
+            await self.outbox.add(conn, "staff_accessed", schemas.StaffAccessed(
                 access_id=access["id"], staff_id=staff_id, customer_id=customer_id, reason=body.reason,
                 categories=categories, at=access["at"]).model_dump(mode="json"))
             addresses = await store.addresses(conn, customer_id)
@@ -451,22 +453,22 @@ class AccountsService(Service):
 
     # --- the privacy participant -----------------------------------------------------------
 
-    @rpc
+    @rpc(changes_state=False)
     async def privacy_export(self, request: dict[str, Any]) -> ExportChunk:
         parsed = ExportRequest.model_validate(request)
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             return await export_chunk(conn, parsed)
 
-    @rpc
-    async def privacy_erase(self, request: dict[str, Any]) -> ErasureOutcome:
+    @rpc(changes_state=True)
+    async def privacy_erase(self, conn: asyncpg.Connection, request: dict[str, Any]) -> ErasureOutcome:
         parsed = ErasureRequest.model_validate(request)
-        async with self.pool.acquire() as conn, conn.transaction():
-            return await erase(conn, parsed, lambda email: self.throttled("login", f"customer:{email}"))
+        return await erase(conn, parsed, lambda email: self.throttled("login", f"customer:{email}"),
+                           self.forget)
 
-    @rpc
-    async def run_retention_sweep(self) -> dict[str, int]:
+    @rpc(changes_state=True)
+    async def run_retention_sweep(self, conn: asyncpg.Connection) -> dict[str, int]:
         """Delete what has been kept for its declared period now (the CronJob calls this)."""
-        return await sweep(self.pool, self.settings.session_log_days)
+        return await sweep(conn, self.settings.session_log_days)
 
 
 def account_of(principal: Principal) -> uuid.UUID:

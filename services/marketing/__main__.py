@@ -1,4 +1,5 @@
-from shared.service import serve
 from services.marketing.service import MarketingService
+from services.topology import subscriptions
+from shared.service import serve
 
-serve(MarketingService)
+serve(MarketingService, subscriptions())

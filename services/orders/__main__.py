@@ -1,4 +1,5 @@
-from shared.service import serve
 from services.orders.service import OrdersService
+from services.topology import subscriptions
+from shared.service import serve
 
-serve(OrdersService)
+serve(OrdersService, subscriptions())

@@ -1,4 +1,5 @@
-from shared.service import serve
 from services.payments.service import PaymentsService
+from services.topology import subscriptions
+from shared.service import serve
 
-serve(PaymentsService)
+serve(PaymentsService, subscriptions())

@@ -1,4 +1,5 @@
-from shared.service import serve
 from services.privacy.service import PrivacyService
+from services.topology import subscriptions
+from shared.service import serve
 
-serve(PrivacyService)
+serve(PrivacyService, subscriptions())

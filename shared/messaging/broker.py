@@ -1,10 +1,13 @@
-"""One robust connection to RabbitMQ per service, with confirmed, mandatory publishing.
+"""Two robust connections to RabbitMQ per service, one to publish and one to consume, with
+confirmed, mandatory publishing.
 
 Every publish waits for the broker's confirm and is mandatory: a message no queue would take
-comes back as :class:`Unroutable` instead of vanishing. aio-pika's robust connection restores
+comes back as :class:`Unroutable` instead of vanishing. aio-pika's robust connections restore
 channels, exchanges, queues, bindings and consumers after the broker comes back; a publish
 that was in flight when the connection dropped raises, and the caller decides to retry (the
-outbox relay does).
+outbox relay does). Publishing and consuming are apart because RabbitMQ blocks a connection
+that publishes while a resource alarm is on: the consuming one keeps acking meanwhile, so the
+work in hand can finish and free the broker.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
+from aio_pika.channel import Channel
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
 from shared.logging import get_logger
@@ -52,42 +56,43 @@ class Broker:
         self.url = url
         self.name = name
         self.publish_timeout = publish_timeout
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractRobustConnection | None = None  # publishing
+        self._consuming: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._lock = asyncio.Lock()
 
     async def connect(self) -> None:
         self._connection = await aio_pika.connect_robust(
-            self.url, client_properties={"connection_name": self.name}, reconnect_interval=1,
-        )
+            self.url, client_properties={"connection_name": f"{self.name} (publish)"}, reconnect_interval=1)
+        self._consuming = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": f"{self.name} (consume)"}, reconnect_interval=1)
         # Returns raise only on a channel opened with on_return_raises=True.
         self._publish_channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True)
 
     @property
     def connected(self) -> bool:
-        return bool(self._connection and not self._connection.is_closed
-                    and self._connection.connected.is_set())
+        return all(c is not None and not c.is_closed and c.connected.is_set()
+                   for c in (self._connection, self._consuming))
 
     async def channel(self, prefetch: int) -> AbstractChannel:
         """A channel for consuming, with bounded prefetch; restored after reconnects."""
-        assert self._connection is not None, "connect() first"
-        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        assert self._consuming is not None, "connect() first"
+        channel = await self._consuming.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def scratch_channel(self) -> AbstractChannel:
+        """A plain channel for one declaration: an error closes it alone, and it is never
+        restored (a robust channel would redeclare a refused queue at every reconnect)."""
+        assert self._consuming is not None, "connect() first"
+        channel = Channel(self._consuming)
+        await channel.initialize()
         return channel
 
     async def declare_topic_exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
         return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
-
-    async def declare_bound_queue(self, channel: AbstractChannel, queue: str, exchange: str,
-                                  routing_key: str, arguments: dict[str, Any] | None = None,
-                                  ) -> AbstractQueue:
-        """A durable queue bound to a durable topic exchange (both declared if missing)."""
-        target = await self.declare_topic_exchange(channel, exchange)
-        declared = await channel.declare_queue(queue, durable=True, arguments=arguments)
-        await declared.bind(target, routing_key=routing_key)
-        return declared
 
     async def _exchange(self, name: str) -> AbstractExchange:
         assert self._publish_channel is not None, "connect() first"
@@ -133,7 +138,8 @@ class Broker:
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
+        for connection in (self._consuming, self._connection):
+            if connection is not None:
+                await connection.close()
+        self._connection = self._consuming = None
 

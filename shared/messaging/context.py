@@ -6,15 +6,42 @@ carries it on. Outside a worker every call gets a fresh ``<caller>.call.<uuid>``
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import uuid
 from contextvars import ContextVar
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 HEADER_PREFIX = "nameko."
 CALL_ID_STACK = "call_id_stack"
 PARENT_CALLS_TRACKED = 10  # nameko's default: the stack keeps this many parents plus the call
 
 _current: ContextVar[dict[str, Any] | None] = ContextVar("veikals_call_context", default=None)
+_effects: ContextVar[tuple[str, Iterator[int]] | None] = ContextVar("veikals_effects", default=None)
+# The namespace of ids derived from a unit of work's key (uuid5).
+EFFECTS_NAMESPACE = uuid.UUID("5f0c6c8e-6e1b-4b8e-9a55-7665696b616c")
+
+
+@contextlib.contextmanager
+def effects_of(key: str) -> Iterator[None]:
+    """While this runs, the messages the work emits (events, webhooks) get ids derived from
+    ``key`` and their order: the same work run again emits the same ids, which every
+    outbox, webhook table and inbox then recognises, instead of "new" messages."""
+    token = _effects.set((key, itertools.count()))
+    try:
+        yield
+    finally:
+        _effects.reset(token)
+
+
+def effect_id() -> uuid.UUID:
+    """The id of the next message the current work emits: derived inside ``effects_of``,
+    random outside it."""
+    scope = _effects.get()
+    if scope is None:
+        return uuid.uuid4()
+    key, counter = scope
+    return uuid.uuid5(EFFECTS_NAMESPACE, f"{key}/{next(counter)}")
 
 
 def context_from_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:

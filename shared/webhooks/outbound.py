@@ -26,7 +26,6 @@ import datetime as dt
 import email.utils
 import random
 import time
-import uuid
 from typing import Any
 
 import aiohttp
@@ -36,6 +35,7 @@ from pydantic import BaseModel
 from shared.contracts.privacy import InventoryEntry, LegalBasis, Retention
 from shared.contracts.webhooks import WebhookEvent
 from shared.logging import get_logger, redact_text
+from shared.messaging.context import effect_id
 from shared.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from shared.poller import NotifiedPoller
 from shared.webhooks.policy import DeliveryPolicy, EndpointRefused
@@ -96,10 +96,11 @@ async def enqueue(conn: asyncpg.Connection, partner: Partner, event: WebhookEven
     body = envelope.model_dump_json().encode()
     if len(body) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(f"{event_type} payload is {len(body)} bytes; the cap is {MAX_PAYLOAD_BYTES}")
-    webhook_id = f"msg_{uuid.uuid4().hex}"
+    # Derived from the RPC call or event being handled, if any: work run again queues nothing new.
+    webhook_id = f"msg_{effect_id().hex}"
     await conn.execute(
-        "INSERT INTO webhook_deliveries (id, partner, event_type, body) VALUES ($1, $2, $3, $4)",
-        webhook_id, partner.name, event_type, body)
+        """INSERT INTO webhook_deliveries (id, partner, event_type, body) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (id) DO NOTHING""", webhook_id, partner.name, event_type, body)
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return webhook_id
 

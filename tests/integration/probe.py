@@ -10,8 +10,8 @@ from shared.contracts.privacy import DataInventory
 from shared.contracts.webhooks import Address, Contact, Parcel, ShipmentCreated
 from shared.messaging import context as ctx
 from shared.messaging import remote_exception
-from shared.outbox import add_event
 from shared.service import Service, event_handler, rpc
+from shared.subjects import Subject
 from shared.webhooks.outbound import enqueue
 
 
@@ -25,54 +25,79 @@ class ProbeService(Service):
     migrations = Path(__file__).parent / "probe_migrations"
     inventory = DataInventory(participant="probe")
 
-    @rpc
+    @rpc(changes_state=False)
     async def add(self, a: int, b: int) -> int:
         return a + b
 
-    @rpc
+    @rpc(changes_state=False)
     async def fail(self, message: str) -> None:
         raise ValueError(message)
 
-    @rpc
+    @rpc(changes_state=False)
     async def refuse(self, reason: str) -> None:
         raise ProbeRefused(reason)
 
-    @rpc
+    @rpc(changes_state=False)
     async def slow(self, seconds: float) -> str:
         await asyncio.sleep(seconds)
         return "finished"
 
-    @rpc
+    @rpc(changes_state=False)
     async def unserializable(self) -> object:
         return object()
 
-    @rpc
+    @rpc(changes_state=False)
     async def call_stack(self) -> list[str]:
         return (ctx.current_context() or {}).get(ctx.CALL_ID_STACK, [])
 
-    @rpc
-    async def announce(self, value: int) -> int:
+    @rpc(changes_state=True)
+    async def announce(self, conn, value: int) -> int:
         """Change state and report it: the event goes through the outbox."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO received (source, event_type, data) VALUES ('self', 'announce', $1)",
-                json.dumps({"value": value}))
-            await add_event(conn, self.name, "announced", {"value": value})
+        await conn.execute(
+            "INSERT INTO received (source, event_type, data) VALUES ('self', 'announce', $1)",
+            json.dumps({"value": value}))
+        await self.outbox.add(conn, "announced", {"value": value})
         return value
 
-    @rpc
-    async def ship(self, email: str) -> str:
+    @rpc(changes_state=True)
+    async def ship(self, conn, email: str) -> str:
         """Create a shipment and tell the carrier: the webhook is queued in the same transaction."""
         shipment = ShipmentCreated(
             shipment_id=uuid.uuid4(), order_id=uuid.uuid4(),
             recipient=Contact(name="Anna Bērziņa", email=email, phone="+37120000000"),
             address=Address(line1="Brīvības iela 1", city="Rīga", postcode="LV-1010", country="LV"),
             parcels=[Parcel(weight_grams=900, contents="mug")])
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO received (source, event_type, data) VALUES ('self', 'ship', $1)",
-                json.dumps({"shipment_id": str(shipment.shipment_id)}))
-            return await enqueue(conn, self.partners.get("sandbox-carrier"), shipment)
+        await conn.execute(
+            "INSERT INTO received (source, event_type, data) VALUES ('self', 'ship', $1)",
+            json.dumps({"shipment_id": str(shipment.shipment_id)}))
+        return await enqueue(conn, self.partners.get("sandbox-carrier"), shipment)
+
+    @rpc(changes_state=True)
+    async def record(self, conn, value: int) -> str:
+        """A change whose reply is unique to the run that made it (the crash tests)."""
+        run = str(uuid.uuid4())
+        await conn.execute("INSERT INTO received (source, event_type, data) VALUES ('self', 'record', $1)",
+                           json.dumps({"value": value, "run": run}))
+        await self.outbox.add(conn, "recorded", {"value": value, "run": run})
+        return run
+
+    @rpc(changes_state=True)
+    async def erase_person(self, conn, customer_id: str, email: str) -> int:
+        """The probe's erasure: its rows go, and its tombstones stop late events."""
+        await conn.execute("DELETE FROM profiles WHERE customer_id = $1", uuid.UUID(customer_id))
+        await conn.execute("DELETE FROM received WHERE data->>'email' = $1", email)
+        return await self.forget(conn, [Subject.customer(customer_id), Subject.email(email)])
+
+    @event_handler("people", "profile_changed", keep="newest")
+    async def on_profile_changed(self, conn, data) -> None:
+        await conn.execute(
+            """INSERT INTO profiles (customer_id, name) VALUES ($1, $2)
+               ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name""",
+            uuid.UUID(data["customer_id"]), data["name"])
+
+    @event_handler("people", "guest_ordered")
+    async def on_guest_ordered(self, conn, data) -> None:
+        await self._record(conn, "people", "guest_ordered", data)
 
     async def on_partner_callback(self, conn, partner, reply) -> None:
         await self._record(conn, partner.name, reply.event_type, reply.model_dump(mode="json"))

@@ -562,7 +562,7 @@ async def test_a_message_that_cannot_be_composed_is_given_up_and_the_rest_go(acc
     assert "cannot be composed" in error
 
 
-async def test_retention_sweep_keeps_the_declared_periods(accounts, client):
+async def test_retention_sweep_keeps_the_declared_periods(accounts, client, rpc_client):
     await client.customer("anna@example.lv")
     pool = accounts.service.pool
     await client.login("anna@example.lv", user_agent="old device")
@@ -580,7 +580,7 @@ async def test_retention_sweep_keeps_the_declared_periods(accounts, client):
     erased = await pool.fetchval("""INSERT INTO accounts (id, kind, created_at, erased_at, closed_at)
         VALUES (gen_random_uuid(), 'customer', now() - interval '9 years', now() - interval '8 years',
                 now() - interval '8 years') RETURNING id""")
-    swept = await accounts.service.run_retention_sweep()
+    swept = await rpc_client.accounts.run_retention_sweep()
     assert (swept["sessions"], swept["e-mail verifications"], swept["account ids"]) == (1, 1, 1)
     assert [r["user_agent"] for r in await pool.fetch("SELECT user_agent FROM sessions")] == ["test-browser"]
     assert {r["email"] for r in await pool.fetch("SELECT email FROM email_verifications WHERE used_at IS NULL")} == {

@@ -112,8 +112,14 @@ async def delivered(runtime, webhook_id):
     return row if row["status"] == "delivered" else None
 
 
+
+async def ship(runtime, email: str) -> str:
+    """The probe's state-changing ``ship``, called in a transaction as its RPC server would."""
+    async with runtime.service.pool.acquire() as conn, conn.transaction():
+        return await runtime.service.ship(conn, email)
+
 async def test_deliveries_verify_with_standardwebhooks_and_arrive_as_sent(sender, sandbox):
-    ids = [await sender.service.ship(f"anna{n}@example.lv") for n in range(3)]
+    ids = [await ship(sender, f"anna{n}@example.lv") for n in range(3)]
     for webhook_id in ids:
         await eventually(lambda: delivered(sender, webhook_id))
     got = {r["webhook_id"]: r["message"] for r in sandbox.partner.received}
@@ -129,11 +135,11 @@ async def test_rotation_signs_with_both_secrets(sender, sandbox, partner_setup, 
     monkeypatch.setenv(SECRET_ENV, new)
     monkeypatch.setenv(SECRET_ENV + "_PREVIOUS", partner_setup["secret"])
     # The partner still knows only the old secret: it verifies during the overlap.
-    webhook_id = await sender.service.ship("rot@example.lv")
+    webhook_id = await ship(sender, "rot@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
     # Then it switches to the new one.
     sandbox.partner.webhook = Webhook(new)
-    webhook_id = await sender.service.ship("rot@example.lv")
+    webhook_id = await ship(sender, "rot@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
 
 
@@ -143,7 +149,7 @@ async def test_partner_down_for_a_while_and_sender_restarted_loses_nothing(
     await sandbox.stop()  # the partner is down
     runtime = ServiceRuntime(ProbeService, settings)
     await runtime.start()
-    ids = [await runtime.service.ship(f"down{n}@example.lv") for n in range(5)]
+    ids = [await ship(runtime, f"down{n}@example.lv") for n in range(5)]
 
     async def tried_twice():
         rows = [await delivery(runtime, i) for i in ids]
@@ -172,13 +178,13 @@ async def test_partner_down_for_a_while_and_sender_restarted_loses_nothing(
 
 async def test_gone_disables_the_endpoint_until_staff_enable_it(sender, sandbox, tokens):
     sandbox.partner.behaviour.gone = True
-    first = await sender.service.ship("gone@example.lv")
+    first = await ship(sender, "gone@example.lv")
 
     async def disabled():
         return await sender.service.pool.fetchval(
             "SELECT reason FROM webhook_disabled_endpoints WHERE partner = 'sandbox-carrier'")
     assert "410" in await eventually(disabled)
-    second = await sender.service.ship("gone@example.lv")
+    second = await ship(sender, "gone@example.lv")
     await asyncio.sleep(1)
     assert len(sandbox.partner.attempts) == 1  # nothing more was sent to a gone endpoint
     assert (await delivery(sender, second))["status"] == "pending"
@@ -199,7 +205,7 @@ async def test_too_many_requests_waits_for_retry_after(sender, sandbox):
     sandbox.partner.behaviour.fail_next = 1
     sandbox.partner.behaviour.status = 429
     sandbox.partner.behaviour.retry_after = "2"
-    webhook_id = await sender.service.ship("slow@example.lv")
+    webhook_id = await ship(sender, "slow@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
     log = await sender.service.pool.fetch(
         "SELECT started_at, status_code FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
@@ -210,7 +216,7 @@ async def test_too_many_requests_waits_for_retry_after(sender, sandbox):
 
 async def test_redirect_is_not_followed(sender, sandbox):
     sandbox.partner.behaviour.redirect_to = f"http://127.0.0.1:{sandbox.port}/elsewhere"
-    webhook_id = await sender.service.ship("redirect@example.lv")
+    webhook_id = await ship(sender, "redirect@example.lv")
 
     async def failed_once():
         row = await delivery(sender, webhook_id)
@@ -251,7 +257,7 @@ async def test_oversized_payload_is_refused_and_changes_nothing(sender):
 
 
 async def test_partner_calls_back_once_and_replays_are_refused(sender, sandbox):
-    webhook_id = await sender.service.ship("cb@example.lv")
+    webhook_id = await ship(sender, "cb@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
 
     async def accepted():
@@ -296,7 +302,7 @@ async def test_partner_calls_back_once_and_replays_are_refused(sender, sandbox):
 
 
 async def test_staff_read_the_delivery_log_and_redeliver(sender, sandbox, tokens):
-    webhook_id = await sender.service.ship("log@example.lv")
+    webhook_id = await ship(sender, "log@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
     base = f"http://127.0.0.1:{sender.http_port}"
     async with aiohttp.ClientSession() as http:
@@ -332,7 +338,7 @@ async def test_staff_read_the_delivery_log_and_redeliver(sender, sandbox, tokens
 
 async def test_after_the_last_attempt_it_fails_and_staff_can_send_it_again(sender, sandbox, tokens):
     sandbox.partner.behaviour.fail_next = 5  # one more than the four tries of the test schedule
-    webhook_id = await sender.service.ship("last@example.lv")
+    webhook_id = await ship(sender, "last@example.lv")
 
     async def failed():
         row = await delivery(sender, webhook_id)
@@ -354,7 +360,7 @@ async def test_after_the_last_attempt_it_fails_and_staff_can_send_it_again(sende
 
 async def test_redelivery_of_a_delivery_under_way_is_refused(sender, sandbox, tokens):
     sandbox.partner.behaviour.delay_s = 1.5
-    webhook_id = await sender.service.ship("busy@example.lv")
+    webhook_id = await ship(sender, "busy@example.lv")
     await asyncio.sleep(0.5)  # it is being sent now
     admin = {"Authorization": f"Bearer {tokens.token(roles=('admin',))}"}
     async with aiohttp.ClientSession(headers=admin) as http:
@@ -384,7 +390,7 @@ async def test_a_slow_partner_does_not_hold_up_the_others(
         "webhook_allowed_hosts": [f"127.0.0.1:{partner_setup['port']}", f"127.0.0.1:{fast.port}"]}))
     await runtime.start()
     try:
-        slow_ids = [await runtime.service.ship(f"slow{n}@example.lv") for n in range(2)]
+        slow_ids = [await ship(runtime, f"slow{n}@example.lv") for n in range(2)]
         await asyncio.sleep(0.3)
         partner = runtime.service.partners.get("fast-carrier")
         started = asyncio.get_running_loop().time()
@@ -414,7 +420,7 @@ async def test_enqueue_belongs_in_the_transaction_of_the_change(sender):
 async def test_a_partner_whose_secret_is_missing_waits_and_its_callbacks_get_503(
         sender, sandbox, monkeypatch):
     monkeypatch.delenv(SECRET_ENV)
-    webhook_id = await sender.service.ship("nosecret@example.lv")
+    webhook_id = await ship(sender, "nosecret@example.lv")
 
     async def tried():
         row = await delivery(sender, webhook_id)
@@ -435,7 +441,7 @@ async def test_a_partner_whose_secret_is_missing_waits_and_its_callbacks_get_503
 async def test_what_is_sent_and_called_back_matches_the_published_schemas(sender, sandbox):
     def schema(name):
         return json.loads((DOCS / name).read_text())
-    webhook_id = await sender.service.ship("schema@example.lv")
+    webhook_id = await ship(sender, "schema@example.lv")
     await eventually(lambda: delivered(sender, webhook_id))
     body = json.loads((await delivery(sender, webhook_id))["body"])
     jsonschema.validate(body, schema("shipment.created.v1.schema.json"),

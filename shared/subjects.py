@@ -1,0 +1,149 @@
+"""Erasure wins: the data subjects events are about, their versions and their tombstones.
+
+An event that carries a data subject's personal data names the subject (``Subject``): a
+customer id, or an e-mail address or phone number (a guest). The publisher numbers the events
+about each subject (``x-veikals-subject-version``, in commit order: the counter row is locked
+by the transaction that writes the event) and stamps when they occurred.
+
+A consumer then:
+
+- drops an event about a subject it has erased (a tombstone, below): every later event about
+  an erased customer (an id is never used again), and every event about an erased e-mail
+  address or phone number that occurred before the erasure (a guest who orders again later
+  is a new relationship, and its events apply);
+- with ``keep="newest"`` (events that carry the subject's current state), drops one whose
+  version is not newer than the last it applied, so a late event never overwrites a newer
+  state.
+
+``forget`` is what an erasure calls, in its transaction: it writes the tombstones and deletes
+the subject's events from the outbox, published or not, so nothing already written goes out
+after the erasure. Nothing here stores an identifier in the clear: subjects are kept as keyed
+hashes (HMAC-SHA256 with the service's ``SUBJECT_KEY``).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal
+
+import asyncpg
+
+from shared.contracts.privacy import DataSubject, InventoryEntry, LegalBasis, Retention
+
+SUBJECT_HEADER = "x-veikals-subject"
+VERSION_HEADER = "x-veikals-subject-version"
+OCCURRED_HEADER = "x-veikals-occurred-at-ms"  # milliseconds since the epoch, the publisher's database clock
+
+Kind = Literal["customer", "email", "phone"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    kind: Kind
+    value: str
+
+    @classmethod
+    def customer(cls, customer_id: uuid.UUID | str) -> "Subject":
+        return cls("customer", str(uuid.UUID(str(customer_id))))
+
+    @classmethod
+    def email(cls, address: str) -> "Subject":
+        return cls("email", address.strip().lower())
+
+    @classmethod
+    def phone(cls, number: str) -> "Subject":
+        return cls("phone", number)
+
+    @classmethod
+    def parse(cls, text: str) -> "Subject | None":
+        kind, _, value = text.partition(":")
+        if kind not in ("customer", "email", "phone") or not value:
+            return None
+        return cls(kind, value)  # type: ignore[arg-type]
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the identifier can name a new relationship after an erasure."""
+        return self.kind != "customer"
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+def subjects_of(subject: DataSubject, customer_ids: Iterable[uuid.UUID] = ()) -> list[Subject]:
+    """Every identifier an erasure request (and what the service found for it) names."""
+    ids = {*customer_ids, *([subject.customer_id] if subject.customer_id else [])}
+    return ([Subject.customer(i) for i in sorted(ids, key=str)]
+            + [Subject.email(e) for e in subject.emails] + [Subject.phone(p) for p in subject.phones])
+
+
+class SubjectKeys:
+    """The keyed hash under which this service stores a subject."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def __call__(self, subject: Subject) -> bytes:
+        return hmac.new(self._secret, str(subject).encode(), hashlib.sha256).digest()
+
+
+async def admit(conn: asyncpg.Connection, keys: SubjectKeys, consumer: str, headers: dict[str, Any],
+                keep_newest: bool) -> str | None:
+    """Why the event in ``headers`` must not be applied (``erased``, ``stale``), or None.
+    Runs in the handler's transaction: the version it records commits with the effect."""
+    subject = Subject.parse(str(headers.get(SUBJECT_HEADER) or ""))
+    if subject is None:
+        return None
+    key = keys(subject)
+    erased_at = await conn.fetchval("SELECT erased_at FROM erased_subjects WHERE subject = $1", key)
+    if erased_at is not None:
+        occurred = headers.get(OCCURRED_HEADER)
+        if not subject.reusable or not isinstance(occurred, int) or occurred <= erased_at.timestamp() * 1000:
+            return "erased"
+    version = headers.get(VERSION_HEADER)
+    if keep_newest and isinstance(version, int):
+        newer = await conn.fetchval(
+            """INSERT INTO subject_versions_seen (consumer, subject, version) VALUES ($1, $2, $3)
+               ON CONFLICT (consumer, subject) DO UPDATE SET version = EXCLUDED.version
+               WHERE subject_versions_seen.version < EXCLUDED.version RETURNING true""",
+            consumer, key, version)
+        if not newer:
+            return "stale"
+    return None
+
+
+async def forget(conn: asyncpg.Connection, keys: SubjectKeys, subjects: Iterable[Subject]) -> int:
+    """Tombstone ``subjects`` and delete their events from the outbox; the events deleted."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("forget must run inside the erasure's transaction")
+    hashed = [keys(s) for s in subjects]
+    if not hashed:
+        return 0
+    await conn.execute(
+        """INSERT INTO erased_subjects (subject, erased_at) SELECT unnest($1::bytea[]), now()
+           ON CONFLICT (subject) DO UPDATE SET erased_at = now()""", hashed)
+    await conn.execute("DELETE FROM subject_versions_seen WHERE subject = ANY($1)", hashed)
+    deleted = await conn.execute("DELETE FROM outbox WHERE subject = ANY($1)", hashed)
+    return int(deleted.split()[-1])
+
+
+TOMBSTONE_INVENTORY = InventoryEntry(
+    category="erased data subjects (tombstones)", table="erased_subjects", fields=["subject", "erased_at"],
+    purpose="drop late events about a subject after its erasure, so none writes the data back",
+    legal_basis=LegalBasis.LEGAL_OBLIGATION,
+    retention=Retention(after="the erasure; a keyed hash that names no one without the service's key"),
+    clauses=["P22"])
+
+SUBJECT_VERSION_INVENTORY = InventoryEntry(
+    category="event order per data subject", table="subject_versions_seen", fields=["subject"],
+    purpose="apply only the newest state of a subject that events carry",
+    legal_basis=LegalBasis.CONTRACT,
+    retention=Retention(after="until the subject is erased; a keyed hash that names no one by itself"))
+
+PUBLISHED_VERSION_INVENTORY = InventoryEntry(
+    category="event counters per data subject", table="subject_versions", fields=["subject"],
+    purpose="number the events about each subject in the order they happened",
+    legal_basis=LegalBasis.CONTRACT,
+    retention=Retention(after="kept for the service's life; a keyed hash that names no one by itself"))
