@@ -1,13 +1,20 @@
 """RPC round trips on the local RabbitMQ: our messaging layer vs raw aio-pika vs stock nameko.
 
-Three implementations answer the same ``echo(value) -> value`` call:
+These implementations answer the same ``echo(value) -> value`` call:
 
 ours
-    ``shared.messaging``: ``RpcServer`` and ``RpcClient``, each on its own ``Broker``.
+    ``shared.messaging``: ``RpcServer`` and ``RpcClient``, each on its own ``Broker``; a
+    read-only method.
+ours-write
+    The same, with a state-changing method: it inserts a row, in the transaction that also
+    records the call's key and reply (``shared.inbox.RpcCalls``): what exactly-once costs.
+ours-write-plain
+    The same insert in a transaction of its own, without the record: the write alone.
 raw
     The ceiling: the least aio-pika code with the same durability as ours. Confirmed,
-    mandatory, persistent publishes to a durable topic exchange; a durable request queue and a
-    durable reply queue; manual acks, the request acked once its reply is confirmed; JSON.
+    mandatory, persistent publishes to a durable topic exchange; a request queue of the same
+    type as ours (quorum; ``--raw-queue classic`` for the older kind) and a durable reply
+    queue; manual acks, the request acked once its reply is confirmed; JSON.
 nameko
     Stock nameko 2.14: an ``@rpc`` service under ``ServiceRunner`` and a ``ClusterRpcProxy``
     caller, each in its own process (see ``bench/nameko_echo.py``).
@@ -51,13 +58,17 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from shared import db
+from shared.inbox import RpcCalls
 from shared.logging import configure_logging
 from shared.messaging import Broker, RpcClient, RpcServer
+from shared.messaging.rpc import RpcMethod
 from processes import bench_vhost, stop_process  # bench/processes.py (the script's folder is on sys.path)
 
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
+PG_BASE = "postgresql://postgres@127.0.0.1:5432"
 NAMEKO_SCRIPT = Path(__file__).resolve().parent / "nameko_echo.py"
-IMPLEMENTATIONS = ("ours", "raw", "nameko")
+IMPLEMENTATIONS = ("ours", "ours-write", "ours-write-plain", "raw", "nameko")
 PREFETCH = 256  # every server's prefetch / nameko's max_workers
 READY_TIMEOUT = 30.0
 
@@ -77,16 +88,47 @@ async def echo(value: Any) -> Any:
 # --- ours ------------------------------------------------------------------------------------
 
 @contextlib.asynccontextmanager
-async def ours_server(url: str) -> AsyncIterator[None]:
+async def bench_database() -> AsyncIterator[db.Pool]:
+    """A database of the benchmark's own with the shared tables and one to write to."""
+    dsn = f"{PG_BASE}/veikals_bench_{uuid.uuid4().hex[:8]}"
+    await db.ensure_database(dsn)
+    pool = await db.create_pool(dsn, max_size=64)
+    try:
+        await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
+        await pool.execute("CREATE TABLE writes (value bigint NOT NULL)")
+        yield pool
+    finally:
+        await pool.close()
+        await db.drop_database(dsn)
+
+
+@contextlib.asynccontextmanager
+async def ours_server(url: str, writes: str | None = None) -> AsyncIterator[None]:
     broker = Broker(url, name="bench-server")
     await broker.connect()
-    server = RpcServer(broker, OURS_SERVICE, {"echo": echo}, prefetch=PREFETCH)
-    await server.start()
-    try:
-        yield
-    finally:
-        await server.stop(grace=1)
-        await broker.close()
+    async with contextlib.AsyncExitStack() as stack:
+        methods, once = {"echo": RpcMethod(echo)}, None
+        if writes is not None:
+            pool = await stack.enter_async_context(bench_database())
+
+            async def write(conn, value: int) -> int:  # in the transaction that records the call
+                await conn.execute("INSERT INTO writes (value) VALUES ($1)", value)
+                return value
+
+            async def write_plain(value: int) -> int:  # the same write, nothing recorded
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute("INSERT INTO writes (value) VALUES ($1)", value)
+                return value
+            methods = {"echo": RpcMethod(write, changes_state=True) if writes == "once"
+                       else RpcMethod(write_plain)}
+            once = RpcCalls(pool)
+        server = RpcServer(broker, OURS_SERVICE, methods, prefetch=PREFETCH, once=once)
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop(grace=1)
+            await broker.close()
 
 
 @contextlib.asynccontextmanager
@@ -122,10 +164,13 @@ async def raw_channel(url: str):
     return connection, channel, exchange
 
 
+RAW_QUEUE_TYPE = os.environ.get("BENCH_RAW_QUEUE", "quorum")
+
+
 @contextlib.asynccontextmanager
 async def raw_server(url: str) -> AsyncIterator[None]:
     connection, channel, exchange = await raw_channel(url)
-    queue = await channel.declare_queue(RAW_QUEUE, durable=True)
+    queue = await channel.declare_queue(RAW_QUEUE, durable=True, arguments={"x-queue-type": RAW_QUEUE_TYPE})
     await queue.bind(exchange, routing_key=RAW_ROUTING_KEY)
 
     async def on_request(message: AbstractIncomingMessage) -> None:
@@ -169,8 +214,9 @@ async def raw_client(url: str) -> AsyncIterator[Call]:
         await connection.close()
 
 
-SERVERS = {"ours": ours_server, "raw": raw_server}
-CLIENTS = {"ours": ours_client, "raw": raw_client}
+SERVERS = {"ours": ours_server, "ours-write": lambda url: ours_server(url, writes="once"),
+           "ours-write-plain": lambda url: ours_server(url, writes="plain"), "raw": raw_server}
+CLIENTS = {"ours": ours_client, "ours-write": ours_client, "ours-write-plain": ours_client, "raw": raw_client}
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -284,11 +330,16 @@ def report(figures: list[Figures], args: argparse.Namespace) -> None:
             f"{f.calls_per_s[k]:>18.0f}" for k in levels))
 
     by_name = {f.name: f for f in figures}
+    plain, once = by_name.get("ours-write-plain"), by_name.get("ours-write")
+    if plain and once:
+        print("\nexactly-once (the call's record in its transaction) against the same write without it:")
+        print(f"  sequential p50 {once.p50_ms - plain.p50_ms:+.2f} ms; " + ", ".join(
+            f"{once.calls_per_s[k] / plain.calls_per_s[k]:.2f}x the calls/s at {k} in flight" for k in levels))
     ours = by_name.get("ours")
     if ours is None:
         return
-    print("\ngoals: ours >= 0.7x raw at 64 in flight, ours >= 2x nameko")
-    goals = {"raw": 0.7, "nameko": 2.0}
+    print(f"\nraw's request queue: {RAW_QUEUE_TYPE}; goals: ours >= 0.85x raw at 64 in flight, ours >= 2x nameko")
+    goals = {"raw": 0.85, "nameko": 2.0}
     for other, goal in goals.items():
         if other not in by_name:
             continue
@@ -333,6 +384,8 @@ def parse_args() -> argparse.Namespace:
                         help="implementations to run, comma-separated (default all)")
     parser.add_argument("--amqp", default=AMQP_BASE,
                         help="broker URL without the vhost (default %(default)s)")
+    parser.add_argument("--raw-queue", choices=["quorum", "classic"], default="quorum",
+                        help="raw's request queue type (default %(default)s, as ours)")
     parser.add_argument("--serve", choices=sorted(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -356,6 +409,7 @@ def main() -> None:
             url = f"{args.amqp}/{vhost}"
             for name in args.only:
                 print(f"measuring {name} ...", file=sys.stderr, flush=True)
+                os.environ["BENCH_RAW_QUEUE"] = args.raw_queue  # the server subprocess reads it
                 with server_process(name, url):
                     if name == "nameko":
                         figures.append(measure_nameko(url, args))

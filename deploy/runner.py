@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from secrets import token_hex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from services.accounts.tokens import new_signing_key
 from shared.config import DEFAULT_HTTP_PORTS, ServiceSettings, load_settings
 from shared.db import ensure_database, maintenance_dsn
 from shared.logging import configure_logging
+from shared.messaging import Broker, topology
 from shared.webhooks.registry import PartnerRegistry
 from shared.webhooks.signing import new_secret
 
@@ -455,6 +457,8 @@ def prepare_environment(partners: list[Service]) -> None:
             secrets[name] = new_secret()
     if TOKEN_KEY_ENV not in secrets:  # one line: the PEM's line breaks written as \n
         secrets[TOKEN_KEY_ENV] = new_signing_key().replace("\n", "\\n")
+    for name in SERVICES:  # each service's key for the hashes of erased subjects
+        secrets.setdefault(f"VEIKALS_{name.upper()}_SUBJECT_KEY", token_hex(32))
     SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:  # never readable by others, not even for a moment
@@ -531,12 +535,41 @@ def create_databases(all_: list[Service]) -> None:
         say(f"database {name}: {'created' if created else 'exists'}")
 
 
+async def declare_topology(recreate_empty: bool) -> None:
+    from services.topology import subscriptions  # the services' code, read for their handlers
+    broker = Broker(load_settings("accounts", AccountsSettings).amqp_url, name="veikals-topology")
+    await broker.connect()
+    try:
+        specs = topology.suite_queues(list(SERVICES), subscriptions())
+        refused = await topology.declare(broker, specs)
+        if refused and recreate_empty:
+            for name in await topology.recreate_if_empty(broker, specs, refused):
+                say(f"queue {name}: had other arguments and was empty; declared anew")
+                refused.discard(name)
+        for name in sorted(refused):
+            say(f"queue {name}: exists with other arguments; drain it, then run 'veikals topology "
+                "--recreate-empty' (the services consume it as it is meanwhile)")
+        say(f"topology: {len(specs) - len(refused)} of {len(specs)} queues as declared")
+    finally:
+        await broker.close()
+
+
+def topology_command(recreate_empty: bool = False) -> None:
+    try:
+        asyncio.run(declare_topology(recreate_empty))
+    except Failed:
+        raise
+    except Exception as exc:
+        raise Failed(f"Could not declare the queues: {describe(exc)}")
+
+
 def up() -> None:
     infra()
     partners = sandboxes()
     prepare_environment(partners)
     all_ = [mail_sink(), *services(), *partners]
     create_databases(all_)
+    topology_command(recreate_empty=True)  # a local broker: queues from older versions are remade
 
     running = {s.name: s.running_pid() for s in all_}
     for service in all_:
@@ -679,7 +712,12 @@ def main(argv: list[str] | None = None) -> int:
     ]:
         commands.add_parser(name, help=help_, description=help_)
         actions[name] = action
+    help_ = "declare every service's queues from the manifest (a deploy step)"
+    topology_parser = commands.add_parser("topology", help=help_, description=help_)
+    topology_parser.add_argument("--recreate-empty", action="store_true",
+                                 help="delete and declare anew the queues with other arguments that hold nothing")
     args = parser.parse_args(argv)
+    actions["topology"] = lambda: topology_command(args.recreate_empty)
 
     configure_logging("veikals-runner", "warning")  # keep library info logs off the terminal
     try:

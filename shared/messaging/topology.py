@@ -99,6 +99,33 @@ async def declare(broker: Broker, specs: list[QueueSpec]) -> set[str]:
     return refused
 
 
+def suite_queues(services: list[str], subscriptions: list[Any]) -> list[QueueSpec]:
+    """Every work queue of the suite: each service's RPC queue and each handler's queues
+    (``subscriptions``: ``shared.outbox.Subscription`` s, the manifest)."""
+    return ([spec for service in services for spec in rpc_queues(service)]
+            + [spec for s in subscriptions for spec in event_queues(s.source, s.event_type, s.service, s.method)])
+
+
+async def recreate_if_empty(broker: Broker, specs: list[QueueSpec], refused: set[str]) -> list[str]:
+    """Delete the refused queues that hold no message and no consumer, and declare them anew
+    with their arguments; the names recreated."""
+    recreated = []
+    for spec in specs:
+        if spec.name not in refused:
+            continue
+        channel = await broker.scratch_channel()
+        try:
+            queue = await channel.declare_queue(spec.name, passive=True)
+            if queue.declaration_result.message_count == 0 and queue.declaration_result.consumer_count == 0:
+                await queue.delete(if_unused=True, if_empty=True)
+                recreated.append(spec.name)
+        finally:
+            await _close_quietly(channel)
+    if recreated:
+        await declare(broker, [s for s in specs if s.name in recreated])
+    return recreated
+
+
 async def consumable(channel: AbstractChannel, name: str) -> AbstractQueue:
     """The queue ``name`` (declared already) on a consuming channel: passively, so restoring
     the channel after a reconnect cannot be refused."""

@@ -50,6 +50,7 @@ async def running_suite(amqp_url: str, logs: Path, smtp_port: int, env: dict[str
         "VEIKALS_ACCOUNTS_JWT_SIGNING_KEY": new_signing_key().replace("\n", "\\n"),
         "VEIKALS_ACCOUNTS_SMTP_PORT": str(smtp_port),
         "VEIKALS_ACCOUNTS_ARGON2_MEMORY_KIB": "8192",
+        **{f"VEIKALS_{name.upper()}_SUBJECT_KEY": uuid.uuid4().hex for name in SERVICES},
         **(env or {}),
     }
     try:
