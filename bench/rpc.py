@@ -229,6 +229,11 @@ class Figures:
     calls_per_s: dict[int, float]  # by calls in flight
 
 
+def median_figures(name: str, rounds: list[Figures]) -> Figures:
+    return Figures(name, statistics.median(f.p50_ms for f in rounds), statistics.median(f.p99_ms for f in rounds),
+                   {k: statistics.median(f.calls_per_s[k] for f in rounds) for k in rounds[0].calls_per_s})
+
+
 def percentiles_ms(latencies_s: list[float]) -> tuple[float, float]:
     cuts = statistics.quantiles(latencies_s, n=100, method="inclusive")
     return cuts[49] * 1000, cuts[98] * 1000
@@ -318,7 +323,7 @@ async def serve(name: str, url: str) -> None:
 
 def report(figures: list[Figures], args: argparse.Namespace) -> None:
     levels = args.in_flight
-    print(f"\nRPC echo round trips on {os.cpu_count()} CPUs: {args.calls} sequential calls, "
+    print(f"\nRPC echo round trips on {os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds: {args.calls} sequential calls, "
           f"{args.in_flight_calls} calls per in-flight level, after {args.warmup} warm-up calls "
           f"(nameko's in flight over {args.nameko_proxies} standalone proxies)\n")
     header = f"{'implementation':<16}{'seq p50 ms':>12}{'seq p99 ms':>12}" + "".join(
@@ -384,6 +389,8 @@ def parse_args() -> argparse.Namespace:
                         help="implementations to run, comma-separated (default all)")
     parser.add_argument("--amqp", default=AMQP_BASE,
                         help="broker URL without the vhost (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over all implementations, interleaved; figures are medians (default %(default)s)")
     parser.add_argument("--raw-queue", choices=["quorum", "classic"], default="quorum",
                         help="raw's request queue type (default %(default)s, as ours)")
     parser.add_argument("--serve", choices=sorted(SERVERS), help=argparse.SUPPRESS)
@@ -407,14 +414,19 @@ def main() -> None:
     try:
         with bench_vhost() as vhost:
             url = f"{args.amqp}/{vhost}"
-            for name in args.only:
-                print(f"measuring {name} ...", file=sys.stderr, flush=True)
-                os.environ["BENCH_RAW_QUEUE"] = args.raw_queue  # the server subprocess reads it
-                with server_process(name, url):
-                    if name == "nameko":
-                        figures.append(measure_nameko(url, args))
-                    else:
-                        figures.append(asyncio.run(measure_asyncio(name, url, args)))
+            rounds: dict[str, list[Figures]] = {name: [] for name in args.only}
+            os.environ["BENCH_RAW_QUEUE"] = args.raw_queue  # the server subprocess reads it
+            # Rounds interleave the implementations, so a slower minute of a shared machine
+            # does not fall on one of them only; each figure is the median of its rounds.
+            for round_ in range(args.rounds):
+                for name in args.only:
+                    print(f"measuring {name} (round {round_ + 1} of {args.rounds}) ...", file=sys.stderr, flush=True)
+                    with server_process(name, url):
+                        if name == "nameko":
+                            rounds[name].append(measure_nameko(url, args))
+                        else:
+                            rounds[name].append(asyncio.run(measure_asyncio(name, url, args)))
+            figures = [median_figures(name, measured) for name, measured in rounds.items()]
     except KeyboardInterrupt:
         sys.exit("interrupted")
     report(figures, args)

@@ -80,6 +80,7 @@ def main(mode, uri, *rest):
                 "unknown_service": outcome(lambda: cluster.ghost.health()),
                 "call_stack": outcome(lambda: proxy.call_stack()),
                 "stack_via_nameko_worker": outcome(lambda: cluster.nameko_peer.call_probe()),
+                "state_changing": outcome(lambda: proxy.record(9)),
             }), flush=True)
     elif mode == "health":
         with ClusterRpcProxy(config, timeout=20) as cluster:

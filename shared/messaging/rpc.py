@@ -114,36 +114,12 @@ class RpcServer:
             await message.ack()
             self._outcomes["expired"].inc()
             return
-        replayed = False
         try:
-            method, signature = self._resolve(message.routing_key or "")
-            args, kwargs = _arguments(message.body)
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise IncorrectSignature(str(exc))
-            key = str(headers.get(REQUEST_ID_HEADER) or message.correlation_id or "")
-            worker = ctx.worker_context(ctx.context_from_headers(headers), self.service, method_name)
-            token = ctx.enter_worker(worker)
-            try:
-                if method.changes_state and self.once is not None and key:
-                    async def run(conn: Any) -> bytes:
-                        return reply_payload(await method.fn(conn, *args, **kwargs))
-                    with ctx.effects_of(f"{self.service}.{method_name}:{key}"):
-                        payload, replayed = await self.once(f"{self.service}.{method_name}", key, run)
-                elif method.changes_state:
-                    raise MalformedRequest("a state-changing call needs a correlation id or a request id")
-                else:
-                    payload = reply_payload(await method.fn(*args, **kwargs))
-            finally:
-                ctx.leave_worker(token)
+            payload, outcome = await self._call(message, method_name, headers)
         except Exception as exc:
             if not isinstance(exc, (MethodNotFound, MalformedRequest, IncorrectSignature)):
                 log.exception("rpc method failed", method=method_name)
             payload, outcome = reply_payload(error=exc), "error"
-        else:
-            outcome = "replayed" if replayed else "ok"
-
         if message.reply_to:
             try:
                 await self.broker.publish(RPC_EXCHANGE, message.reply_to, payload,
@@ -154,6 +130,32 @@ class RpcServer:
             log.warning("rpc request without reply_to", method=method_name)
         await message.ack()
         self._outcomes[outcome].inc()
+
+    async def _call(self, message: AbstractIncomingMessage, method_name: str,
+                    headers: dict[str, Any]) -> tuple[bytes, str]:
+        """The reply to the request, and ``ok`` or ``replayed`` (its stored reply)."""
+        method, signature = self._resolve(message.routing_key or "")
+        args, kwargs = _arguments(message.body)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc))
+        token = ctx.enter_worker(ctx.worker_context(ctx.context_from_headers(headers), self.service, method_name))
+        try:
+            if not method.changes_state:
+                return reply_payload(await method.fn(*args, **kwargs)), "ok"
+            key = str(headers.get(REQUEST_ID_HEADER) or message.correlation_id or "")
+            if not key:
+                raise MalformedRequest("a state-changing call needs a correlation id or a request id")
+
+            async def run(conn: Any) -> bytes:
+                return reply_payload(await method.fn(conn, *args, **kwargs))
+            assert self.once is not None  # the constructor refuses state-changing methods without it
+            with ctx.effects_of(f"{self.service}.{method_name}:{key}"):
+                payload, replayed = await self.once(f"{self.service}.{method_name}", key, run)
+            return payload, "replayed" if replayed else "ok"
+        finally:
+            ctx.leave_worker(token)
 
 
 def _callable_signature(method: RpcMethod) -> inspect.Signature:
@@ -214,7 +216,7 @@ class RpcClient:
         future = self._pending.pop(message.correlation_id or "", None)
         if future is not None and not future.done():
             try:
-                future.set_result(wire.loads(message.body))
+                future.set_result(wire.loads(message.body, checked=False))
             except ValueError as exc:
                 future.set_exception(MalformedRequest(f"reply is not valid JSON: {exc}"))
         else:

@@ -50,6 +50,10 @@ async def test_nameko_proxy_calls_our_service(probe, amqp_url, nameko_peer):
     stack = out["stack_via_nameko_worker"]["result"]
     assert [s.rsplit(".", 1)[0] for s in stack] == [
         "standalone_rpc_proxy.call", "nameko_peer.call_probe", "probe.call_stack"]
+    # A state-changing call from stock nameko is applied once, keyed by its correlation id.
+    [row] = await received(probe, "self", "record")
+    assert out["state_changing"] == {"result": row["run"]} and row["value"] == 9
+    assert await probe.service.pool.fetchval("SELECT count(*) FROM rpc_calls") == 1
 
 
 async def test_our_client_calls_a_nameko_service(probe, nameko_peer):
