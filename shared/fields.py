@@ -17,8 +17,10 @@ TRIMMED = " \t\n\r\x0b\x0c"
 _TRIMMED_CLASS = r" \t\n\r\u000b\u000c"
 _NOT_BLANK = rf"^[^\u0000]*[^\u0000{_TRIMMED_CLASS}][^\u0000]*$"  # something besides whitespace, no NUL
 
-# No controls, spaces or line breaks of any kind: an address goes into a mail header.
-_ADDRESS_CHAR = r"[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+# No controls, spaces or line breaks of any kind (an address goes into a mail header), nor the
+# characters that separate or quote addresses ("a,b@x.lv" would be two).
+_ADDRESS_CHAR = (r"[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+                 r'"(),:;<>\[\\\]]')
 EMAIL_PATTERN = rf"^{_ADDRESS_CHAR}{{1,64}}@{_ADDRESS_CHAR}+\.{_ADDRESS_CHAR}{{2,}}$"
 EMAIL_MAX = 254
 # E.164 with an optional 00 instead of +, and up to two separators between digits.

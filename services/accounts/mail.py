@@ -85,16 +85,16 @@ class MailSender(NotifiedPoller):
             message["Message-ID"] = make_msgid(idstring=row["id"].hex, domain="veikals")
             message.set_content(row["body"])
         except (ValueError, TypeError) as exc:  # no retry can make this message
-            await self.pool.execute(
-                "UPDATE outgoing_mail SET lease_until = NULL, attempts = $3, last_error = $2 WHERE id = $1",
-                row["id"], redact_text(f"cannot be composed: {exc}")[:500], MAX_ATTEMPTS)
-            log.error("mail cannot be composed; given up", error=type(exc).__name__)
+            await self._give_up(row, f"cannot be composed: {exc}")
             return
         try:
             await aiosmtplib.send(
                 message, hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_s,
                 username=s.smtp_username or None, password=s.smtp_password.get_secret_value() or None,
                 start_tls=s.smtp_starttls)
+        except ValueError as exc:  # aiosmtplib refuses the address itself: no retry can send it
+            await self._give_up(row, f"cannot be sent to this address: {exc}")
+            return
         except (aiosmtplib.SMTPException, OSError) as exc:
             error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
             await self.pool.execute(
@@ -106,6 +106,12 @@ class MailSender(NotifiedPoller):
         await self.pool.execute(
             "UPDATE outgoing_mail SET sent_at = now(), lease_until = NULL, last_error = NULL WHERE id = $1",
             row["id"])
+
+    async def _give_up(self, row: asyncpg.Record, why: str) -> None:
+        await self.pool.execute(
+            "UPDATE outgoing_mail SET lease_until = NULL, attempts = $3, last_error = $2 WHERE id = $1",
+            row["id"], redact_text(why)[:500], MAX_ATTEMPTS)
+        log.error("mail given up", error=why.split(":")[0])
 
     async def prune(self) -> None:
         await self.pool.execute(
