@@ -9,7 +9,7 @@ correlation id), and keeps the reply: a redelivered request is answered with the
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import asyncpg
 

@@ -53,7 +53,7 @@ RPC_REPLY_RETENTION = dt.timedelta(days=7)
 
 # Every service's part of the record of processing for its outbox and its RPC replies.
 OUTBOX_INVENTORY = InventoryEntry(
-    category="events awaiting delivery to other services", table="outbox", fields=["body", "headers"],
+    category="events awaiting delivery to other services", table="outbox", fields=["body", "headers", "subject"],
     purpose="deliver each change to the services that act on it, exactly once",
     legal_basis=LegalBasis.CONTRACT,
     retention=Retention(period_days=PUBLISHED_RETENTION.days, after="the event is published"),

@@ -17,7 +17,7 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.channel import Channel
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from shared.logging import get_logger
 from shared.messaging import wire

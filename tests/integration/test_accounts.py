@@ -12,6 +12,7 @@ import pytest
 from deploy.mailsink import MailSink, code_in
 from services.accounts import mail, schemas, store
 from services.accounts.privacy import INVENTORY, NOT_PERSONAL
+from services.accounts.api import AccountsApi
 from services.accounts.service import AccountsService, create_staff_account
 from services.accounts.settings import AccountsSettings
 from services.accounts.tokens import new_signing_key
@@ -516,7 +517,7 @@ async def test_erasure_leaves_nothing_beyond_what_is_declared(accounts, client, 
     # Bob is untouched, even the mail and sign-in failures of his address Anna once asked for.
     await client.call("GET", "/v1/me", bob["access_token"], expect=200)
     assert await pool.fetchval("SELECT count(*) FROM outgoing_mail WHERE recipient = 'bob@example.lv'") == bob_mail
-    bobs_key = accounts.service.throttled("login", "customer:bob@example.lv")
+    bobs_key = AccountsApi(accounts.service).throttled("login", "customer:bob@example.lv")
     assert await pool.fetchval("SELECT count(*) FROM throttle WHERE key = $1", bobs_key) == 1
     # A new registration with the freed address is a new account.
     await client.customer("anna@example.lv")
@@ -704,16 +705,13 @@ async def test_closing_twice_closes_once(accounts, client):
 
 
 async def test_the_client_address_behind_a_proxy(accounts):
-    service = accounts.service
+    api = AccountsApi(accounts.service)
 
     class Request:
         remote = "10.1.2.3"
         headers = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
-    assert service.client_ip(Request) == "10.1.2.3"  # no proxy trusted: the peer
-    service.settings = accounts.settings.model_copy(update={"trust_forwarded_for": True})
-    try:
-        assert service.client_ip(Request) == "198.51.100.7"  # the entry the proxy appended
-        Request.headers = {"X-Forwarded-For": "203.0.113.9, not-an-address"}
-        assert service.client_ip(Request) == "10.1.2.3"
-    finally:
-        service.settings = accounts.settings
+    assert api.client_ip(Request) == "10.1.2.3"  # no proxy trusted: the peer
+    api.settings = accounts.settings.model_copy(update={"trust_forwarded_for": True})
+    assert api.client_ip(Request) == "198.51.100.7"  # the entry the proxy appended
+    Request.headers = {"X-Forwarded-For": "203.0.113.9, not-an-address"}
+    assert api.client_ip(Request) == "10.1.2.3"
