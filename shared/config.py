@@ -38,9 +38,6 @@ class ServiceSettings(BaseSettings):
     max_retries: int = Field(default=3, ge=0, le=100)
     retry_delay_ms: int = Field(default=2000, ge=0)
     transient_retry_s: float = Field(default=600.0, ge=0)
-    # A message delivered this many times without being settled (its handler crashed the
-    # process, again and again) is dead-lettered instead of being tried once more.
-    delivery_limit: int = Field(default=5, ge=1, le=1000)
     rpc_timeout_s: float = Field(default=30.0, gt=0)
     # Keys the hashes under which this service keeps erased subjects (tombstones) and the
     # subjects of its events: no identifier is stored in the clear. Set it in production.

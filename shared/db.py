@@ -105,6 +105,8 @@ async def migrate(pool: asyncpg.Pool, directories: dict[str, Path]) -> list[str]
     """Apply every pending migration; ``directories`` maps a scope name to its folder."""
     applied: list[str] = []
     async with pool.acquire() as conn:
+        # Waiting for another replica's migrations, or one long migration, is not a stuck query.
+        await conn.execute("SET statement_timeout = 0")
         await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
         try:
             await conn.execute("""
@@ -128,4 +130,5 @@ async def migrate(pool: asyncpg.Pool, directories: dict[str, Path]) -> list[str]
                     log.info("migration applied", scope=scope, migration=path.name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_KEY)
+            await conn.execute("RESET statement_timeout")
     return applied

@@ -138,10 +138,16 @@ def _refuse_unsafe(value: Any, location: str, title: str) -> None:
 def _validate(model: type[BaseModel], data: Any, location: str, title: str) -> BaseModel:
     _refuse_unsafe(data, location, title)
     try:
-        return model.model_validate(data)
+        validated = model.model_validate(data)
     except ValidationError as exc:
         raise HTTPProblem(422, title, "Correct the fields listed in errors and send the request again.",
                           _field_errors(exc, location))
+    # A number sent as text ("12345678901234567890") becomes an int only now.
+    wide = [u for u in inputs.unsafe_values(validated.model_dump(), location) if u.type == "int_range"]
+    if wide:
+        raise HTTPProblem(422, title, "Correct the fields listed in errors and send the request again.",
+                          [FieldError(field=u.where, message=u.message, type=u.type) for u in wide])
+    return validated
 
 
 async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -220,6 +226,7 @@ class Endpoint:
             elif self.signed and not all(request.headers.get(h) for h in WEBHOOK_SIGNATURE_HEADERS):
                 raise HTTPProblem(401, "Signature required", "Sign the request with the headers "
                                   f"{', '.join(WEBHOOK_SIGNATURE_HEADERS)} (Standard Webhooks).")
+            _check_headers(request)
             if self.params is not None:
                 kwargs["params"] = parse_params(request, self.params)
             if self.query is not None:
@@ -239,7 +246,7 @@ class Endpoint:
     def answers(self) -> dict[int, str]:
         """Every error status this endpoint can give, with what it means."""
         found = {400: "Malformed request: a body that is not JSON, or a header that is not UTF-8",
-                 500: "Internal error"}
+                 414: "Request line too long", 431: "Header fields too large", 500: "Internal error"}
         if self.auth is not None or self.signed:
             found[401] = "No valid credentials"
         if self.auth is not None:
@@ -271,7 +278,6 @@ def _middlewares(service: str) -> list:
         route = request.match_info.route.resource
         route_name = route.canonical if route is not None else "unmatched"
         try:
-            _check_headers(request)
             response = await handler(request)
         except HTTPProblem as exc:
             response = problem_response(exc.problem, exc.headers)
@@ -297,7 +303,8 @@ def _middlewares(service: str) -> list:
 
 def _check_headers(request: web.Request) -> None:
     """aiohttp decodes header bytes that are not UTF-8 as lone surrogates; nothing downstream
-    (a log line, a stored user agent) can use them."""
+    (a log line, a stored user agent) can use them. Checked after the caller is known (a token
+    that is not ASCII is already a 401)."""
     for name, value in request.headers.items():
         if inputs.text_problem(value) is not None:
             raise HTTPProblem(400, "Invalid header", f"The {name} header is not valid UTF-8 text.")

@@ -50,18 +50,24 @@ def text_problem(value: str) -> tuple[str, str] | None:
     return "must not contain an unpaired surrogate (not valid Unicode)", "string_surrogate"
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_constant(name: str) -> Any:
     raise InputError(f"{name} is not a JSON number")
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
         raise InputError(f"the number {text[:40]} is too large")
     return value
 
 
-_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+_decoder = json.JSONDecoder(parse_constant=refuse_constant, parse_float=finite_float)
+
+
+def header_problem(headers: Any) -> str | None:
+    """Why a message's headers cannot be carried on (they reach the outbox and the RPC record)."""
+    found = unsafe_values(dict(headers or {}), "headers")
+    return None if not found else "; ".join(f"{u.where} {u.message}" for u in found)
 
 
 def plainly_safe(text: str) -> bool:
@@ -79,7 +85,7 @@ def loads(raw: bytes | str) -> Any:
         raise InputError(f"the document is nested deeper than {MAX_DEPTH} levels") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"the document is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except ValueError as exc:  # json.JSONDecodeError, int digit limits, _finite_float
+    except ValueError as exc:  # json.JSONDecodeError, int digit limits, finite_float
         raise InputError(str(exc)) from None
     check_depth(value)
     return value

@@ -41,7 +41,7 @@ from shared.messaging import topology, wire
 from shared.messaging.broker import Broker, Unroutable, events_exchange
 from shared.metrics import OUTBOX_PUBLISHED, PUBLISH_FAILURES
 from shared.poller import NotifiedPoller
-from shared.subjects import OCCURRED_HEADER, SUBJECT_HEADER, VERSION_HEADER, Subject, SubjectKeys
+from shared.subjects import OCCURRED_HEADER, SUBJECT_HEADER, VERSION_HEADER, Subject, SubjectKeys, writing_about
 
 log = get_logger(__name__)
 
@@ -88,6 +88,7 @@ async def add_event(conn: asyncpg.Connection, service: str, event_type: str, dat
         if keys is None:
             raise ValueError("an event about a subject needs the service's subject keys")
         subject_key = keys(subject)
+        await writing_about(conn, subject_key)  # an erasure of the subject waits for this event
         version, occurred = await conn.fetchrow(
             """INSERT INTO subject_versions (subject, version) VALUES ($1, 1)
                ON CONFLICT (subject) DO UPDATE SET version = subject_versions.version + 1

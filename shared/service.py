@@ -160,8 +160,9 @@ class Service:
         return checks
 
     async def forget(self, conn: asyncpg.Connection, subjects: list[Subject]) -> int:
-        """Part of every erasure, in its transaction: tombstone ``subjects`` (late events
-        about them are dropped) and delete their events from the outbox."""
+        """The first step of every erasure, in its transaction: wait for what is writing about
+        ``subjects``, tombstone them (late events about them are dropped) and delete their
+        events from the outbox. Delete the subject's data after it."""
         return await forget_subjects(conn, self.subject_keys, subjects)
 
     @rpc(changes_state=False)

@@ -15,10 +15,14 @@ A consumer then:
   version is not newer than the last it applied, so a late event never overwrites a newer
   state.
 
-``forget`` is what an erasure calls, in its transaction: it writes the tombstones and deletes
-the subject's events from the outbox, published or not, so nothing already written goes out
-after the erasure. Nothing here stores an identifier in the clear: subjects are kept as keyed
-hashes (HMAC-SHA256 with the service's ``SUBJECT_KEY``).
+``forget`` is what an erasure calls first, in its transaction: it waits for the transactions
+that are writing about the subject (they hold the subject's advisory lock, shared: a handler
+applying an event about it, a change writing an event about it), then writes the tombstones
+and deletes the subject's events from the outbox, published or not, so nothing already written
+goes out after the erasure. Its lock is exclusive until the erasure commits: what starts
+writing about the subject meanwhile waits, then sees the tombstone. Nothing here stores an
+identifier in the clear: subjects are kept as keyed hashes (HMAC-SHA256 with the service's
+``SUBJECT_KEY``).
 """
 from __future__ import annotations
 
@@ -89,6 +93,16 @@ class SubjectKeys:
         return hmac.new(self._secret, str(subject).encode(), hashlib.sha256).digest()
 
 
+def _lock_id(key: bytes) -> int:
+    """The advisory lock of a subject: 64 bits of its keyed hash."""
+    return int.from_bytes(key[:8], "big", signed=True)
+
+
+async def writing_about(conn: asyncpg.Connection, key: bytes) -> None:
+    """Hold the subject (shared) until this transaction ends: an erasure waits for it."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _lock_id(key))
+
+
 async def admit(conn: asyncpg.Connection, keys: SubjectKeys, consumer: str, headers: dict[str, Any],
                 keep_newest: bool) -> str | None:
     """Why the event in ``headers`` must not be applied (``erased``, ``stale``), or None.
@@ -97,6 +111,7 @@ async def admit(conn: asyncpg.Connection, keys: SubjectKeys, consumer: str, head
     if subject is None:
         return None
     key = keys(subject)
+    await writing_about(conn, key)
     erased_at = await conn.fetchval("SELECT erased_at FROM erased_subjects WHERE subject = $1", key)
     if erased_at is not None:
         occurred = headers.get(OCCURRED_HEADER)
@@ -115,12 +130,15 @@ async def admit(conn: asyncpg.Connection, keys: SubjectKeys, consumer: str, head
 
 
 async def forget(conn: asyncpg.Connection, keys: SubjectKeys, subjects: Iterable[Subject]) -> int:
-    """Tombstone ``subjects`` and delete their events from the outbox; the events deleted."""
+    """Tombstone ``subjects`` and delete their events from the outbox; the events deleted.
+    Call it before deleting the subject's data, in the same transaction (see above)."""
     if not conn.is_in_transaction():
         raise RuntimeError("forget must run inside the erasure's transaction")
-    hashed = [keys(s) for s in subjects]
+    hashed = sorted(keys(s) for s in subjects)  # one order, so two erasures cannot deadlock
     if not hashed:
         return 0
+    await conn.execute("SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS id",
+                       [_lock_id(k) for k in hashed])
     await conn.execute(
         """INSERT INTO erased_subjects (subject, erased_at) SELECT unnest($1::bytea[]), now()
            ON CONFLICT (subject) DO UPDATE SET erased_at = now()""", hashed)

@@ -209,6 +209,9 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_key:
     erased: list[Erased] = []
     emails = await subject_emails(conn, ids, request.subject)
     if not request.verify_only:
+        # First: what is writing about the subject finishes, and what comes later sees the tombstones.
+        if unsent := await forget(conn, subjects_of(request.subject, ids)):
+            erased.append(Erased(category="events about the customer", records=unsent))
         for category, statement, *args in (
             ("delivery addresses", "DELETE FROM addresses WHERE account_id = ANY($1)", ids),
             ("sessions", "DELETE FROM sessions WHERE account_id = ANY($1)", ids),
@@ -230,8 +233,6 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_key:
             count = int((await conn.execute(statement, *args)).split()[-1])
             if count:
                 erased.append(Erased(category=category, records=count))
-        if unsent := await forget(conn, subjects_of(request.subject, ids)):
-            erased.append(Erased(category="events about the customer", records=unsent))
     retained: list[Retained] = []
     if ids:
         retained.append(Retained(

@@ -141,9 +141,19 @@ class Profile(BaseModel):
     created_at: dt.datetime
 
 
-class Address(AddressIn):
+class Address(BaseModel):
+    """An address as stored (the request rules above are not applied again to what is read:
+    an address saved under older rules must still be shown)."""
     model_config = ConfigDict(extra="ignore")
     id: uuid.UUID
+    label: str | None
+    recipient: str
+    phone: str | None
+    line1: str
+    line2: str | None
+    city: str
+    postal_code: str
+    country: str
     created_at: dt.datetime
     updated_at: dt.datetime
 

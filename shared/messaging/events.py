@@ -30,6 +30,7 @@ from typing import Any, Awaitable, Callable
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from shared import inputs
 from shared.logging import get_logger, redact_text
 from shared.messaging import context as ctx
 from shared.messaging import topology, wire
@@ -109,6 +110,9 @@ class EventConsumer:
             data = wire.loads(message.body)
         except Exception as exc:  # not JSON, refused text, or a typed value kombu could not have written
             await self._dead_letter(message, headers, f"undecodable body: {exc}")
+            return
+        if (problem := inputs.header_problem(headers)) is not None:
+            await self._dead_letter(message, headers, f"headers refused: {problem}")
             return
         delivery = Delivery(data, message.message_id, headers)
         worker = ctx.worker_context(ctx.context_from_headers(headers), self.service, self.method)

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 
 import asyncpg
 
 from shared.messaging.broker import BrokerUnavailable
 from shared.messaging.exceptions import RpcTimeout
 
+# Connection-level failures only: asyncpg's InterfaceError also means a programming error (a
+# wrong number of arguments, a connection used twice), which no retry mends.
 _TRANSIENT = (
-    asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError, asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError, asyncpg.SerializationError, asyncpg.DeadlockDetectedError,
     asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError, asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError, asyncpg.ConnectionFailureError,
-    ConnectionError, TimeoutError, asyncio.TimeoutError, OSError, BrokerUnavailable, RpcTimeout,
+    asyncpg.CrashShutdownError,
+    ConnectionError, socket.gaierror, TimeoutError, asyncio.TimeoutError, BrokerUnavailable, RpcTimeout,
 )
 
 

@@ -14,8 +14,9 @@ effects are once. A method declares itself read-only or state-changing
 that records the call's key with its reply, so a redelivered request returns the stored
 reply without running again. The key is the caller's ``x-veikals-request-id`` header (one id
 for a call the caller itself retries) or else the message's correlation id (what stock nameko
-sends). Our callers also set ``expiration`` and ``x-veikals-deadline-ms``: a request still
-queued, or not yet started, when its caller has given up is dropped, not run.
+sends). Our callers also set ``x-veikals-deadline-ms``: a request that reaches the service
+after its caller has given up is dropped, not run. (Not an AMQP ``expiration``: the quorum
+queue would dead-letter expired requests, and the dead letters are for messages that failed.)
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from shared import inputs
 from shared.logging import get_logger
 from shared.messaging import context as ctx
 from shared.messaging import topology, wire
@@ -135,6 +137,8 @@ class RpcServer:
                     headers: dict[str, Any]) -> tuple[bytes, str]:
         """The reply to the request, and ``ok`` or ``replayed`` (its stored reply)."""
         method, signature = self._resolve(message.routing_key or "")
+        if (problem := inputs.header_problem(headers)) is not None:
+            raise MalformedRequest(f"Message headers refused: {problem}")
         args, kwargs = _arguments(message.body)
         try:
             signature.bind(*args, **kwargs)
@@ -149,7 +153,11 @@ class RpcServer:
                 raise MalformedRequest("a state-changing call needs a correlation id or a request id")
 
             async def run(conn: Any) -> bytes:
-                return reply_payload(await method.fn(conn, *args, **kwargs))
+                result = await method.fn(conn, *args, **kwargs)
+                try:
+                    return wire.dumps({"result": result, "error": None})
+                except (TypeError, ValueError):
+                    raise UnserializableValueError(result) from None  # and the effects roll back
             assert self.once is not None  # the constructor refuses state-changing methods without it
             with ctx.effects_of(f"{self.service}.{method_name}:{key}"):
                 payload, replayed = await self.once(f"{self.service}.{method_name}", key, run)
@@ -217,8 +225,8 @@ class RpcClient:
         if future is not None and not future.done():
             try:
                 future.set_result(wire.loads(message.body, checked=False))
-            except ValueError as exc:
-                future.set_exception(MalformedRequest(f"reply is not valid JSON: {exc}"))
+            except Exception as exc:  # not JSON, or a typed value kombu could not have written
+                future.set_exception(MalformedRequest(f"reply cannot be read: {exc}"))
         else:
             log.debug("reply for an unknown or abandoned call")
         await message.ack()  # after the caller has it: a reply is never acked and lost
@@ -226,7 +234,7 @@ class RpcClient:
     async def call(self, service: str, method: str, *args: Any, timeout: float | None = None,
                    request_id: str | None = None, **kwargs: Any) -> Any:
         """Call ``service.method``. Raises RpcTimeout when no reply comes within ``timeout``
-        seconds, counted from now (the request expires then too: it is not run later), and
+        seconds, counted from now (the request's deadline then too: it is not run later), and
         BrokerUnavailable when the request cannot be published: a broker that is down never
         stalls the caller. ``request_id``: give the same one when calling again for the same
         purpose (after a timeout, say), and a state-changing method applies it once."""
@@ -243,8 +251,7 @@ class RpcClient:
                     await self.broker.publish(
                         RPC_EXCHANGE, f"{service}.{method}",
                         wire.dumps({"args": args, "kwargs": kwargs}), headers=headers,
-                        reply_to=self._reply_key, correlation_id=correlation_id,
-                        expiration_ms=max(int(timeout * 1000), 1))
+                        reply_to=self._reply_key, correlation_id=correlation_id)
                 except Unroutable:
                     raise UnknownService(service) from None
                 reply = await future

@@ -119,6 +119,8 @@ async def recreate_if_empty(broker: Broker, specs: list[QueueSpec], refused: set
             if queue.declaration_result.message_count == 0 and queue.declaration_result.consumer_count == 0:
                 await queue.delete(if_unused=True, if_empty=True)
                 recreated.append(spec.name)
+        except aiormq.exceptions.ChannelPreconditionFailed:
+            pass  # a message or a consumer came meanwhile: it stays as it is
         finally:
             await _close_quietly(channel)
     if recreated:

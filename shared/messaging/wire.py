@@ -51,7 +51,8 @@ def _object_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
-_decoder = json.JSONDecoder(object_hook=_object_hook)
+_decoder = json.JSONDecoder(object_hook=_object_hook, parse_constant=inputs.refuse_constant,
+                            parse_float=inputs.finite_float)
 
 
 def dumps(obj: Any) -> bytes:

@@ -82,11 +82,19 @@ class ProbeService(Service):
         return run
 
     @rpc(changes_state=True)
+    async def record_unanswerable(self, conn, value: int) -> object:
+        """A change whose result cannot be sent back: the change must not stand."""
+        await conn.execute("INSERT INTO received (source, event_type, data) VALUES ('self', 'record', $1)",
+                           json.dumps({"value": value}))
+        return object()
+
+    @rpc(changes_state=True)
     async def erase_person(self, conn, customer_id: str, email: str) -> int:
-        """The probe's erasure: its rows go, and its tombstones stop late events."""
+        """The probe's erasure: its tombstones stop late events, and its rows go."""
+        unsent = await self.forget(conn, [Subject.customer(customer_id), Subject.email(email)])
         await conn.execute("DELETE FROM profiles WHERE customer_id = $1", uuid.UUID(customer_id))
         await conn.execute("DELETE FROM received WHERE data->>'email' = $1", email)
-        return await self.forget(conn, [Subject.customer(customer_id), Subject.email(email)])
+        return unsent
 
     @event_handler("people", "profile_changed", keep="newest")
     async def on_profile_changed(self, conn, data) -> None:

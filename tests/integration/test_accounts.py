@@ -320,6 +320,17 @@ async def test_text_postgresql_cannot_store_is_refused_on_every_kind_of_input(ac
     assert await pool.fetchval("SELECT count(*) FROM addresses") == 0
 
 
+async def test_an_address_saved_under_older_rules_is_still_shown(accounts, client):
+    """What is read back is not held to today's request rules (an empty label, a postal code
+    starting with a dash were accepted once)."""
+    anna = await client.customer("anna@example.lv")
+    await accounts.service.pool.execute(
+        """INSERT INTO addresses (id, account_id, label, recipient, line1, city, postal_code, country)
+           VALUES (gen_random_uuid(), $1, '', 'Anna', 'Iela 1', 'Rīga', '-1010', 'LV')""", uuid.UUID(anna["id"]))
+    _, listed, _ = await client.call("GET", "/v1/me/addresses", anna["access_token"], expect=200)
+    assert [(a["label"], a["postal_code"]) for a in listed["items"]] == [("", "-1010")]
+
+
 async def test_anonymous_requests_are_401_before_their_bodies_are_read(accounts, client):
     for method, path in [("PATCH", "/v1/me"), ("POST", "/v1/me/email"), ("POST", "/v1/me/addresses"),
                          ("PUT", f"/v1/me/addresses/{uuid.uuid4()}"), ("POST", "/v1/me/close"),

@@ -74,13 +74,17 @@ async def test_unserializable_result_is_reported_not_fatal(probe, rpc_client):
     assert await rpc_client.probe.add(1, 1) == 2
 
 
-@pytest.mark.parametrize("body", [b"not json", b'{"args": []}', b'["args", "kwargs"]'])
-async def test_malformed_request_is_answered_as_nameko_does(probe, broker, body):
+@pytest.mark.parametrize("body,headers", [
+    (b"not json", {}), (b'{"args": []}', {}), (b'["args", "kwargs"]', {}),
+    (b'{"args": [NaN, 1], "kwargs": {}}', {}), (b'{"args": ["a\\u0000", 1], "kwargs": {}}', {}),
+    (b'{"args": [1, 1], "kwargs": {}}', {"nameko.user_id": "a\x00b"}),  # it would reach the outbox
+])
+async def test_malformed_request_is_answered_as_nameko_does(probe, broker, body, headers):
     channel = await broker.channel(prefetch=1)
     replies = await channel.declare_queue(exclusive=True)
     await replies.bind("nameko-rpc", routing_key=replies.name)
     await broker.publish("nameko-rpc", "probe.add", body, reply_to=replies.name,
-                         correlation_id="c-1")
+                         correlation_id="c-1", headers=headers)
 
     async def reply():
         return await replies.get(no_ack=True, fail=False)

@@ -28,7 +28,10 @@ def test_ids_derived_from_a_key_are_the_same_on_every_run_and_differ_in_order():
 @pytest.mark.parametrize("exc,transient", [
     (asyncpg.DeadlockDetectedError(), True), (asyncpg.SerializationError(), True),
     (ConnectionRefusedError(), True), (TimeoutError(), True), (BrokerUnavailable("gone"), True),
+    (asyncpg.ConnectionDoesNotExistError("closed mid-query"), True),
     (asyncpg.UniqueViolationError(), False), (ValueError("bad data"), False), (KeyError("x"), False),
+    (asyncpg.InterfaceError("the server expects 1 argument, 0 were passed"), False),
+    (FileNotFoundError("no such template"), False),
 ])
 def test_what_counts_as_transient(exc, transient):
     assert is_transient(exc) is transient

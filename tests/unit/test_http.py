@@ -202,6 +202,14 @@ async def test_text_postgresql_cannot_store_is_refused_naming_the_field(guarded,
     assert handled == []
 
 
+async def test_a_number_sent_as_text_is_held_to_the_same_range(guarded):
+    found = await problem(await guarded.post("/v1/notes", json={"text": "x", "count": "12345678901234567890"}), 422)
+    assert [e["field"] for e in found["errors"]] == ["body.count"]
+    found = await problem(await guarded.get("/v1/staff/items?limit=12345678901234567890",
+                                            headers={"Authorization": "Bearer staff"}), 422)
+    assert found["errors"][0]["field"] == "query.limit"
+
+
 @pytest.mark.parametrize("body", ["NaN", '{"text": "x", "count": 1e999}', '{"text": "x", "count": Infinity}'])
 async def test_numbers_json_does_not_have_are_malformed(guarded, body):
     await problem(await guarded.post("/v1/notes", data=body, headers={"Content-Type": "application/json"}), 400)
@@ -229,6 +237,7 @@ async def test_the_caller_is_known_before_anything_else_is_read(guarded):
         await problem(await guarded.post(path, **bad_body), 401)
         await problem(await guarded.post(path, data="x=1", headers={"Content-Type": "text/plain"}), 401)
     await problem(await guarded.get("/v1/staff/items?limit=ten"), 401)
+    await problem(await guarded.get("/v1/staff/items", headers={"X-Note": "caf\udce9"}), 401)
     # The wrong kind of caller: 403, still before the body.
     await problem(await guarded.post(item, headers={"Authorization": "Bearer staff", **bad_body["headers"]},
                                      data=bad_body["data"]), 403)
@@ -287,7 +296,7 @@ async def test_openapi_declares_parameters_security_answers_and_the_shared_rules
     assert op["parameters"] == [{"name": "id", "in": "path", "required": True,
                                  "schema": {"format": "uuid", "title": "Id", "type": "string"}}]
     assert op["security"] == [{"bearer": []}] and op["x-veikals-access"]["kind"] == "customer"
-    assert set(op["responses"]) == {"200", "400", "401", "403", "404", "413", "415", "422", "500", "503"}
+    assert set(op["responses"]) == {"200", "400", "401", "403", "404", "413", "414", "415", "422", "431", "500", "503"}
     assert all(r["content"] == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
                for code, r in op["responses"].items() if code != "200")
     assert doc["paths"]["/v1/staff/items"]["get"]["security"] == [{"bearer": ["admin"]}]

@@ -69,3 +69,9 @@ def test_registered_error_keeps_its_class():
 
 def test_unserializable_value_message_matches_nameko():
     assert str(UnserializableValueError(object)) == "Unserializable value: `<class 'object'>`"
+
+
+@pytest.mark.parametrize("body", [b"NaN", b"[Infinity]", b"[1e400]", b'{"a": "\\u0000"}', b"[" * 40 + b"]" * 40])
+def test_what_postgresql_or_json_cannot_hold_is_refused(body):
+    with pytest.raises(ValueError):
+        wire.loads(body)
