@@ -27,7 +27,8 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # None: the service's default port; 0: any free port
     # Deliveries one consumer (the RPC server, each event handler) takes at once; at most the
-    # database pool's size, so a delivery in hand never waits for a connection for long.
+    # database pool's size, so one consumer alone never waits for a connection. All of them
+    # together may, up to db_acquire_timeout_s, after which the delivery is retried.
     prefetch: int = Field(default=16, ge=1, le=1000)
     db_pool_size: int = Field(default=20, ge=1, le=500)
     db_acquire_timeout_s: float = Field(default=10.0, gt=0)
