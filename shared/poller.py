@@ -94,7 +94,7 @@ class NotifiedPoller:
         pruned_at = None
         while not self._stopping:
             try:
-                await self._listen()  # polling goes on meanwhile if the database is away
+                await self._listen()  # a LISTEN connection lost with the database comes back
                 await self.work()
                 now = dt.datetime.now(dt.timezone.utc)
                 if pruned_at is None or now - pruned_at > PRUNE_EVERY:

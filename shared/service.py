@@ -83,10 +83,12 @@ def event_handler(source: str, event_type: str, *, keep: Literal["all", "newest"
 
 def subscriptions_of(service_cls: type["Service"]) -> list[Subscription]:
     """The event types ``service_cls`` handles (its part of the topology manifest)."""
-    return [Subscription(source, event_type, service_cls.name, name)
-            for name, member in inspect.getmembers(service_cls, inspect.isfunction)
-            if (marker := getattr(member, "__veikals_event__", None)) is not None
-            for source, event_type, _ in [marker]]
+    found = []
+    for name, member in inspect.getmembers(service_cls, inspect.isfunction):
+        if (marker := getattr(member, "__veikals_event__", None)) is not None:
+            source, event_type, _ = marker
+            found.append(Subscription(source, event_type, service_cls.name, name))
+    return found
 
 
 @remote_exception
