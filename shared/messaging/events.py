@@ -62,10 +62,6 @@ class Delivery:
 EventHandler = Callable[[Delivery], Awaitable[str | None]]
 
 
-def handler_queue_name(source: str, event_type: str, service: str, method: str) -> str:
-    return topology.handler_queue_name(source, event_type, service, method)
-
-
 class EventConsumer:
     def __init__(self, broker: Broker, *, service: str, method: str, source: str,
                  event_type: str, handler: EventHandler, prefetch: int, max_retries: int,
@@ -80,7 +76,7 @@ class EventConsumer:
         self.max_retries = max_retries
         self.retry_delay_ms = retry_delay_ms
         self.transient_retry_s = transient_retry_s
-        self.queue_name = handler_queue_name(source, event_type, service, method)
+        self.queue_name = topology.handler_queue_name(source, event_type, service, method)
         self.retry_queue = f"{self.queue_name}.retry"
         self.dead_letter_queue = f"{self.queue_name}.dead-letter"
         self._outcomes = {outcome: MESSAGES_HANDLED.labels(service, self.queue_name, outcome)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import json
+
+import aio_pika
 
 import pytest
 
+from shared import db
 from shared.config import load_settings
 from shared.messaging import Broker, RpcClient
 from shared.service import ServiceRuntime
@@ -42,3 +46,29 @@ async def received(runtime, source: str, event_type: str) -> list[dict]:
         "SELECT data FROM received WHERE source = $1 AND event_type = $2 ORDER BY id",
         source, event_type)
     return [json.loads(r["data"]) for r in rows]
+
+
+async def bind_listener(broker, source: str, event_type: str, arguments=None):
+    channel = await broker.channel(prefetch=50)
+    exchange = await broker.declare_topic_exchange(channel, f"{source}.events")
+    queue = await channel.declare_queue(exclusive=True, arguments=arguments)
+    await queue.bind(exchange, routing_key=event_type)
+    return queue
+
+
+async def drain(queue, wait: float = 1.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    messages = []
+    deadline = asyncio.get_running_loop().time() + wait
+    while asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(no_ack=True, fail=False)
+        if message is None:
+            await asyncio.sleep(0.05)
+        else:
+            messages.append(message)
+    return messages
+
+
+async def migrated_pool(dsn: str, **kwargs):
+    pool = await db.create_pool(dsn, **kwargs)
+    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
+    return pool

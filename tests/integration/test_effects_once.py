@@ -25,7 +25,7 @@ from shared.outbox import OutboxRelay, Subscription, add_event
 from shared.service import ServiceRuntime
 from shared.subjects import SUBJECT_HEADER, VERSION_HEADER, Subject, SubjectKeys, admit, forget
 from tests.conftest import PG_BASE, eventually, rabbitmqctl
-from tests.integration.conftest import received
+from tests.integration.conftest import bind_listener, drain, migrated_pool, received
 from tests.integration.probe import ProbeService
 from tests.tcp_proxy import TcpProxy
 
@@ -37,29 +37,6 @@ def probe_settings(amqp_url: str, dsn: str, **overrides):
                          retry_delay_ms=100, outbox_poll_s=0.2, shutdown_grace_s=5, **overrides)
 
 
-async def events_from(broker, source: str, event_type: str):
-    """A queue of our own bound to ``source``'s events of ``event_type``."""
-    channel = await broker.channel(prefetch=100)
-    queue = await channel.declare_queue(f"listener-{uuid.uuid4().hex[:8]}", exclusive=True)
-    exchange = await broker.declare_topic_exchange(channel, f"{source}.events")
-    await queue.bind(exchange, event_type)
-    return queue
-
-
-async def drain(queue, quiet: float = 1.0) -> list:
-    """Every message in ``queue`` until none has come for ``quiet`` seconds."""
-    messages, waited = [], 0.0
-    while waited < quiet:
-        message = await queue.get(no_ack=True, fail=False)
-        if message is None:
-            await asyncio.sleep(0.1)
-            waited += 0.1
-        else:
-            messages.append(message)
-            waited = 0.0
-    return messages
-
-
 @pytest.mark.parametrize("when", ["before-commit", "before-reply", "before-ack"])
 async def test_a_call_interrupted_anywhere_has_one_effect_and_the_first_reply(
         when, amqp_url, database, broker, rpc_client):
@@ -67,7 +44,7 @@ async def test_a_call_interrupted_anywhere_has_one_effect_and_the_first_reply(
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert await asyncio.to_thread(crashing.stdout.readline) == "ready\n"
-        listener = await events_from(broker, "probe", "recorded")
+        listener = await bind_listener(broker, "probe", "recorded")
         call = asyncio.create_task(rpc_client.call("probe", "record", 7, timeout=60))
         output = await asyncio.to_thread(crashing.communicate, timeout=60)
         assert crashing.returncode == -9 and f"killed {when}" in output[0], output
@@ -120,8 +97,7 @@ async def test_read_only_calls_are_not_recorded(probe, rpc_client):
 @pytest.fixture
 async def people(other_database, broker):
     """A publisher of ``people`` events: the outbox of a service of its own, and its relay."""
-    pool = await db.create_pool(other_database)
-    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
+    pool = await migrated_pool(other_database)
     relay = OutboxRelay(pool, broker, "people", poll_interval=0.1)
     keys = SubjectKeys(b"people's key")
 
@@ -203,9 +179,7 @@ async def test_an_event_older_than_the_erasure_does_not_restore_the_data(probe, 
 
 
 async def test_an_erasure_takes_the_subjects_unsent_events_with_it(database):
-    await db.ensure_database(database)
-    pool = await db.create_pool(database)
-    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
+    pool = await migrated_pool(database)
     keys = SubjectKeys(b"key")
     async with pool.acquire() as conn, conn.transaction():
         await add_event(conn, "people", "profile_changed", {"name": "Anna"}, subject=Subject.email("a@b.lv"), keys=keys)
@@ -431,8 +405,7 @@ async def _call(call):
 async def test_an_erasure_and_a_handler_writing_about_the_subject_never_interleave(database):
     """The handler that got in first finishes (and its write is erased); one that comes during
     the erasure waits for it, then sees the tombstone."""
-    pool = await db.create_pool(database)
-    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
+    pool = await migrated_pool(database)
     await pool.execute("CREATE TABLE people (id text, name text)")
     keys, anna = SubjectKeys(b"key"), Subject.customer(uuid.uuid4())
     headers = {SUBJECT_HEADER: str(anna), VERSION_HEADER: 1}

@@ -5,41 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import aio_pika
-
-from shared import db
 from shared.messaging import wire
 from shared.outbox import OutboxRelay, add_event
 from tests.conftest import eventually
-from tests.integration.conftest import received
+from tests.integration.conftest import bind_listener, drain, migrated_pool, received
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def bind_listener(broker, source: str, event_type: str, arguments=None):
-    channel = await broker.channel(prefetch=50)
-    exchange = await broker.declare_topic_exchange(channel, f"{source}.events")
-    queue = await channel.declare_queue(exclusive=True, arguments=arguments)
-    await queue.bind(exchange, routing_key=event_type)
-    return queue
-
-
-async def drain(queue, wait: float = 1.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    messages = []
-    deadline = asyncio.get_running_loop().time() + wait
-    while asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(no_ack=True, fail=False)
-        if message is None:
-            await asyncio.sleep(0.05)
-        else:
-            messages.append(message)
-    return messages
-
-
-async def migrated_pool(dsn: str, **kwargs):
-    pool = await db.create_pool(dsn, **kwargs)
-    await db.migrate(pool, {"shared": db.SHARED_MIGRATIONS})
-    return pool
 
 
 def crash_relay(dsn: str, amqp_url: str, when: str) -> str:
