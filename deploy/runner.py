@@ -554,6 +554,25 @@ async def declare_topology(recreate_empty: bool) -> None:
         await broker.close()
 
 
+CATALOGUE_FILE = ROOT / "deploy" / "catalogue.local.json"
+
+
+async def seed_catalogue() -> int:
+    """The example products, added over RPC (those whose sku the catalogue already has stay as
+    they are), so a shop started with ``up`` has something to sell."""
+    from shared.messaging import RpcClient
+    products = json.loads(CATALOGUE_FILE.read_text())["products"]
+    broker = Broker(load_settings("orders").amqp_url, name="veikals-seed")
+    await broker.connect()
+    client = RpcClient(broker, "veikals-seed", timeout=30)
+    await client.start()
+    try:
+        return await client.call("orders", "add_products", products)
+    finally:
+        await client.stop()
+        await broker.close()
+
+
 def topology_command(recreate_empty: bool = False) -> None:
     try:
         asyncio.run(declare_topology(recreate_empty))
@@ -597,7 +616,11 @@ def up() -> None:
         raise Failed(f"{', '.join(failed)} did not become ready. Fix and run 'veikals up' again; "
                      "'veikals down' stops what is running.")
 
-    say("\nAll services and sandbox partners are ready.\n")
+    say("\nAll services and sandbox partners are ready.")
+    try:
+        say(f"catalogue: {asyncio.run(seed_catalogue())} example products added ({CATALOGUE_FILE.relative_to(ROOT)})\n")
+    except Exception as exc:
+        raise Failed(f"Could not seed the catalogue: {describe(exc)}")
     print_table(["SERVICE", "PID", "URL", "LOG"],
                 [[s.name, str(s.running_pid() or "?"), s.url, str(s.log_file.relative_to(ROOT))]
                  for s in all_])
@@ -609,6 +632,7 @@ def up() -> None:
 See it working:
   curl {orders.url}/readyz
   curl {orders.url}/openapi.json
+  curl {orders.url}/v1/products                     # the example catalogue; order as a guest at /v1/guest-orders
   curl {accounts.url}/.well-known/jwks.json       # the keys every service verifies tokens with
   ls {MAIL_DIR.relative_to(ROOT)}/                              # mail the services sent (README: a customer's sign-up)
   {nameko if nameko.exists() else 'nameko'} shell --broker {display_url(orders.settings.amqp_url)}

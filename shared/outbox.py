@@ -103,6 +103,25 @@ async def add_event(conn: asyncpg.Connection, service: str, event_type: str, dat
     return event_id
 
 
+# An outbox row whose body contains one of the values $1 (text[]).
+_MENTIONS = """EXISTS (SELECT 1 FROM unnest($1::text[]) AS v
+                       WHERE position(convert_to(v, 'UTF8') IN outbox.body) > 0)"""
+
+
+async def forget_mentions(conn: asyncpg.Connection, values: list[str]) -> int:
+    """Delete the published events whose body mentions one of ``values`` (an erased subject's
+    ids, addresses and numbers in events that name no subject); how many."""
+    if not values:
+        return 0
+    return int((await conn.execute(
+        f"DELETE FROM outbox WHERE published_at IS NOT NULL AND {_MENTIONS}", values)).split()[-1])
+
+
+async def mentioned(conn: asyncpg.Connection, values: list[str]) -> bool:
+    """Whether any event, published or not, mentions one of ``values`` (the erasure's re-read)."""
+    return bool(values) and await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM outbox WHERE {_MENTIONS})", values)
+
+
 class Outbox:
     """One service's outbox: ``await outbox.add(conn, "profile_changed", data, subject=...)``."""
 

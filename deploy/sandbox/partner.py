@@ -30,13 +30,14 @@ import aiohttp
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-# What each kind of partner answers, by the type of message it received.
+# What each kind of partner answers, in order, by the type of message it received: a carrier
+# picks the parcel up, then delivers it.
 CALLBACKS = {
-    "carrier": {"shipment.created": "shipment.accepted"},
-    "accounting": {"invoice.issued": "invoice.booked"},
+    "carrier": {"shipment.created": ("shipment.accepted", "shipment.delivered")},
+    "accounting": {"invoice.issued": ("invoice.booked",)},
 }
-FOR_EVERY_KIND = {"privacy.erasure_requested": "erasure.completed",
-                  "privacy.export_requested": "export.completed"}
+FOR_EVERY_KIND = {"privacy.erasure_requested": ("erasure.completed",),
+                  "privacy.export_requested": ("export.completed",)}
 
 
 class Behaviour:
@@ -112,9 +113,9 @@ class SandboxPartner:
         if self.store is not None:
             with self.store.open("a") as out:
                 out.write(json.dumps(record) + "\n")
-        answer_type = {**CALLBACKS.get(self.kind, {}), **FOR_EVERY_KIND}.get(message.get("type"))
-        if answer_type and self.callback_url:
-            task = asyncio.create_task(self._call_back(answer_type, webhook_id, message))
+        answers = {**CALLBACKS.get(self.kind, {}), **FOR_EVERY_KIND}.get(message.get("type"), ())
+        if answers and self.callback_url:
+            task = asyncio.create_task(self._call_back_all(answers, webhook_id, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return web.json_response({"status": "processed"})
@@ -133,6 +134,8 @@ class SandboxPartner:
         if answer_type == "shipment.accepted":
             return {"shipment_id": data.get("shipment_id"),
                     "tracking_number": f"SBX{uuid.uuid4().hex[:10].upper()}"}
+        if answer_type == "shipment.delivered":
+            return {"shipment_id": data.get("shipment_id")}
         if answer_type == "invoice.booked":
             return {"invoice_id": data.get("invoice_id"), "booked_on": dt.date.today().isoformat()}
         found = self._about(data.get("subject") or {})
@@ -146,6 +149,10 @@ class SandboxPartner:
     def _rewrite_store(self) -> None:
         if self.store is not None:
             self.store.write_text("".join(json.dumps(r) + "\n" for r in self.received))
+
+    async def _call_back_all(self, answers: tuple[str, ...], webhook_id: str, message: dict[str, Any]) -> None:
+        for answer_type in answers:
+            await self._call_back(answer_type, webhook_id, message)
 
     async def _call_back(self, answer_type: str, webhook_id: str, message: dict[str, Any]) -> None:
         data = {"in_reply_to": webhook_id, **self._act_on(answer_type, message.get("data", {}))}

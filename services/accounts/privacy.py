@@ -13,11 +13,14 @@ from typing import Awaitable, Callable
 import asyncpg
 
 from shared.contracts.privacy import (
-    DataInventory, DataSubject, Erased, ErasureOutcome, ErasureRequest, ExportChunk, ExportRecord,
+    DataInventory, DataSubject, Erased, ErasureOutcome, ErasureRequest, ExportChunk,
     ExportRequest, InventoryEntry, LegalBasis, Retained, Retention,
 )
 from services.accounts.settings import AccountsSettings
+from shared import export
+from shared.export import Section
 from shared.logging import get_logger
+from shared.outbox import forget_mentions, mentioned
 from shared.poller import NotifiedPoller
 from shared.subjects import Subject, subjects_of
 
@@ -131,73 +134,33 @@ async def subject_emails(conn: asyncpg.Connection, ids: list[uuid.UUID], subject
         "SELECT lower(email) AS email FROM accounts WHERE id = ANY($1) AND email IS NOT NULL", ids))})
 
 
-Section = Callable[[asyncpg.Connection, list[uuid.UUID], list[str], int, int], Awaitable[list[ExportRecord]]]
-
-
-def _records(category: str, rows: list[asyncpg.Record]) -> list[ExportRecord]:
-    def plain(value):
-        return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else (
-            str(value) if isinstance(value, uuid.UUID) else value)
-    return [ExportRecord(category=category, data={k: plain(v) for k, v in r.items()}) for r in rows]
-
-
-def _section(category: str, query: str, *, by_address: bool = False) -> Section:
-    """``query`` selects by the account ids ($1) and, ``by_address``, the subject's addresses ($2)."""
-    async def fetch(conn, ids, emails, offset, limit):
-        if by_address:
-            rows = await conn.fetch(query + " OFFSET $3 LIMIT $4", ids, emails, offset, limit)
-        else:
-            rows = await conn.fetch(query + " OFFSET $2 LIMIT $3", ids, offset, limit)
-        return _records(category, rows)
-    return fetch
-
-
 SECTIONS: dict[str, Section] = {
-    "profile": _section("profile", """SELECT id, name, email, phone, email_verified_at, terms_version,
+    "profile": Section("profile", """SELECT id, name, email, phone, email_verified_at, terms_version,
         terms_accepted_at, created_at, closed_at FROM accounts WHERE id = ANY($1) ORDER BY created_at, id"""),
-    "addresses": _section("delivery addresses", """SELECT id, label, recipient, phone, line1, line2, city,
+    "addresses": Section("delivery addresses", """SELECT id, label, recipient, phone, line1, line2, city,
         postal_code, country, created_at, updated_at FROM addresses WHERE account_id = ANY($1)
         ORDER BY created_at, id"""),
-    "sessions": _section("sessions", """SELECT id, host(ip) AS ip, user_agent, created_at, last_used_at,
+    "sessions": Section("sessions", """SELECT id, host(ip) AS ip, user_agent, created_at, last_used_at,
         expires_at, ended_at, end_reason FROM sessions WHERE account_id = ANY($1) ORDER BY created_at, id"""),
-    "email_verifications": _section("e-mail verifications", """SELECT email, purpose, name, phone, terms_version,
+    "email_verifications": Section("e-mail verifications", """SELECT email, purpose, name, phone, terms_version,
         created_at, expires_at, used_at FROM email_verifications
         WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(email) = ANY($2))
-        ORDER BY created_at, token_hash""", by_address=True),
-    "outgoing_mail": _section("e-mail to the customer", """SELECT recipient, subject, created_at, sent_at
+        ORDER BY created_at, token_hash""", uses=2),
+    "outgoing_mail": Section("e-mail to the customer", """SELECT recipient, subject, created_at, sent_at
         FROM outgoing_mail WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(recipient) = ANY($2))
-        ORDER BY created_at, id""", by_address=True),
-    "staff_access": _section("staff access records", """SELECT at, categories, reason FROM staff_access
+        ORDER BY created_at, id""", uses=2),
+    "staff_access": Section("staff access records", """SELECT at, categories, reason FROM staff_access
         WHERE customer_id = ANY($1) ORDER BY at, id"""),
 }
 
 
 async def export_chunk(conn: asyncpg.Connection, request: ExportRequest) -> ExportChunk:
-    """One chunk of the subject's data; the cursor is ``<section>:<offset>``."""
-    names = list(SECTIONS)
-    section, _, offset = (request.cursor or f"{names[0]}:0").partition(":")
-    if section not in SECTIONS or not offset.isdigit():
-        raise ValueError(f"not a cursor of this participant: {request.cursor!r}")
     ids = await subject_accounts(conn, request.subject)
     emails = await subject_emails(conn, ids, request.subject)
-    index, position, records = names.index(section), int(offset), []
-    while index < len(names) and len(records) < request.max_records:
-        room = request.max_records - len(records)
-        found = await SECTIONS[names[index]](conn, ids, emails, position, room + 1)
-        records += found[:room]
-        if len(found) > room:
-            position += room
-            break
-        index, position = index + 1, 0
-    cursor = f"{names[index]}:{position}" if index < len(names) else None
-    return ExportChunk(request_id=request.request_id, participant="accounts", records=records,
-                       next_cursor=cursor)
+    return await export.export_chunk(conn, request, "accounts", SECTIONS, (ids, emails))
 
 
 # --- erasure --------------------------------------------------------------------------------
-
-# An outbox body (bytes) that contains a value.
-IN_BODY = "position(convert_to({}, 'UTF8') IN outbox.body) > 0"
 
 async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_key: Callable[[str], bytes],
                 forget: Callable[[asyncpg.Connection, list[Subject]], Awaitable[int]]) -> ErasureOutcome:
@@ -220,10 +183,6 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_key:
             ("e-mail to the customer", """DELETE FROM outgoing_mail
                 WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(recipient) = ANY($2))""", ids, emails),
             ("sign-in throttling", "DELETE FROM throttle WHERE key = ANY($1)", [throttle_key(e) for e in emails]),
-            ("published events", f"""DELETE FROM outbox WHERE published_at IS NOT NULL AND (
-                EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {IN_BODY.format("i::text")})
-                OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS v WHERE {IN_BODY.format("v")}))""",
-             ids, [*emails, *request.subject.phones]),
             ("contact details", """UPDATE accounts SET name = NULL, email = NULL, phone = NULL,
                 password_hash = NULL, email_verified_at = NULL, terms_accepted_at = NULL,
                 terms_version = NULL,
@@ -233,6 +192,8 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_key:
             count = int((await conn.execute(statement, *args)).split()[-1])
             if count:
                 erased.append(Erased(category=category, records=count))
+        if published := await forget_mentions(conn, [*map(str, ids), *emails, *request.subject.phones]):
+            erased.append(Erased(category="published events", records=published))
     retained: list[Retained] = []
     if ids:
         retained.append(Retained(
@@ -266,16 +227,14 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: Dat
             WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(email) = ANY($2)))""", ids, emails),
         "e-mail to the customer": ("""SELECT EXISTS (SELECT 1 FROM outgoing_mail
             WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(recipient) = ANY($2)))""", ids, emails),
-        # Unpublished ones too: they go out, and a later erasure then removes them.
-        "events": (f"""SELECT EXISTS (SELECT 1 FROM outbox WHERE (
-            EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS i WHERE {IN_BODY.format("i::text")})
-            OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS v WHERE {IN_BODY.format("v")})))""",
-                             ids, [*emails, *phones]),
     }
     found = []
     for category, (query, *args) in checks.items():
         if await conn.fetchval(query, *args):
             found.append(category)
+    # Unpublished ones too: they go out, and a later erasure then removes them.
+    if await mentioned(conn, [*map(str, ids), *emails, *phones]):
+        found.append("events")
     return found
 
 

@@ -64,6 +64,26 @@ class AccountsService(Service):
     def endpoints(self) -> list[Endpoint]:
         return AccountsApi(self).endpoints()
 
+    @rpc(changes_state=False)
+    async def checkout_details(self, customer_id: str, address_id: str | None = None) -> dict[str, Any] | None:
+        """What orders needs to take a customer's order: their name, e-mail and phone, and the
+        address ``address_id`` from their address book (None when it is not theirs). None when
+        there is no such open account."""
+        try:
+            account_id = uuid.UUID(customer_id)
+            wanted = None if address_id is None else uuid.UUID(address_id)
+        except ValueError:
+            return None
+        async with self.pool.acquire() as conn:
+            profile = await store.profile(conn, account_id)
+            if profile is None or profile["closed_at"] is not None:
+                return None
+            address = None if wanted is None else await store.address(conn, account_id, wanted)
+        return {"name": profile["name"], "email": profile["email"], "phone": profile["phone"],
+                "address": None if address is None else {
+                    k: address[k] for k in ("recipient", "phone", "line1", "line2", "city",
+                                            "postal_code", "country")}}
+
     # --- the privacy participant -----------------------------------------------------------
 
     @rpc(changes_state=False)

@@ -77,16 +77,27 @@ class InvoiceLine(_Data):
     quantity: int = Field(gt=0)
     unit_price: decimal.Decimal
     vat_rate: decimal.Decimal = Field(ge=0, le=1)
+    vat: decimal.Decimal = Field(description="the VAT in total")
     total: decimal.Decimal
 
 
+class Seller(_Data):
+    name: str = Field(max_length=200)
+    registration_number: str = Field(max_length=40)
+    vat_number: str = Field(max_length=40)
+    address: str = Field(max_length=400)
+
+
 class InvoiceIssued(WebhookEvent):
-    """To the accountant: only what bookkeeping needs (policy P14, P25)."""
+    """To the accountant: only what bookkeeping needs (policy P14, P25). Amounts in euros,
+    VAT included in ``unit_price`` and ``total``; ``vat_rate`` is a fraction (0.21)."""
 
     event_type: ClassVar[str] = "invoice.issued"
     invoice_id: uuid.UUID
+    number: str = Field(max_length=40, description="runs per year without gaps")
     order_id: uuid.UUID
     issued_on: dt.date
+    seller: Seller
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     customer_name: str = Field(max_length=200)
     billing_address: Address | None = None
@@ -127,6 +138,11 @@ class ShipmentAccepted(PartnerReply):
     tracking_number: str = Field(max_length=64)
 
 
+class ShipmentDelivered(PartnerReply):
+    event_type: ClassVar[str] = "shipment.delivered"
+    shipment_id: uuid.UUID
+
+
 class InvoiceBooked(PartnerReply):
     event_type: ClassVar[str] = "invoice.booked"
     invoice_id: uuid.UUID
@@ -149,7 +165,7 @@ EVENTS: dict[str, type[WebhookEvent]] = {
     m.event_type: m for m in (ShipmentCreated, InvoiceIssued, ErasureRequested, ExportRequested,
                               PartnerPing)}
 REPLIES: dict[str, type[PartnerReply]] = {
-    m.event_type: m for m in (ShipmentAccepted, InvoiceBooked, ErasureCompleted, ExportCompleted)}
+    m.event_type: m for m in (ShipmentAccepted, ShipmentDelivered, InvoiceBooked, ErasureCompleted, ExportCompleted)}
 
 
 def envelope_schema(model: type[WebhookEvent] | type[PartnerReply], direction: str) -> dict[str, Any]:

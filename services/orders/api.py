@@ -1,0 +1,357 @@
+"""The orders service's HTTP routes: the catalogue, checkout (account holders and guests), the
+customer's orders, purchase summary, invoices and complaints, and the staff console's.
+
+The shared view has checked the caller against each route's ``auth`` and validated the path,
+query and body before a handler here runs. Prices, VAT and totals are computed here from the
+catalogue: a body cannot carry a price (its models forbid unknown fields).
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from aiohttp import web
+
+from services.orders import domain, schemas, store
+from services.orders.lifecycle import Lifecycle, carriers, subject_of, views
+from shared.auth import Principal
+from shared.http import CUSTOMER, Endpoint, FieldError, HTTPProblem, staff
+from shared.logging import get_logger
+from shared.messaging import BrokerUnavailable, RpcTimeout
+
+if TYPE_CHECKING:
+    from services.orders.service import OrdersService
+
+log = get_logger(__name__)
+
+NOT_FOUND = HTTPProblem(404, "No such order", "There is no such order in your account.")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+LOOKUP_LIMIT = 100
+
+
+def customer_of(caller: Principal) -> uuid.UUID:
+    return uuid.UUID(caller.subject)
+
+
+def invalid(field: str, message: str, title: str = "Invalid request body") -> HTTPProblem:
+    return HTTPProblem(422, title, "Correct the fields listed in errors and send the request again.",
+                       [FieldError(field=field, message=message, type="value_error")])
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise invalid("header.Idempotency-Key", "1 to 255 visible ASCII characters", "Invalid header")
+    return key
+
+
+class OrdersApi:
+    def __init__(self, service: OrdersService) -> None:
+        self.pool = service.pool
+        self.rpc = service.rpc
+        self.partners = service.partners
+        self.outbox = service.outbox
+        self.lifecycle: Lifecycle = service.lifecycle
+
+    # --- the catalogue ------------------------------------------------------------------------
+
+    async def list_products(self, request: web.Request, query: schemas.ProductQuery) -> schemas.ProductList:
+        async with self.pool.acquire() as conn:
+            rows = await store.products(conn, query.category, query.after, query.limit + 1, active_only=True)
+        items = [schemas.Product.model_validate(dict(r)) for r in rows[:query.limit]]
+        return schemas.ProductList(items=items, next_cursor=items[-1].sku if len(rows) > query.limit else None)
+
+    async def read_product(self, request: web.Request, params: schemas.IdPath) -> schemas.Product:
+        async with self.pool.acquire() as conn:
+            row = await store.product(conn, params.id, active_only=True)
+        if row is None:
+            raise HTTPProblem(404, "No such product", "The catalogue has no such product.")
+        return schemas.Product.model_validate(dict(row))
+
+    async def list_carriers(self, request: web.Request) -> schemas.CarrierList:
+        return schemas.CarrierList(items=[schemas.Carrier(name=p.name, description=p.description)
+                                          for p in carriers(self.partners).values()])
+
+    async def add_product(self, request: web.Request, caller: Principal, body: schemas.ProductIn) -> schemas.Product:
+        async with self.pool.acquire() as conn:
+            row = await store.add_product(conn, body.model_dump())
+        if row is None:
+            raise HTTPProblem(409, "SKU already in use", f"A product with sku {body.sku} exists.")
+        return schemas.Product.model_validate(dict(row))
+
+    async def change_product(self, request: web.Request, caller: Principal, params: schemas.IdPath,
+                             body: schemas.ProductChange) -> schemas.Product:
+        async with self.pool.acquire() as conn:
+            row = await store.change_product(conn, params.id, body.model_dump(exclude_unset=True))
+        if row is None:
+            raise HTTPProblem(404, "No such product", "The catalogue has no such product.")
+        return schemas.Product.model_validate(dict(row))
+
+    # --- checkout -----------------------------------------------------------------------------
+
+    def carrier(self, name: str) -> str:
+        if name not in carriers(self.partners):
+            raise invalid("body.carrier", f"not one of our carriers: {', '.join(sorted(carriers(self.partners)))}")
+        return name
+
+    async def checkout(self, request: web.Request, caller: Principal, body: schemas.Checkout) -> web.Response:
+        customer_id = customer_of(caller)
+        key = idempotency_key(request)
+        carrier = self.carrier(body.carrier)
+        try:
+            details = await self.rpc.call("accounts", "checkout_details", str(customer_id),
+                                          None if body.address_id is None else str(body.address_id), timeout=10)
+        except (BrokerUnavailable, RpcTimeout):
+            raise HTTPProblem(503, "Your account cannot be read now", "Try again in a moment.",
+                              headers={"Retry-After": "5"})
+        if details is None:
+            raise HTTPProblem(401, "Account closed", "Sign in again.")
+        if body.address_id is not None:
+            book = details["address"]
+            if book is None:
+                raise invalid("body.address_id", "not an address in your address book")
+            name, phone = book["recipient"], book["phone"] or details["phone"]
+            address = {k: book[k] for k in ("line1", "line2", "city", "postal_code", "country")}
+        else:
+            name, phone, address = details["name"], details["phone"], body.address.model_dump()
+        if not phone:
+            raise invalid("body.address_id", "the carrier needs a phone number: add one to your profile")
+        contact = {"contact_name": name, "contact_email": details["email"], "contact_phone": phone}
+        return await self.place(customer_id, key, body.model_dump(mode="json"), carrier, contact, address, body.lines)
+
+    async def guest_checkout(self, request: web.Request, body: schemas.GuestCheckout) -> web.Response:
+        key = idempotency_key(request)
+        contact = {"contact_name": body.contact.name, "contact_email": body.contact.email,
+                   "contact_phone": body.contact.phone}
+        return await self.place(None, key, body.model_dump(mode="json"), self.carrier(body.carrier),
+                                contact, body.address.model_dump(), body.lines)
+
+    async def place(self, customer_id: uuid.UUID | None, key: str | None, request_body: dict[str, Any],
+                    carrier: str, contact: dict[str, str], address: dict[str, Any],
+                    lines: list[schemas.LineIn]) -> web.Response:
+        """Reserve the stock and store the order in one transaction: two customers racing for
+        the last item get one order and one 409, and a failure leaves nothing behind."""
+        order_id = uuid.uuid4()
+        wanted = {line.product_id: line.quantity for line in lines}
+        async with self.pool.acquire() as conn, conn.transaction():
+            if key is not None:
+                earlier = await store.claim_checkout_key(conn, str(customer_id or "guest"), key,
+                                                         domain.request_hash(request_body), order_id)
+                if earlier is not None:
+                    if earlier["request_hash"] != domain.request_hash(request_body):
+                        raise invalid("header.Idempotency-Key", "this key was used with another request body",
+                                      "Idempotency-Key reused")
+                    return await self.answer(conn, earlier["order_id"], replayed=True)
+            products = {p["id"]: p for p in await store.lock_products(conn, list(wanted))}
+            for n, line in enumerate(lines):
+                product = products.get(line.product_id)
+                if product is None or not product["active"]:
+                    raise invalid(f"body.lines.{n}.product_id", "no such product in the catalogue")
+            short = [products[i] for i, quantity in wanted.items() if products[i]["stock"] < quantity]
+            if short:
+                raise HTTPProblem(409, "Out of stock", "; ".join(
+                    f"{p['sku']}: {p['stock']} left" for p in short) + ". Lower the quantity and try again.")
+            priced = []
+            for line in lines:
+                p = products[line.product_id]
+                amounts = domain.line_amounts(p["price_cents"], line.quantity, p["vat_rate"])
+                priced.append({"product_id": p["id"], "sku": p["sku"], "name": p["name"], "category": p["category"],
+                               "quantity": line.quantity, "unit_price_cents": p["price_cents"],
+                               "vat_rate": p["vat_rate"], "net_cents": amounts.net, "vat_cents": amounts.vat,
+                               "gross_cents": amounts.gross})
+            total = domain.totals([domain.LineAmounts(l["net_cents"], l["vat_cents"], l["gross_cents"]) for l in priced])
+            order = {"id": order_id, "customer_id": customer_id, "carrier": carrier, **contact,
+                     **{f"address_{k}": v for k, v in address.items()}, "net_cents": total.net,
+                     "vat_cents": total.vat, "gross_cents": total.gross, "currency": domain.CURRENCY}
+            await store.add_order(conn, order, priced)
+            await store.take_stock(conn, wanted)
+            row = await store.order(conn, order_id)
+            await self.outbox.add(conn, "order_created", schemas.OrderCreated(
+                order_id=order_id, customer_id=customer_id, status="created", gross_cents=total.gross,
+                currency=domain.CURRENCY, at=row["created_at"],
+                lines=[schemas.OrderLine.model_validate(l) for l in priced]).model_dump(mode="json"),
+                subject=subject_of(row))
+            return await self.answer(conn, order_id, replayed=False)
+
+    async def answer(self, conn: asyncpg.Connection, order_id: uuid.UUID, *, replayed: bool) -> web.Response:
+        (view,) = await views(conn, [await store.order(conn, order_id)])
+        return web.Response(status=201, text=view.model_dump_json(), content_type="application/json",
+                            headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+    # --- the customer's orders ----------------------------------------------------------------
+
+    async def history(self, request: web.Request, caller: Principal, query: schemas.HistoryQuery) -> schemas.OrderPage:
+        try:
+            after = None if query.after is None else domain.decode_cursor(query.after)
+        except ValueError as exc:
+            raise invalid("query.after", str(exc), "Invalid query parameters")
+        async with self.pool.acquire() as conn:
+            rows = await store.history(conn, customer_of(caller), after, query.limit + 1)
+        page = rows[:query.limit]
+        return schemas.OrderPage(
+            items=[schemas.OrderSummary(id=r["id"], status=r["status"], gross_cents=r["gross_cents"],
+                                        currency=r["currency"], items=r["items"] or 0, created_at=r["created_at"])
+                   for r in page],
+            next_cursor=domain.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > query.limit else None)
+
+    async def read_order(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> schemas.Order:
+        async with self.pool.acquire() as conn:
+            row = await store.order(conn, params.id, customer_id=customer_of(caller))
+            if row is None:
+                raise NOT_FOUND
+            return (await views(conn, [row]))[0]
+
+    async def read_invoice(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> schemas.Invoice:
+        async with self.pool.acquire() as conn:
+            row = await store.order(conn, params.id, customer_id=customer_of(caller))
+            invoice = row and await store.invoice_of(conn, row["id"])
+            if not invoice:
+                raise HTTPProblem(404, "No invoice", "An order has an invoice once it is paid.")
+            lines = await store.lines_of(conn, [row["id"]])
+        return self.lifecycle.invoice_view(invoice, lines)
+
+    async def summary(self, request: web.Request, caller: Principal, query: schemas.SummaryQuery) -> schemas.PurchaseSummary:
+        async with self.pool.acquire() as conn:
+            rows = await store.summary(conn, customer_of(caller), query.since, query.until)
+        items = [schemas.SummaryRow(**r) for r in rows]
+        return schemas.PurchaseSummary(currency=domain.CURRENCY, rows=items,
+                                       total_gross_cents=sum(r.gross_cents for r in items),
+                                       total_items=sum(r.items for r in items))
+
+    async def cancel(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> schemas.Order:
+        """The customer cancels an order that has not left the shop yet."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            order = await store.order(conn, params.id, customer_id=customer_of(caller), lock=True)
+            if order is None:
+                raise NOT_FOUND
+            await self.cancel_locked(conn, order)
+            return (await views(conn, [await store.order(conn, order["id"])]))[0]
+
+    async def cancel_locked(self, conn: asyncpg.Connection, order: asyncpg.Record) -> None:
+        try:
+            await self.lifecycle.cancel(conn, order)
+        except domain.IllegalTransition as exc:
+            raise HTTPProblem(409, "Cannot be cancelled", f"The order is {exc.status}: it cannot be cancelled now.")
+
+    async def open_complaint(self, request: web.Request, caller: Principal, params: schemas.IdPath,
+                             body: schemas.ComplaintIn) -> schemas.Complaint:
+        async with self.pool.acquire() as conn, conn.transaction():
+            order = await store.order(conn, params.id, customer_id=customer_of(caller))
+            if order is None:
+                raise NOT_FOUND
+            return await self.lifecycle.open_complaint(conn, order, "customer", body.description)
+
+    async def my_complaints(self, request: web.Request, caller: Principal) -> schemas.ComplaintList:
+        async with self.pool.acquire() as conn:
+            rows = await store.complaints_of(conn, customer_id=customer_of(caller))
+        return schemas.ComplaintList(items=[schemas.Complaint.model_validate(dict(r)) for r in rows])
+
+    # --- staff --------------------------------------------------------------------------------
+
+    async def lookup(self, request: web.Request, caller: Principal, body: schemas.OrderLookup) -> schemas.OrderRecord:
+        """A customer's orders (or one order) for support: recorded with its reason (P16)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if body.order_id is not None:
+                one = await store.order(conn, body.order_id)
+                rows = [one] if one else []
+            else:
+                rows = await store.customer_orders(conn, body.customer_id, LOOKUP_LIMIT + 1)
+            if not rows:
+                raise HTTPProblem(404, "No orders", "No order matches.")
+            customer_id = rows[0]["customer_id"]
+            access_id = await self.lifecycle.staff_accessed(
+                conn, customer_of(caller), customer_id, body.order_id, body.reason,
+                ["orders", "contact details", "delivery address", "complaints"])
+            complaints = await store.complaints_of(conn, customer_id=customer_id,
+                                                   order_ids=[r["id"] for r in rows])
+            orders = await views(conn, rows[:LOOKUP_LIMIT])
+        return schemas.OrderRecord(access_id=access_id, orders=orders, truncated=len(rows) > LOOKUP_LIMIT,
+                                   complaints=[schemas.Complaint.model_validate(dict(c)) for c in complaints])
+
+    async def staff_complaint(self, request: web.Request, caller: Principal,
+                              body: schemas.StaffComplaintIn) -> schemas.Complaint:
+        async with self.pool.acquire() as conn, conn.transaction():
+            order = await store.order(conn, body.order_id)
+            if order is None:
+                raise HTTPProblem(404, "No such order", "No order has this id.")
+            await self.lifecycle.staff_accessed(conn, customer_of(caller), order["customer_id"], order["id"],
+                                                body.reason, ["orders", "complaints"])
+            return await self.lifecycle.open_complaint(conn, order, "support", body.description)
+
+    async def resolve_complaint(self, request: web.Request, caller: Principal, params: schemas.IdPath,
+                                body: schemas.Resolution) -> schemas.Complaint:
+        async with self.pool.acquire() as conn, conn.transaction():
+            complaint = await store.complaint(conn, params.id, lock=True)
+            if complaint is None:
+                raise HTTPProblem(404, "No such complaint", "No complaint has this id.")
+            if complaint["status"] != "open":
+                raise HTTPProblem(409, "Already resolved", "This complaint was resolved before.")
+            await self.lifecycle.staff_accessed(conn, customer_of(caller), complaint["customer_id"],
+                                                complaint["order_id"], body.reason, ["complaints"])
+            return await self.lifecycle.resolve_complaint(conn, complaint, body.resolution, customer_of(caller))
+
+    async def staff_cancel(self, request: web.Request, caller: Principal, params: schemas.IdPath,
+                           body: schemas.StatusChange) -> schemas.Order:
+        async with self.pool.acquire() as conn, conn.transaction():
+            order = await store.order(conn, params.id, lock=True)
+            if order is None:
+                raise HTTPProblem(404, "No such order", "No order has this id.")
+            await self.lifecycle.staff_accessed(conn, customer_of(caller), order["customer_id"], order["id"],
+                                                body.reason, ["orders"])
+            await self.cancel_locked(conn, order)
+            return (await views(conn, [await store.order(conn, order["id"])]))[0]
+
+    def endpoints(self) -> list[Endpoint]:
+        E, me, shop, path = Endpoint, ["me"], ["catalogue"], schemas.IdPath
+        admin, support = staff("admin"), staff("support", "admin")
+        return [
+            E("GET", "/v1/products", self.list_products, "The catalogue, by sku", query=schemas.ProductQuery,
+              response=schemas.ProductList, tags=shop),
+            E("GET", "/v1/products/{id}", self.read_product, "One product", params=path,
+              response=schemas.Product, problems=(404,), tags=shop),
+            E("GET", "/v1/carriers", self.list_carriers, "The carriers a customer can choose",
+              response=schemas.CarrierList, tags=shop),
+            E("POST", "/v1/orders", self.checkout,
+              "Place an order (account holders; Idempotency-Key header recommended)",
+              body=schemas.Checkout, response=schemas.Order, status=201, auth=CUSTOMER,
+              problems=(409, 503), tags=["checkout"]),
+            E("POST", "/v1/guest-orders", self.guest_checkout,
+              "Place an order as a guest (Idempotency-Key header recommended)",
+              body=schemas.GuestCheckout, response=schemas.Order, status=201, problems=(409,),
+              tags=["checkout"]),
+            E("GET", "/v1/me/orders", self.history, "Your orders, newest first", query=schemas.HistoryQuery,
+              response=schemas.OrderPage, auth=CUSTOMER, tags=me),
+            E("GET", "/v1/me/orders/{id}", self.read_order, "One of your orders", params=path,
+              response=schemas.Order, auth=CUSTOMER, problems=(404,), tags=me),
+            E("GET", "/v1/me/orders/{id}/invoice", self.read_invoice, "The invoice of a paid order", params=path,
+              response=schemas.Invoice, auth=CUSTOMER, problems=(404,), tags=me),
+            E("POST", "/v1/me/orders/{id}/cancel", self.cancel, "Cancel an order not yet shipped", params=path,
+              response=schemas.Order, auth=CUSTOMER, problems=(404, 409), tags=me),
+            E("POST", "/v1/me/orders/{id}/complaints", self.open_complaint, "Complain about an order",
+              params=path, body=schemas.ComplaintIn, response=schemas.Complaint, status=201, auth=CUSTOMER,
+              problems=(404,), tags=me),
+            E("GET", "/v1/me/complaints", self.my_complaints, "Your complaints", response=schemas.ComplaintList,
+              auth=CUSTOMER, tags=me),
+            E("GET", "/v1/me/purchase-summary", self.summary,
+              "What you bought, by month and category (paid orders)", query=schemas.SummaryQuery,
+              response=schemas.PurchaseSummary, auth=CUSTOMER, tags=me),
+            E("POST", "/v1/staff/products", self.add_product, "Add a product (admin)", body=schemas.ProductIn,
+              response=schemas.Product, status=201, auth=admin, problems=(409,), tags=["staff"]),
+            E("PATCH", "/v1/staff/products/{id}", self.change_product, "Change a product (admin)", params=path,
+              body=schemas.ProductChange, response=schemas.Product, auth=admin, problems=(404,), tags=["staff"]),
+            E("POST", "/v1/staff/order-lookups", self.lookup,
+              "Look at a customer's orders (support; recorded with its reason)", body=schemas.OrderLookup,
+              response=schemas.OrderRecord, auth=support, problems=(404,), tags=["staff"]),
+            E("POST", "/v1/staff/complaints", self.staff_complaint,
+              "Open a complaint for a customer (support; recorded)", body=schemas.StaffComplaintIn,
+              response=schemas.Complaint, status=201, auth=support, problems=(404,), tags=["staff"]),
+            E("POST", "/v1/staff/complaints/{id}/resolve", self.resolve_complaint,
+              "Resolve a complaint (support; recorded)", params=path, body=schemas.Resolution,
+              response=schemas.Complaint, auth=support, problems=(404, 409), tags=["staff"]),
+            E("POST", "/v1/staff/orders/{id}/cancel", self.staff_cancel,
+              "Cancel an order for a customer (support; recorded; a paid one is refunded)", params=path,
+              body=schemas.StatusChange, response=schemas.Order, auth=support, problems=(404, 409),
+              tags=["staff"]),
+        ]

@@ -1,0 +1,104 @@
+"""The orders service's rules, without I/O: money, VAT, an order's life, invoice numbers,
+history cursors and how long what is kept."""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+# Latvian VAT: 21 % standard, 12 % and 5 % reduced (whole percent).
+VAT_RATES = (21, 12, 5)
+CURRENCY = "EUR"
+
+# P23: a guest's purchase history; P25: what accounting needs.
+GUEST_HISTORY = dt.timedelta(days=3 * 365)
+ACCOUNTING_PERIOD = dt.timedelta(days=7 * 366)
+CHECKOUT_KEY_TTL = dt.timedelta(hours=24)  # as Stripe keeps idempotency keys
+
+
+class IllegalTransition(Exception):
+    def __init__(self, status: str, wanted: str) -> None:
+        super().__init__(f"an order that is {status} cannot become {wanted}")
+        self.status, self.wanted = status, wanted
+
+
+# What each state may become. A paid order can be cancelled (payments refunds it); a carrier
+# may report a delivery without having reported the pick-up.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "created": frozenset({"paid", "cancelled"}),
+    "paid": frozenset({"shipped", "delivered", "cancelled", "refunded"}),
+    "shipped": frozenset({"delivered", "refunded"}),
+    "delivered": frozenset({"refunded"}),
+    "cancelled": frozenset(),
+    "refunded": frozenset(),
+}
+
+
+def check_transition(status: str, wanted: str) -> None:
+    if wanted not in TRANSITIONS[status]:
+        raise IllegalTransition(status, wanted)
+
+
+@dataclass(frozen=True)
+class LineAmounts:
+    net: int
+    vat: int
+    gross: int
+
+
+def line_amounts(unit_price_cents: int, quantity: int, vat_rate: int) -> LineAmounts:
+    """A line's amounts from a VAT-inclusive unit price: the VAT in the gross, rounded half up
+    to the cent (per line, as the invoice shows it)."""
+    if vat_rate not in VAT_RATES:
+        raise ValueError(f"not a Latvian VAT rate: {vat_rate}")
+    gross = unit_price_cents * quantity
+    vat = (2 * gross * vat_rate + 100 + vat_rate) // (2 * (100 + vat_rate))
+    return LineAmounts(net=gross - vat, vat=vat, gross=gross)
+
+
+def totals(lines: list[LineAmounts]) -> LineAmounts:
+    return LineAmounts(net=sum(l.net for l in lines), vat=sum(l.vat for l in lines),
+                       gross=sum(l.gross for l in lines))
+
+
+def invoice_number(year: int, seq: int) -> str:
+    return f"VK-{year}-{seq:06d}"
+
+
+def request_hash(body: dict[str, Any]) -> bytes:
+    """What an Idempotency-Key is bound to: the request as the server understood it."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+                          .encode()).digest()
+
+
+def encode_cursor(created_at: dt.datetime, order_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    """The (created_at, id) after which a page starts; ValueError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, order_id = raw.partition("|")
+        created_at = dt.datetime.fromisoformat(when)
+        if created_at.tzinfo is None:
+            raise ValueError("no time zone")
+        return created_at, uuid.UUID(order_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("not a cursor from a previous page") from exc
+
+
+def hold_until(resolved_at: dt.datetime | None, hold_days: int) -> dt.date | None:
+    """A complaint holds the customer's order data while it is open (None: until it is
+    resolved) and for the limitation period after it is resolved (P24)."""
+    return None if resolved_at is None else (resolved_at + dt.timedelta(days=hold_days)).date()
+
+
+def fiscal_until(paid_at: dt.datetime) -> dt.date:
+    """The end of the accounting period of a paid order (P25)."""
+    return (paid_at + ACCOUNTING_PERIOD).date()

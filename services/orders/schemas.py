@@ -1,0 +1,387 @@
+"""The orders service's boundary: HTTP bodies, queries, answers and the events it publishes."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared.fields import CountryCode, Email, Phone, PostalCode, omittable, text
+
+Name = text(200)
+Line = text(200)
+Reason = text(500, min_length=10, trim=False)
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,39}$")]
+Status = Literal["created", "paid", "shipped", "delivered", "cancelled", "refunded"]
+MAX_LINES = 50
+MAX_QUANTITY = 100
+MAX_PRICE_CENTS = 10_000_000  # 100,000 EUR a piece
+MAX_STOCK = 1_000_000
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- the catalogue ----------------------------------------------------------------------------
+
+class ProductIn(Body):
+    sku: Sku = Field(description="the shop's stock-keeping unit, e.g. TEA-001")
+    name: Name
+    category: text(60)
+    price_cents: int = Field(gt=0, le=MAX_PRICE_CENTS, description="consumer price in cents, VAT included")
+    vat_rate: Literal[21, 12, 5] = Field(description="Latvian VAT rate in percent")
+    stock: int = Field(ge=0, le=MAX_STOCK)
+    weight_grams: int = Field(default=500, gt=0, le=100_000)
+
+
+class ProductChange(Body):
+    """Any of the fields; those left out stay as they are."""
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    name: Name = omittable()
+    category: text(60) = omittable()
+    price_cents: Annotated[int, Field(gt=0, le=MAX_PRICE_CENTS)] = omittable()
+    vat_rate: Literal[21, 12, 5] = omittable()
+    stock: Annotated[int, Field(ge=0, le=MAX_STOCK)] = omittable()
+    active: bool = omittable()
+
+    @model_validator(mode="after")
+    def _something(self) -> "ProductChange":
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        return self
+
+
+class Product(BaseModel):
+    id: uuid.UUID
+    sku: str
+    name: str
+    category: str
+    price_cents: int
+    vat_rate: int
+    stock: int
+    weight_grams: int
+    active: bool
+
+
+class ProductList(BaseModel):
+    items: list[Product]
+    next_cursor: str | None
+
+
+class ProductQuery(BaseModel):
+    category: text(60) = omittable()
+    after: Sku = omittable()  # the sku of the last product of the previous page
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class Carrier(BaseModel):
+    name: str
+    description: str
+
+
+class CarrierList(BaseModel):
+    items: list[Carrier]
+
+
+# --- checkout ---------------------------------------------------------------------------------
+
+class LineIn(Body):
+    product_id: uuid.UUID
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+
+
+class AddressIn(Body):
+    line1: Line
+    line2: Line | None = None
+    city: Line
+    postal_code: PostalCode
+    country: CountryCode = Field(description="ISO 3166-1 alpha-2 code, e.g. LV")
+
+
+class Contact(Body):
+    name: Name
+    email: Email
+    phone: Phone
+
+
+def _distinct_products(lines: list[LineIn]) -> list[LineIn]:
+    ids = [line.product_id for line in lines]
+    if len(set(ids)) != len(ids):
+        raise ValueError("each product once per order: add up the quantities")
+    return lines
+
+
+class Checkout(Body):
+    """An account holder's order: the carrier, the lines, and either an address from the
+    address book (``address_id``) or a new ``address``. Prices come from the catalogue."""
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": [{"required": ["address_id"]}, {"required": ["address"]}]})
+
+    carrier: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+    lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
+    address_id: uuid.UUID = omittable()
+    address: AddressIn = omittable()
+
+    @model_validator(mode="after")
+    def _one_address(self) -> "Checkout":
+        _distinct_products(self.lines)
+        if (self.address_id is None) == (self.address is None):
+            raise ValueError("give either address_id (from your address book) or address")
+        return self
+
+
+class GuestCheckout(Body):
+    """A guest's order: who they are, where it goes, with which carrier, and what."""
+
+    carrier: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+    lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
+    contact: Contact
+    address: AddressIn
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "GuestCheckout":
+        _distinct_products(self.lines)
+        return self
+
+
+class OrderLine(BaseModel):
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    category: str
+    quantity: int
+    unit_price_cents: int
+    vat_rate: int
+    net_cents: int
+    vat_cents: int
+    gross_cents: int
+
+
+class ContactOut(BaseModel):
+    name: str | None
+    email: str | None
+    phone: str | None
+
+
+class AddressOut(BaseModel):
+    line1: str | None
+    line2: str | None
+    city: str | None
+    postal_code: str | None
+    country: str | None
+
+
+class Order(BaseModel):
+    id: uuid.UUID
+    status: Status
+    guest: bool
+    carrier: str
+    contact: ContactOut
+    address: AddressOut
+    lines: list[OrderLine]
+    net_cents: int
+    vat_cents: int
+    gross_cents: int
+    refunded_cents: int
+    currency: str
+    created_at: dt.datetime
+    paid_at: dt.datetime | None
+    shipped_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    cancelled_at: dt.datetime | None
+    tracking_number: str | None
+    invoice_number: str | None
+
+
+class OrderSummary(BaseModel):
+    id: uuid.UUID
+    status: Status
+    gross_cents: int
+    currency: str
+    items: int
+    created_at: dt.datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None = Field(description="pass as `after` for the next page; null on the last")
+
+
+class HistoryQuery(BaseModel):
+    after: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,200}$")] = omittable()  # next_cursor
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class SummaryQuery(BaseModel):
+    """Purchases from ``since`` (inclusive) to ``until`` (exclusive), by month and category."""
+
+    since: dt.date = omittable()
+    until: dt.date = omittable()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SummaryQuery":
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
+
+
+class SummaryRow(BaseModel):
+    month: str = Field(description="YYYY-MM")
+    category: str
+    orders: int
+    items: int
+    gross_cents: int
+
+
+class PurchaseSummary(BaseModel):
+    currency: str
+    rows: list[SummaryRow]
+    total_gross_cents: int
+    total_items: int
+
+
+class Seller(BaseModel):
+    name: str
+    registration_number: str
+    vat_number: str
+    address: str
+
+
+class VatRow(BaseModel):
+    vat_rate: int
+    net_cents: int
+    vat_cents: int
+    gross_cents: int
+
+
+class Invoice(BaseModel):
+    """A paid order's invoice with what Latvian accounting asks of one."""
+
+    number: str
+    issued_on: dt.date
+    seller: Seller
+    buyer_name: str | None
+    order_id: uuid.UUID
+    lines: list[OrderLine]
+    vat_by_rate: list[VatRow]
+    net_cents: int
+    vat_cents: int
+    gross_cents: int
+    currency: str
+
+
+# --- complaints and staff -----------------------------------------------------------------------
+
+class IdPath(BaseModel):
+    id: uuid.UUID
+
+
+class ComplaintIn(Body):
+    description: text(2000, min_length=10, trim=False)
+
+
+class StaffComplaintIn(Body):
+    order_id: uuid.UUID
+    description: text(2000, min_length=10, trim=False)
+    reason: Reason = Field(description="why support opens it (recorded as a staff access)")
+
+
+class Resolution(Body):
+    resolution: text(2000, min_length=10, trim=False)
+    reason: Reason = Field(description="recorded with the staff access")
+
+
+class Complaint(BaseModel):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    opened_by: str
+    description: str
+    status: Literal["open", "resolved"]
+    resolution: str | None
+    opened_at: dt.datetime
+    resolved_at: dt.datetime | None
+
+
+class ComplaintList(BaseModel):
+    items: list[Complaint]
+
+
+class OrderLookup(Body):
+    """A customer (``customer_id``) or one order (``order_id``), with the reason for looking."""
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": [{"required": ["customer_id"]}, {"required": ["order_id"]}]})
+
+    customer_id: uuid.UUID = omittable()
+    order_id: uuid.UUID = omittable()
+    reason: Reason = Field(description="why the orders are needed (recorded in the audit log)")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "OrderLookup":
+        if (self.customer_id is None) == (self.order_id is None):
+            raise ValueError("give either customer_id or order_id")
+        return self
+
+
+class OrderRecord(BaseModel):
+    access_id: uuid.UUID
+    orders: list[Order]
+    complaints: list[Complaint]
+    truncated: bool = Field(description="more orders exist than the 100 newest shown")
+
+
+class StatusChange(Body):
+    reason: Reason
+
+
+# --- events on orders.events -----------------------------------------------------------------
+
+class OrderEvent(BaseModel):
+    order_id: uuid.UUID
+    customer_id: uuid.UUID | None
+    status: Status
+    gross_cents: int
+    currency: str
+    at: dt.datetime
+
+
+class OrderCreated(OrderEvent):
+    lines: list[OrderLine]
+
+
+class OrderCancelled(OrderEvent):
+    refund_cents: int = Field(description="what payments is to refund (0 when nothing was paid)")
+
+
+class ComplaintChanged(BaseModel):
+    complaint_id: uuid.UUID
+    order_id: uuid.UUID
+    customer_id: uuid.UUID | None
+    status: Literal["open", "resolved"]
+    at: dt.datetime
+
+
+class StaffAccessed(BaseModel):
+    access_id: uuid.UUID
+    staff_id: uuid.UUID
+    customer_id: uuid.UUID | None
+    order_id: uuid.UUID | None
+    reason: str
+    categories: list[str]
+    at: dt.datetime
+
+
+class HeldErasureCompleted(BaseModel):
+    """An erasure a hold had kept back is done (for the privacy service to tell the customer)."""
+
+    request_id: uuid.UUID
+    erased_orders: int
+    at: dt.datetime
+
+
+class Accepted(BaseModel):
+    status: str
+    detail: str
+
