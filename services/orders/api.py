@@ -40,6 +40,12 @@ def invalid(field: str, message: str, title: str = "Invalid request body") -> HT
                        [FieldError(field=field, message=message, type="value_error")])
 
 
+def missing(field: str, what: str) -> HTTPProblem:
+    """A well-formed reference to something that does not exist (a 404, as for a path)."""
+    return HTTPProblem(404, f"No such {what}", f"{field} names no {what} we have.",
+                       [FieldError(field=field, message=f"no such {what}", type="not_found")])
+
+
 def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
@@ -93,7 +99,7 @@ class OrdersApi:
 
     def carrier(self, name: str) -> str:
         if name not in carriers(self.partners):
-            raise invalid("body.carrier", f"not one of our carriers: {', '.join(sorted(carriers(self.partners)))}")
+            raise missing("body.carrier", "carrier (GET /v1/carriers lists them)")
         return name
 
     async def checkout(self, request: web.Request, caller: Principal, body: schemas.Checkout) -> web.Response:
@@ -111,13 +117,13 @@ class OrdersApi:
         if body.address_id is not None:
             book = details["address"]
             if book is None:
-                raise invalid("body.address_id", "not an address in your address book")
+                raise missing("body.address_id", "address in your address book")
             name, phone = book["recipient"], book["phone"] or details["phone"]
             address = {k: book[k] for k in ("line1", "line2", "city", "postal_code", "country")}
         else:
             name, phone, address = details["name"], details["phone"], body.address.model_dump()
         if not phone:
-            raise invalid("body.address_id", "the carrier needs a phone number: add one to your profile")
+            raise HTTPProblem(409, "No phone number", "The carrier needs one: add it to your profile or the address.")
         contact = {"contact_name": name, "contact_email": details["email"], "contact_phone": phone}
         return await self.place(customer_id, key, body.model_dump(mode="json"), carrier, contact, address, body.lines)
 
@@ -148,7 +154,7 @@ class OrdersApi:
             for n, line in enumerate(lines):
                 product = products.get(line.product_id)
                 if product is None or not product["active"]:
-                    raise invalid(f"body.lines.{n}.product_id", "no such product in the catalogue")
+                    raise missing(f"body.lines.{n}.product_id", "product in the catalogue")
             short = [products[i] for i, quantity in wanted.items() if products[i]["stock"] < quantity]
             if short:
                 raise HTTPProblem(409, "Out of stock", "; ".join(
@@ -183,18 +189,21 @@ class OrdersApi:
     # --- the customer's orders ----------------------------------------------------------------
 
     async def history(self, request: web.Request, caller: Principal, query: schemas.HistoryQuery) -> schemas.OrderPage:
-        try:
-            after = None if query.after is None else domain.decode_cursor(query.after)
-        except ValueError as exc:
-            raise invalid("query.after", str(exc), "Invalid query parameters")
+        customer_id = customer_of(caller)
         async with self.pool.acquire() as conn:
-            rows = await store.history(conn, customer_of(caller), after, query.limit + 1)
+            after = None
+            if query.after is not None:
+                last = await store.order(conn, query.after, customer_id=customer_id)
+                if last is None:
+                    raise missing("query.after", "order in your history")
+                after = (last["created_at"], last["id"])
+            rows = await store.history(conn, customer_id, after, query.limit + 1)
         page = rows[:query.limit]
         return schemas.OrderPage(
             items=[schemas.OrderSummary(id=r["id"], status=r["status"], gross_cents=r["gross_cents"],
                                         currency=r["currency"], items=r["items"] or 0, created_at=r["created_at"])
                    for r in page],
-            next_cursor=domain.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > query.limit else None)
+            next_cursor=page[-1]["id"] if len(rows) > query.limit else None)
 
     async def read_order(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> schemas.Order:
         async with self.pool.acquire() as conn:
@@ -316,13 +325,13 @@ class OrdersApi:
             E("POST", "/v1/orders", self.checkout,
               "Place an order (account holders; Idempotency-Key header recommended)",
               body=schemas.Checkout, response=schemas.Order, status=201, auth=CUSTOMER,
-              problems=(409, 503), tags=["checkout"]),
+              problems=(404, 409, 503), tags=["checkout"]),
             E("POST", "/v1/guest-orders", self.guest_checkout,
               "Place an order as a guest (Idempotency-Key header recommended)",
-              body=schemas.GuestCheckout, response=schemas.Order, status=201, problems=(409,),
+              body=schemas.GuestCheckout, response=schemas.Order, status=201, problems=(404, 409),
               tags=["checkout"]),
             E("GET", "/v1/me/orders", self.history, "Your orders, newest first", query=schemas.HistoryQuery,
-              response=schemas.OrderPage, auth=CUSTOMER, tags=me),
+              response=schemas.OrderPage, auth=CUSTOMER, problems=(404,), tags=me),
             E("GET", "/v1/me/orders/{id}", self.read_order, "One of your orders", params=path,
               response=schemas.Order, auth=CUSTOMER, problems=(404,), tags=me),
             E("GET", "/v1/me/orders/{id}/invoice", self.read_invoice, "The invoice of a paid order", params=path,

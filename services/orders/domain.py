@@ -2,12 +2,9 @@
 history cursors and how long what is kept."""
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,23 +71,6 @@ def request_hash(body: dict[str, Any]) -> bytes:
     """What an Idempotency-Key is bound to: the request as the server understood it."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
                           .encode()).digest()
-
-
-def encode_cursor(created_at: dt.datetime, order_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    """The (created_at, id) after which a page starts; ValueError for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, _, order_id = raw.partition("|")
-        created_at = dt.datetime.fromisoformat(when)
-        if created_at.tzinfo is None:
-            raise ValueError("no time zone")
-        return created_at, uuid.UUID(order_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("not a cursor from a previous page") from exc
 
 
 def hold_until(resolved_at: dt.datetime | None, hold_days: int) -> dt.date | None:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from shared.fields import CountryCode, Email, Phone, PostalCode, omittable, text
 
@@ -18,6 +19,18 @@ MAX_LINES = 50
 MAX_QUANTITY = 100
 MAX_PRICE_CENTS = 10_000_000  # 100,000 EUR a piece
 MAX_STOCK = 1_000_000
+# JSON's true is not a quantity, nor 0 a boolean: body numbers and flags are taken as typed.
+Int = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
 class Body(BaseModel):
@@ -30,10 +43,10 @@ class ProductIn(Body):
     sku: Sku = Field(description="the shop's stock-keeping unit, e.g. TEA-001")
     name: Name
     category: text(60)
-    price_cents: int = Field(gt=0, le=MAX_PRICE_CENTS, description="consumer price in cents, VAT included")
+    price_cents: Int = Field(gt=0, le=MAX_PRICE_CENTS, description="consumer price in cents, VAT included")
     vat_rate: Literal[21, 12, 5] = Field(description="Latvian VAT rate in percent")
-    stock: int = Field(ge=0, le=MAX_STOCK)
-    weight_grams: int = Field(default=500, gt=0, le=100_000)
+    stock: Int = Field(ge=0, le=MAX_STOCK)
+    weight_grams: Int = Field(default=500, gt=0, le=100_000)
 
 
 class ProductChange(Body):
@@ -42,10 +55,10 @@ class ProductChange(Body):
 
     name: Name = omittable()
     category: text(60) = omittable()
-    price_cents: Annotated[int, Field(gt=0, le=MAX_PRICE_CENTS)] = omittable()
+    price_cents: Annotated[Int, Field(gt=0, le=MAX_PRICE_CENTS)] = omittable()
     vat_rate: Literal[21, 12, 5] = omittable()
-    stock: Annotated[int, Field(ge=0, le=MAX_STOCK)] = omittable()
-    active: bool = omittable()
+    stock: Annotated[Int, Field(ge=0, le=MAX_STOCK)] = omittable()
+    active: Flag = omittable()
 
     @model_validator(mode="after")
     def _something(self) -> "ProductChange":
@@ -90,7 +103,7 @@ class CarrierList(BaseModel):
 
 class LineIn(Body):
     product_id: uuid.UUID
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    quantity: Int = Field(ge=1, le=MAX_QUANTITY)
 
 
 class AddressIn(Body):
@@ -207,25 +220,20 @@ class OrderSummary(BaseModel):
 
 class OrderPage(BaseModel):
     items: list[OrderSummary]
-    next_cursor: str | None = Field(description="pass as `after` for the next page; null on the last")
+    next_cursor: uuid.UUID | None = Field(description="pass as `after` for the next page; null on the last")
 
 
 class HistoryQuery(BaseModel):
-    after: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,200}$")] = omittable()  # next_cursor
+    after: uuid.UUID = omittable()  # next_cursor of the previous page: its last order
     limit: int = Field(default=20, ge=1, le=100)
 
 
 class SummaryQuery(BaseModel):
-    """Purchases from ``since`` (inclusive) to ``until`` (exclusive), by month and category."""
+    """Purchases paid from ``since`` (inclusive) to ``until`` (exclusive), by month and
+    category; either may be left out (an empty period has no rows)."""
 
-    since: dt.date = omittable()
-    until: dt.date = omittable()
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "SummaryQuery":
-        if self.since and self.until and self.since >= self.until:
-            raise ValueError("since must be before until")
-        return self
+    since: IsoDate = omittable()
+    until: IsoDate = omittable()
 
 
 class SummaryRow(BaseModel):

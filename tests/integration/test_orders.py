@@ -294,7 +294,10 @@ async def test_history_pages_and_the_summary_adds_up_paid_goods(shop):
     assert {(r["month"], r["category"]): (r["orders"], r["items"], r["gross_cents"]) for r in summary["rows"]} == {
         (month, "books"): (1, 2, 2598), (month, "food"): (3, 6, 2 * 1380 + 658)}
     await shop.call("GET", "/v1/me/orders?after=not-a-cursor", token, expect=422)
-    await shop.call("GET", "/v1/me/purchase-summary?since=2026-05-01&until=2026-01-01", token, expect=422)
+    await shop.call("GET", f"/v1/me/orders?after={uuid.uuid4()}", token, expect=404)
+    await shop.call("GET", "/v1/me/purchase-summary?until=0", token, expect=422)
+    _, empty, _ = await shop.call("GET", "/v1/me/purchase-summary?since=2026-05-01&until=2026-01-01", token, expect=200)
+    assert empty["rows"] == []
 
 
 async def test_a_customer_cannot_reach_another_customers_orders(shop):
@@ -317,7 +320,7 @@ async def test_a_customer_cannot_reach_another_customers_orders(shop):
     _, address, _ = await shop.client.call("POST", "/v1/me/addresses", anna["access_token"], {
         "recipient": "Anna", **ADDRESS}, expect=201)
     _, problem, _ = await shop.call("POST", "/v1/orders", token, {
-        "carrier": "door-carrier", "address_id": address["id"], "lines": [shop.line("TEA-001")]}, expect=422)
+        "carrier": "door-carrier", "address_id": address["id"], "lines": [shop.line("TEA-001")]}, expect=404)
     assert problem["errors"][0]["field"] == "body.address_id"
     assert await shop.status(oid) == "created"
     # Staff tokens are not customers', and customers are not staff.
@@ -327,12 +330,11 @@ async def test_a_customer_cannot_reach_another_customers_orders(shop):
 
 
 @pytest.mark.parametrize("change, field", [
-    ({"lines": [{"product_id": str(uuid.uuid4()), "quantity": 1}]}, "body.lines.0.product_id"),
     ({"lines": [{"product_id": "TEA", "quantity": 0}]}, "body.lines.0.quantity"),
     ({"lines": [{"product_id": "TEA", "quantity": -2}]}, "body.lines.0.quantity"),
     ({"lines": [{"product_id": "TEA", "quantity": 1, "unit_price_cents": 1}]}, "body.lines.0.unit_price_cents"),
     ({"gross_cents": 1}, "body.gross_cents"),
-    ({"carrier": "pigeon-post"}, "body.carrier"),
+    ({"lines": [{"product_id": "TEA", "quantity": True}]}, "body.lines.0.quantity"),
     ({"address": {**ADDRESS, "postal_code": "!!"}}, "body.address.postal_code"),
     ({"address": {**ADDRESS, "country": "Latvia"}}, "body.address.country"),
     ({"contact": {**GUEST, "email": "guna at example"}}, "body.contact.email"),
@@ -347,6 +349,17 @@ async def test_bad_checkouts_are_refused_and_create_nothing(shop, change, field)
     assert field in [e["field"] for e in problem["errors"]], problem
     assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 0
     assert await shop.pool.fetchval("SELECT stock FROM products WHERE sku = 'TEA-001'") == 500
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"lines": [{"product_id": str(uuid.uuid4()), "quantity": 1}]}, "body.lines.0.product_id"),
+    ({"carrier": "pigeon-post"}, "body.carrier"),
+])
+async def test_checkouts_naming_what_does_not_exist_are_404_and_create_nothing(shop, change, field):
+    body = {"carrier": "door-carrier", "lines": [shop.line("TEA-001")], "contact": GUEST, "address": ADDRESS, **change}
+    _, problem, _ = await shop.call("POST", "/v1/guest-orders", body=body, expect=404)
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 0
 
 
 async def test_cancelling_returns_the_stock_and_illegal_moves_are_409(shop):
