@@ -32,9 +32,10 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
-def omittable() -> Any:
-    """A field that may be left out but is never null (so its schema says no default)."""
-    return Field(default=None, json_schema_extra=_no_default)
+def omittable(**constraints: Any) -> Any:
+    """A field that may be left out but is never null (so its schema says no default), with
+    ``constraints`` as ``Field`` takes them (``gt=0``)."""
+    return Field(default=None, json_schema_extra=_no_default, **constraints)
 
 
 def _trim(value: str) -> str:

@@ -140,7 +140,9 @@ class OrdersApi:
         """Reserve the stock and store the order in one transaction: two customers racing for
         the last item get one order and one 409, and a failure leaves nothing behind."""
         order_id = uuid.uuid4()
-        wanted = {line.product_id: line.quantity for line in lines}
+        wanted: dict[uuid.UUID, int] = {}
+        for line in lines:
+            wanted[line.product_id] = wanted.get(line.product_id, 0) + line.quantity
         async with self.pool.acquire() as conn, conn.transaction():
             if key is not None:
                 earlier = await store.claim_checkout_key(conn, str(customer_id or "guest"), key,
@@ -160,11 +162,11 @@ class OrdersApi:
                 raise HTTPProblem(409, "Out of stock", "; ".join(
                     f"{p['sku']}: {p['stock']} left" for p in short) + ". Lower the quantity and try again.")
             priced = []
-            for line in lines:
-                p = products[line.product_id]
-                amounts = domain.line_amounts(p["price_cents"], line.quantity, p["vat_rate"])
+            for product_id, quantity in wanted.items():
+                p = products[product_id]
+                amounts = domain.line_amounts(p["price_cents"], quantity, p["vat_rate"])
                 priced.append({"product_id": p["id"], "sku": p["sku"], "name": p["name"], "category": p["category"],
-                               "quantity": line.quantity, "unit_price_cents": p["price_cents"],
+                               "quantity": quantity, "unit_price_cents": p["price_cents"],
                                "vat_rate": p["vat_rate"], "net_cents": amounts.net, "vat_cents": amounts.vat,
                                "gross_cents": amounts.gross})
             total = domain.totals([domain.LineAmounts(l["net_cents"], l["vat_cents"], l["gross_cents"]) for l in priced])

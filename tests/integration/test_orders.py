@@ -335,6 +335,8 @@ async def test_a_customer_cannot_reach_another_customers_orders(shop):
     ({"lines": [{"product_id": "TEA", "quantity": 1, "unit_price_cents": 1}]}, "body.lines.0.unit_price_cents"),
     ({"gross_cents": 1}, "body.gross_cents"),
     ({"lines": [{"product_id": "TEA", "quantity": True}]}, "body.lines.0.quantity"),
+    ({"lines": [{"product_id": "TEA", "quantity": 1.5}]}, "body.lines.0.quantity"),
+    ({"lines": [{"product_id": "TEA", "quantity": "2"}]}, "body.lines.0.quantity"),
     ({"address": {**ADDRESS, "postal_code": "!!"}}, "body.address.postal_code"),
     ({"address": {**ADDRESS, "country": "Latvia"}}, "body.address.country"),
     ({"contact": {**GUEST, "email": "guna at example"}}, "body.contact.email"),
@@ -360,6 +362,12 @@ async def test_checkouts_naming_what_does_not_exist_are_404_and_create_nothing(s
     _, problem, _ = await shop.call("POST", "/v1/guest-orders", body=body, expect=404)
     assert [e["field"] for e in problem["errors"]] == [field]
     assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 0
+
+
+async def test_lines_of_one_product_are_added_up(shop):
+    order = await shop.guest_order(shop.line("TEA-001", 2), shop.line("BREAD-001"), shop.line("TEA-001", 3.0))
+    assert [(l["sku"], l["quantity"]) for l in order["lines"]] == [("TEA-001", 5), ("BREAD-001", 1)]
+    assert await shop.pool.fetchval("SELECT stock FROM products WHERE sku = 'TEA-001'") == 495
 
 
 async def test_cancelling_returns_the_stock_and_illegal_moves_are_409(shop):
