@@ -6,7 +6,8 @@ vhost of the benchmark's own. Customer tokens are signed by a stand-in JWKS in t
 checkouts
     For each K in ``--concurrency``, K clients place ``--checkouts`` guest orders in all
     (``POST /v1/guest-orders``: validated, priced, stock locked and taken, order and lines and
-    ``order_created`` in the outbox, one transaction). Beside it, in the same run, a bare
+    ``order_created`` in the outbox, one transaction), two lines each from ``--products``
+    products (few products: checkouts queue for the same stock rows). Beside it, in the same run, a bare
     aiohttp + asyncpg endpoint (its own process, ``bench/bare_insert.py``) that reads a JSON body
     and does one INSERT. Reported: requests/s and p50/p99 latency of each, and the ratio.
 history
@@ -104,20 +105,21 @@ async def main(args: argparse.Namespace) -> None:
                 await rpc.start()
                 await rpc.call("orders", "add_products", [
                     {"sku": f"BENCH-{n}", "name": f"Bench item {n}", "category": ["food", "books", "home"][n % 3],
-                     "price_cents": 100 + n, "vat_rate": [21, 12, 5][n % 3], "stock": 1_000_000} for n in range(3)])
+                     "price_cents": 100 + n, "vat_rate": [21, 12, 5][n % 3], "stock": 1_000_000}
+                    for n in range(args.products)])
                 await rpc.stop()
                 await broker.close()
-                async with http.get(f"{base}/v1/products") as response:
+                async with http.get(f"{base}/v1/products?limit=200") as response:
                     products = [p["id"] for p in (await response.json())["items"]]
 
-                print(f"checkouts: {args.checkouts} per run, guest orders of 2 lines")
+                print(f"checkouts: {args.checkouts} per run, guest orders of 2 lines from {len(products)} products")
                 print(f"{'K':>4} {'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'bare/s':>9} {'p50 ms':>8} "
                       f"{'p99 ms':>8} {'ratio':>6}")
                 for k in args.concurrency:
                     bodies = [{"carrier": "sandbox-carrier", "address": ADDRESS,
                                "contact": {"name": "Bench Guest", "email": f"g{n}@bench.example", "phone": "+37120000000"},
-                               "lines": [{"product_id": products[n % 3], "quantity": 1},
-                                         {"product_id": products[(n + 1) % 3], "quantity": 2}]}
+                               "lines": [{"product_id": products[n % len(products)], "quantity": 1},
+                                         {"product_id": products[(n + 1) % len(products)], "quantity": 2}]}
                               for n in range(args.checkouts)]
                     rate, lat = await load(http, f"{base}/v1/guest-orders", bodies, k)
                     bare_rate, bare_lat = await load(http, f"http://127.0.0.1:{bare_port}/insert", bodies, k)
@@ -175,5 +177,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--checkouts", type=int, default=2000)
+    parser.add_argument("--products", type=int, default=100,
+                        help="how many products the orders spread over (3: every checkout locks the same rows)")
     parser.add_argument("--history-orders", type=int, default=10_000)
     asyncio.run(main(parser.parse_args()))
