@@ -15,7 +15,7 @@ import asyncpg
 from aiohttp import web
 
 from services.orders import domain, schemas, store
-from services.orders.lifecycle import Lifecycle, carriers, subject_of, views
+from services.orders.lifecycle import Lifecycle, carriers, order_view, subject_of, views
 from shared.auth import Principal
 from shared.http import CUSTOMER, Endpoint, FieldError, HTTPProblem, staff
 from shared.logging import get_logger
@@ -44,6 +44,12 @@ def missing(field: str, what: str) -> HTTPProblem:
     """A well-formed reference to something that does not exist (a 404, as for a path)."""
     return HTTPProblem(404, f"No such {what}", f"{field} names no {what} we have.",
                        [FieldError(field=field, message=f"no such {what}", type="not_found")])
+
+
+def created(view: schemas.Order, *, replayed: bool) -> web.Response:
+    """201 with the order; ``Idempotent-Replayed`` when it was made by an earlier request."""
+    return web.Response(status=201, text=view.model_dump_json(), content_type="application/json",
+                        headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -140,15 +146,13 @@ class OrdersApi:
         """Reserve the stock and store the order in one transaction: two customers racing for
         the last item get one order and one 409, and a failure leaves nothing behind."""
         order_id = uuid.uuid4()
-        wanted: dict[uuid.UUID, int] = {}
-        for line in lines:
-            wanted[line.product_id] = wanted.get(line.product_id, 0) + line.quantity
+        wanted = domain.quantities((line.product_id, line.quantity) for line in lines)
         async with self.pool.acquire() as conn, conn.transaction():
             if key is not None:
-                earlier = await store.claim_checkout_key(conn, str(customer_id or "guest"), key,
-                                                         domain.request_hash(request_body), order_id)
+                request_hash = domain.request_hash(request_body)
+                earlier = await store.claim_checkout_key(conn, str(customer_id or "guest"), key, request_hash, order_id)
                 if earlier is not None:
-                    if earlier["request_hash"] != domain.request_hash(request_body):
+                    if earlier["request_hash"] != request_hash:
                         raise invalid("header.Idempotency-Key", "this key was used with another request body",
                                       "Idempotency-Key reused")
                     return await self.answer(conn, earlier["order_id"], replayed=True)
@@ -161,32 +165,26 @@ class OrdersApi:
             if short:
                 raise HTTPProblem(409, "Out of stock", "; ".join(
                     f"{p['sku']}: {p['stock']} left" for p in short) + ". Lower the quantity and try again.")
-            priced = []
-            for product_id, quantity in wanted.items():
-                p = products[product_id]
-                amounts = domain.line_amounts(p["price_cents"], quantity, p["vat_rate"])
-                priced.append({"product_id": p["id"], "sku": p["sku"], "name": p["name"], "category": p["category"],
-                               "quantity": quantity, "unit_price_cents": p["price_cents"],
-                               "vat_rate": p["vat_rate"], "net_cents": amounts.net, "vat_cents": amounts.vat,
-                               "gross_cents": amounts.gross})
-            total = domain.totals([domain.LineAmounts(l["net_cents"], l["vat_cents"], l["gross_cents"]) for l in priced])
+            priced, total = domain.price(products, wanted)
             order = {"id": order_id, "customer_id": customer_id, "carrier": carrier, **contact,
                      **{f"address_{k}": v for k, v in address.items()}, "net_cents": total.net,
                      "vat_cents": total.vat, "gross_cents": total.gross, "currency": domain.CURRENCY}
-            await store.add_order(conn, order, priced)
+            created_at = await store.add_order(conn, order, priced)
             await store.take_stock(conn, wanted)
-            row = await store.order(conn, order_id)
+            # The view from what is in hand: the order was just written as it stands.
+            row = {**order, "guest": customer_id is None, "status": "created", "refunded_cents": 0,
+                   "created_at": created_at, **dict.fromkeys(
+                       ("paid_at", "shipped_at", "delivered_at", "cancelled_at", "tracking_number", "invoice_number"))}
+            view = order_view(row, priced)
             await self.outbox.add(conn, "order_created", schemas.OrderCreated(
                 order_id=order_id, customer_id=customer_id, status="created", gross_cents=total.gross,
-                currency=domain.CURRENCY, at=row["created_at"],
-                lines=[schemas.OrderLine.model_validate(l) for l in priced]).model_dump(mode="json"),
+                currency=domain.CURRENCY, at=created_at, lines=view.lines).model_dump(mode="json"),
                 subject=subject_of(row))
-            return await self.answer(conn, order_id, replayed=False)
+        return created(view, replayed=False)
 
     async def answer(self, conn: asyncpg.Connection, order_id: uuid.UUID, *, replayed: bool) -> web.Response:
         (view,) = await views(conn, [await store.order(conn, order_id)])
-        return web.Response(status=201, text=view.model_dump_json(), content_type="application/json",
-                            headers={"Idempotent-Replayed": "true"} if replayed else None)
+        return created(view, replayed=replayed)
 
     # --- the customer's orders ----------------------------------------------------------------
 
@@ -281,14 +279,20 @@ class OrdersApi:
         return schemas.OrderRecord(access_id=access_id, orders=orders, truncated=len(rows) > LOOKUP_LIMIT,
                                    complaints=[schemas.Complaint.model_validate(dict(c)) for c in complaints])
 
+    async def staff_order(self, conn: asyncpg.Connection, caller: Principal, order_id: uuid.UUID, reason: str,
+                          categories: list[str], *, lock: bool = False) -> asyncpg.Record:
+        """The order a staff member acts on, their access recorded with its reason (P16); 404 if none."""
+        order = await store.order(conn, order_id, lock=lock)
+        if order is None:
+            raise HTTPProblem(404, "No such order", "No order has this id.")
+        await self.lifecycle.staff_accessed(conn, customer_of(caller), order["customer_id"], order["id"],
+                                            reason, categories)
+        return order
+
     async def staff_complaint(self, request: web.Request, caller: Principal,
                               body: schemas.StaffComplaintIn) -> schemas.Complaint:
         async with self.pool.acquire() as conn, conn.transaction():
-            order = await store.order(conn, body.order_id)
-            if order is None:
-                raise HTTPProblem(404, "No such order", "No order has this id.")
-            await self.lifecycle.staff_accessed(conn, customer_of(caller), order["customer_id"], order["id"],
-                                                body.reason, ["orders", "complaints"])
+            order = await self.staff_order(conn, caller, body.order_id, body.reason, ["orders", "complaints"])
             return await self.lifecycle.open_complaint(conn, order, "support", body.description)
 
     async def resolve_complaint(self, request: web.Request, caller: Principal, params: schemas.IdPath,
@@ -306,11 +310,7 @@ class OrdersApi:
     async def staff_cancel(self, request: web.Request, caller: Principal, params: schemas.IdPath,
                            body: schemas.StatusChange) -> schemas.Order:
         async with self.pool.acquire() as conn, conn.transaction():
-            order = await store.order(conn, params.id, lock=True)
-            if order is None:
-                raise HTTPProblem(404, "No such order", "No order has this id.")
-            await self.lifecycle.staff_accessed(conn, customer_of(caller), order["customer_id"], order["id"],
-                                                body.reason, ["orders"])
+            order = await self.staff_order(conn, caller, params.id, body.reason, ["orders"], lock=True)
             await self.cancel_locked(conn, order)
             return (await views(conn, [await store.order(conn, order["id"])]))[0]
 

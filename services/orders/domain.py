@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 # Latvian VAT: 21 % standard, 12 % and 5 % reduced (whole percent).
 VAT_RATES = (21, 12, 5)
@@ -61,6 +62,26 @@ def line_amounts(unit_price_cents: int, quantity: int, vat_rate: int) -> LineAmo
 def totals(lines: list[LineAmounts]) -> LineAmounts:
     return LineAmounts(net=sum(l.net for l in lines), vat=sum(l.vat for l in lines),
                        gross=sum(l.gross for l in lines))
+
+
+def quantities(lines: Iterable[tuple[uuid.UUID, int]]) -> dict[uuid.UUID, int]:
+    """How many of each product: the lines of one product added up, in first-seen order."""
+    wanted: dict[uuid.UUID, int] = {}
+    for product_id, quantity in lines:
+        wanted[product_id] = wanted.get(product_id, 0) + quantity
+    return wanted
+
+
+def price(products: Mapping[uuid.UUID, Mapping[str, Any]], wanted: dict[uuid.UUID, int]) -> tuple[list[dict[str, Any]], LineAmounts]:
+    """The order's lines at the catalogue's prices, and their totals."""
+    lines = []
+    for product_id, quantity in wanted.items():
+        p = products[product_id]
+        amounts = line_amounts(p["price_cents"], quantity, p["vat_rate"])
+        lines.append({"product_id": product_id, "sku": p["sku"], "name": p["name"], "category": p["category"],
+                      "quantity": quantity, "unit_price_cents": p["price_cents"], "vat_rate": p["vat_rate"],
+                      "net_cents": amounts.net, "vat_cents": amounts.vat, "gross_cents": amounts.gross})
+    return lines, totals([LineAmounts(l["net_cents"], l["vat_cents"], l["gross_cents"]) for l in lines])
 
 
 def invoice_number(year: int, seq: int) -> str:

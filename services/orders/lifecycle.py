@@ -127,11 +127,9 @@ class Lifecycle:
             log.warning("no accounting partner registered; the invoice is kept, not sent",
                         invoice=invoice["number"])
         else:
-            s = self.settings
             invoice["webhook_id"] = await enqueue(conn, partner, contracts.InvoiceIssued(
                 invoice_id=invoice["id"], number=invoice["number"], order_id=order["id"], issued_on=today,
-                seller=contracts.Seller(name=s.seller_name, registration_number=s.seller_registration_number,
-                                        vat_number=s.seller_vat_number, address=s.seller_address),
+                seller=self.seller(),
                 currency=order["currency"], customer_name=order["contact_name"], billing_address=None,
                 lines=[contracts.InvoiceLine(
                     description=l["name"], quantity=l["quantity"], unit_price=euros(l["unit_price_cents"]),
@@ -148,9 +146,7 @@ class Lifecycle:
             raise LookupError(f"carrier {order['carrier']!r} of order {order['id']} is not registered")
         shipment_id = uuid.uuid4()
         contents = ", ".join(f"{l['quantity']} x {l['name']}" for l in lines)
-        weight = await conn.fetchval(
-            """SELECT sum(l.quantity * p.weight_grams) FROM order_lines l JOIN products p ON p.id = l.product_id
-               WHERE l.order_id = $1""", order["id"])
+        weight = await store.parcel_weight(conn, order["id"])
         webhook_id = await enqueue(conn, carrier, contracts.ShipmentCreated(
             shipment_id=shipment_id, order_id=order["id"],
             recipient=contracts.Contact(name=order["contact_name"], email=order["contact_email"],
@@ -199,15 +195,18 @@ class Lifecycle:
 
     # --- invoices, complaints, staff access ------------------------------------------------------
 
-    def invoice_view(self, invoice: asyncpg.Record, lines: list[asyncpg.Record]) -> schemas.Invoice:
+    def seller(self) -> contracts.Seller:
         s = self.settings
+        return contracts.Seller(name=s.seller_name, registration_number=s.seller_registration_number,
+                                vat_number=s.seller_vat_number, address=s.seller_address)
+
+    def invoice_view(self, invoice: asyncpg.Record, lines: list[asyncpg.Record]) -> schemas.Invoice:
         by_rate: dict[int, list[asyncpg.Record]] = {}
         for line in lines:
             by_rate.setdefault(line["vat_rate"], []).append(line)
         return schemas.Invoice(
             number=invoice["number"], issued_on=invoice["issued_on"], buyer_name=invoice["buyer_name"],
-            seller=schemas.Seller(name=s.seller_name, registration_number=s.seller_registration_number,
-                                  vat_number=s.seller_vat_number, address=s.seller_address),
+            seller=self.seller(),
             order_id=invoice["order_id"], lines=[schemas.OrderLine.model_validate(dict(l)) for l in lines],
             vat_by_rate=[schemas.VatRow(vat_rate=rate, **{k: sum(l[k] for l in group) for k in
                                                           ("net_cents", "vat_cents", "gross_cents")})

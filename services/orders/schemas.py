@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 
+from shared.contracts import webhooks as contracts
 from shared.fields import CountryCode, Email, Phone, PostalCode, omittable, text
 
 Name = text(200)
@@ -252,13 +253,6 @@ class PurchaseSummary(BaseModel):
     total_items: int
 
 
-class Seller(BaseModel):
-    name: str
-    registration_number: str
-    vat_number: str
-    address: str
-
-
 class VatRow(BaseModel):
     vat_rate: int
     net_cents: int
@@ -271,7 +265,7 @@ class Invoice(BaseModel):
 
     number: str
     issued_on: dt.date
-    seller: Seller
+    seller: contracts.Seller
     buyer_name: str | None
     order_id: uuid.UUID
     lines: list[OrderLine]

@@ -82,12 +82,14 @@ async def return_stock(conn: asyncpg.Connection, order_id: uuid.UUID) -> None:
 
 # --- orders -----------------------------------------------------------------------------------
 
-async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
-    await conn.execute(
+async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list[dict[str, Any]]) -> dt.datetime:
+    """Store the order and its lines; when it was created."""
+    created_at = await conn.fetchval(
         """INSERT INTO orders (id, customer_id, guest, status, carrier, contact_name, contact_email,
                contact_phone, address_line1, address_line2, address_city, address_postal_code,
                address_country, net_cents, vat_cents, gross_cents, currency)
-           VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
+           VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+           RETURNING created_at""",
         order["id"], order["customer_id"], order["customer_id"] is None, order["carrier"],
         order["contact_name"], order["contact_email"], order["contact_phone"], order["address_line1"],
         order["address_line2"], order["address_city"], order["address_postal_code"],
@@ -100,6 +102,7 @@ async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list
         [(order["id"], n, l["product_id"], l["sku"], l["name"], l["category"], l["quantity"],
           l["unit_price_cents"], l["vat_rate"], l["net_cents"], l["vat_cents"], l["gross_cents"])
          for n, l in enumerate(lines, start=1)])
+    return created_at
 
 
 async def order(conn: asyncpg.Connection, order_id: uuid.UUID, *, customer_id: uuid.UUID | None = None,
@@ -185,6 +188,12 @@ async def add_shipment(conn: asyncpg.Connection, shipment_id: uuid.UUID, order_i
     await conn.execute(
         """INSERT INTO shipments (id, order_id, carrier, webhook_id) VALUES ($1, $2, $3, $4)
            ON CONFLICT (order_id) DO NOTHING""", shipment_id, order_id, carrier, webhook_id)
+
+
+async def parcel_weight(conn: asyncpg.Connection, order_id: uuid.UUID) -> int:
+    return await conn.fetchval(
+        """SELECT sum(l.quantity * p.weight_grams) FROM order_lines l JOIN products p ON p.id = l.product_id
+           WHERE l.order_id = $1""", order_id)
 
 
 async def shipment(conn: asyncpg.Connection, shipment_id: uuid.UUID, carrier: str) -> asyncpg.Record | None:
