@@ -32,11 +32,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
-import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -48,50 +45,11 @@ from services.accounts.tokens import new_signing_key
 from shared import db
 from shared.auth import TokenVerifier
 from shared.logging import configure_logging
-from processes import bench_vhost, stop_process  # bench/processes.py (the script's folder is on sys.path)
+from processes import bench_vhost, free_port, load, percentile, stop_process, wait_ready  # bench/processes.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"
 PASSWORD = "bench password 123"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
-
-
-async def wait_ready(http: aiohttp.ClientSession, base: str, process: subprocess.Popen) -> None:
-    for _ in range(300):
-        if process.poll() is not None:
-            raise SystemExit(f"{base} exited with status {process.returncode}")
-        try:
-            async with http.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise SystemExit(f"{base} never became ready")
-
-
-async def load(concurrency: int, total: int, one) -> tuple[float, list[float]]:
-    """Run ``one(i)`` ``total`` times on ``concurrency`` workers: (per second, latencies in ms)."""
-    latencies: list[float] = []
-    counter = iter(range(total))
-
-    async def worker() -> None:
-        for i in counter:
-            started = time.perf_counter()
-            await one(i)
-            latencies.append((time.perf_counter() - started) * 1000)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - started), latencies
 
 
 def row(label: str, rate: float, latencies: list[float], unit: str = "/s") -> None:

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import aiohttp
 
-from accounts import free_port, percentile, wait_ready  # bench/accounts.py (the script's folder is on sys.path)
-from processes import bench_vhost, stop_process
+from processes import bench_vhost, free_port, load, percentile, stop_process, wait_ready  # bench/processes.py
 from shared import db
 from shared.logging import configure_logging
 from shared.messaging import Broker, RpcClient
@@ -56,22 +55,14 @@ def memory_kib(pid: int) -> dict[str, int]:
     return fields
 
 
-async def load(http: aiohttp.ClientSession, url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[float]]:
-    queue = list(reversed(bodies))
-    latencies: list[float] = []
-
-    async def client() -> None:
-        while queue:
-            body = queue.pop()
-            started = time.perf_counter()
-            async with http.post(url, json=body) as response:
-                await response.read()
-                if response.status >= 300:
-                    raise SystemExit(f"{url}: {response.status} {await response.text()}")
-            latencies.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return len(bodies) / (time.perf_counter() - started), latencies
+async def post_all(http: aiohttp.ClientSession, url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[float]]:
+    """POST each body, ``concurrency`` at once: (per second, latencies in ms)."""
+    async def one(i: int) -> None:
+        async with http.post(url, json=bodies[i]) as response:
+            await response.read()
+            if response.status >= 300:
+                raise SystemExit(f"{url}: {response.status} {await response.text()}")
+    return await load(concurrency, len(bodies), one)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -121,11 +112,11 @@ async def main(args: argparse.Namespace) -> None:
                                "lines": [{"product_id": products[n % len(products)], "quantity": 1},
                                          {"product_id": products[(n + 1) % len(products)], "quantity": 2}]}
                               for n in range(args.checkouts)]
-                    rate, lat = await load(http, f"{base}/v1/guest-orders", bodies, k)
-                    bare_rate, bare_lat = await load(http, f"http://127.0.0.1:{bare_port}/insert", bodies, k)
-                    print(f"{k:>4} {rate:>10.0f} {percentile(lat, 50) * 1000:>8.2f} {percentile(lat, 99) * 1000:>8.2f} "
-                          f"{bare_rate:>9.0f} {percentile(bare_lat, 50) * 1000:>8.2f} "
-                          f"{percentile(bare_lat, 99) * 1000:>8.2f} {rate / bare_rate:>6.2f}")
+                    rate, lat = await post_all(http, f"{base}/v1/guest-orders", bodies, k)
+                    bare_rate, bare_lat = await post_all(http, f"http://127.0.0.1:{bare_port}/insert", bodies, k)
+                    print(f"{k:>4} {rate:>10.0f} {percentile(lat, 50):>8.2f} {percentile(lat, 99):>8.2f} "
+                          f"{bare_rate:>9.0f} {percentile(bare_lat, 50):>8.2f} "
+                          f"{percentile(bare_lat, 99):>8.2f} {rate / bare_rate:>6.2f}")
 
                 customer = uuid.uuid4()
                 pool = await db.create_pool(orders_dsn)

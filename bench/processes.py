@@ -1,10 +1,16 @@
-"""What the benchmarks share for the servers they run as subprocesses."""
+"""What the benchmarks share: the servers they run as subprocesses, and driving them."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
+import statistics
 import subprocess
+import time
 import uuid
 from typing import Iterator
+
+import aiohttp
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
@@ -32,3 +38,42 @@ def bench_vhost() -> Iterator[str]:
         yield name
     finally:
         rabbitmqctl("delete_vhost", name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+async def wait_ready(http: aiohttp.ClientSession, base: str, process: subprocess.Popen) -> None:
+    for _ in range(300):
+        if process.poll() is not None:
+            raise SystemExit(f"{base} exited with status {process.returncode}")
+        try:
+            async with http.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit(f"{base} never became ready")
+
+
+async def load(concurrency: int, total: int, one) -> tuple[float, list[float]]:
+    """Run ``one(i)`` ``total`` times on ``concurrency`` workers: (per second, latencies in ms)."""
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            started = time.perf_counter()
+            await one(i)
+            latencies.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - started), latencies

@@ -51,7 +51,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -72,7 +71,7 @@ from shared.webhooks.outbound import DeliveryWorker, WebhookEnvelope, enqueue
 from shared.webhooks.policy import DeliveryPolicy
 from shared.webhooks.registry import Partner, PartnerRegistry
 from shared.webhooks.signing import new_secret, signature_headers
-from processes import stop_process  # bench/processes.py (the script's folder is on sys.path)
+from processes import free_port, stop_process  # bench/processes.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"
@@ -93,12 +92,6 @@ def shipment(n: int) -> ShipmentCreated:
 
 
 # --- the sandbox partner, in a process of its own --------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def get_json(url: str) -> object:
     with urllib.request.urlopen(url, timeout=10) as response:

@@ -151,7 +151,7 @@ async def find(conn: asyncpg.Connection, subject: DataSubject) -> Found:
 
 ORDER_EXPORT = """SELECT id, status, carrier, contact_name, contact_email, contact_phone, address_line1,
     address_line2, address_city, address_postal_code, address_country, net_cents, vat_cents, gross_cents,
-    refunded_cents, currency, created_at, paid_at, shipped_at, delivered_at, cancelled_at, refunded_at"""
+    refunded_cents, currency, payment_id, created_at, paid_at, shipped_at, delivered_at, cancelled_at, refunded_at"""
 SECTIONS: dict[str, Section] = {
     "orders": Section("orders", f"{ORDER_EXPORT} FROM orders WHERE id = ANY($1) ORDER BY created_at, id"),
     "lines": Section("purchase history", """SELECT order_id, line_no, sku, name, category, quantity,
