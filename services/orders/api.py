@@ -71,13 +71,13 @@ class OrdersApi:
 
     async def list_products(self, request: web.Request, query: schemas.ProductQuery) -> schemas.ProductList:
         async with self.pool.acquire() as conn:
-            rows = await store.products(conn, query.category, query.after, query.limit + 1, active_only=True)
+            rows = await store.active_products(conn, query.category, query.after, query.limit + 1)
         items = [schemas.Product.model_validate(dict(r)) for r in rows[:query.limit]]
         return schemas.ProductList(items=items, next_cursor=items[-1].sku if len(rows) > query.limit else None)
 
     async def read_product(self, request: web.Request, params: schemas.IdPath) -> schemas.Product:
         async with self.pool.acquire() as conn:
-            row = await store.product(conn, params.id, active_only=True)
+            row = await store.active_product(conn, params.id)
         if row is None:
             raise HTTPProblem(404, "No such product", "The catalogue has no such product.")
         return schemas.Product.model_validate(dict(row))

@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 
 import asyncpg
 
-from services.orders import domain, schemas
+from services.orders import domain, schemas, store
 from services.orders.settings import OrdersSettings
 from shared import export
 from shared.contracts.privacy import (
@@ -221,7 +221,7 @@ async def erase_now(conn: asyncpg.Connection, found: Found,
     erased: list[Erased] = []
 
     def note(category: str, status: str) -> None:
-        if (n := int(status.split()[-1])):
+        if (n := store.count(status)):
             erased.append(Erased(category=category, records=n))
 
     subjects = [*map(Subject.customer, found.customer_ids), *map(Subject.email, found.emails),
@@ -240,9 +240,7 @@ async def erase_now(conn: asyncpg.Connection, found: Found,
         "DELETE FROM complaints WHERE order_id = ANY($1) OR customer_id = ANY($2)", ids, found.customer_ids))
     # An order still open for payment gives its stock back before it goes.
     for row in await conn.fetch("SELECT id FROM orders WHERE id = ANY($1) AND status = 'created'", ids):
-        await conn.execute(
-            """UPDATE products p SET stock = p.stock + l.quantity FROM order_lines l
-               WHERE l.order_id = $1 AND p.id = l.product_id""", row["id"])
+        await store.return_stock(conn, row["id"])
     note("orders without a fiscal record", await conn.execute(
         "DELETE FROM orders WHERE id = ANY($1) AND NOT (id = ANY($2))", ids, kept))
     await conn.execute("DELETE FROM checkout_keys WHERE order_id = ANY($1)", kept)
@@ -333,14 +331,14 @@ async def sweep(conn: asyncpg.Connection, settings: OrdersSettings, outbox: Outb
 
     async def fiscal_records() -> int:
         """P25: seven years after payment (or creation, for an order never paid) an order goes whole."""
-        return int((await conn.execute(
+        return store.count(await conn.execute(
             """DELETE FROM orders o WHERE coalesce(o.paid_at, o.created_at) < now() - $1::interval
                  AND NOT EXISTS (SELECT 1 FROM complaints c WHERE c.order_id = o.id
                                  AND (c.status = 'open' OR c.resolved_at > now() - $2::interval))""",
-            domain.ACCOUNTING_PERIOD, dt.timedelta(days=settings.complaint_hold_days))).split()[-1])
+            domain.ACCOUNTING_PERIOD, dt.timedelta(days=settings.complaint_hold_days)))
 
     async def plain(sql: str, *args) -> int:
-        return int((await conn.execute(sql, *args)).split()[-1])
+        return store.count(await conn.execute(sql, *args))
 
     await step("held erasures", held_erasures)
     await step("fiscal records", fiscal_records)

@@ -44,17 +44,16 @@ async def change_product(conn: asyncpg.Connection, product_id: uuid.UUID, change
         product_id, *(changes[c] for c in columns))
 
 
-async def product(conn: asyncpg.Connection, product_id: uuid.UUID, *, active_only: bool) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND (active OR NOT $2)", product_id, active_only)
+async def active_product(conn: asyncpg.Connection, product_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND active", product_id)
 
 
-async def products(conn: asyncpg.Connection, category: str | None, after: str | None, limit: int,
-                   *, active_only: bool) -> list[asyncpg.Record]:
+async def active_products(conn: asyncpg.Connection, category: str | None, after: str | None,
+                          limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"""SELECT {PRODUCT_COLUMNS} FROM products
-            WHERE (active OR NOT $4) AND ($1::text IS NULL OR category = $1) AND ($2::text IS NULL OR sku > $2)
-            ORDER BY sku LIMIT $3""", category, after, limit, active_only)
+            WHERE active AND ($1::text IS NULL OR category = $1) AND ($2::text IS NULL OR sku > $2)
+            ORDER BY sku LIMIT $3""", category, after, limit)
 
 
 async def take_stock(conn: asyncpg.Connection, wanted: dict[uuid.UUID, int]) -> None:
