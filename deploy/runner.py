@@ -557,9 +557,9 @@ async def declare_topology(recreate_empty: bool) -> None:
 CATALOGUE_FILE = ROOT / "deploy" / "catalogue.local.json"
 
 
-async def seed_catalogue() -> int:
+async def seed_catalogue() -> tuple[int, int]:
     """The example products, added over RPC (those whose sku the catalogue already has stay as
-    they are), so a shop started with ``up`` has something to sell."""
+    they are), so a shop started with ``up`` has something to sell: (how many, how many new)."""
     from shared.messaging import RpcClient
     products = json.loads(CATALOGUE_FILE.read_text())["products"]
     broker = Broker(load_settings("orders").amqp_url, name="veikals-seed")
@@ -567,7 +567,7 @@ async def seed_catalogue() -> int:
     client = RpcClient(broker, "veikals-seed", timeout=30)
     await client.start()
     try:
-        return await client.call("orders", "add_products", products)
+        return len(products), await client.call("orders", "add_products", products)
     finally:
         await client.stop()
         await broker.close()
@@ -618,7 +618,8 @@ def up() -> None:
 
     say("\nAll services and sandbox partners are ready.")
     try:
-        say(f"catalogue: {asyncio.run(seed_catalogue())} example products added ({CATALOGUE_FILE.relative_to(ROOT)})\n")
+        examples, new = asyncio.run(seed_catalogue())
+        say(f"catalogue: {examples} example products, {new} of them new ({CATALOGUE_FILE.relative_to(ROOT)})\n")
     except Exception as exc:
         raise Failed(f"Could not seed the catalogue: {describe(exc)}")
     print_table(["SERVICE", "PID", "URL", "LOG"],
