@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from services.accounts.settings import AccountsSettings
 from services.accounts.tokens import new_signing_key
+from services.payments.settings import PaymentsSettings
 from shared.config import DEFAULT_HTTP_PORTS, ServiceSettings, load_settings
 from shared.db import ensure_database, maintenance_dsn
 from shared.logging import configure_logging
@@ -435,7 +436,28 @@ def sandboxes() -> list[Service]:
                   "--callback-url", f"{callee.url}/v1/partners/{partner.name}/callbacks",
                   "--store", str(SANDBOX_DIR / f"{partner.name}.jsonl")),
             ready_path="/healthz"))
+    if (psp := psp_sandbox()) is not None:
+        found.append(psp)
     return found
+
+
+# The sandbox PSP's keys and webhook secret, made once like the partners' (Stripe's prefixes).
+PSP_SECRETS = {"VEIKALS_PAYMENTS_PSP_SECRET_KEY": "sk_test_", "VEIKALS_PAYMENTS_PSP_PUBLISHABLE_KEY": "pk_test_",
+               "VEIKALS_PAYMENTS_PSP_WEBHOOK_SECRET": "whsec_"}
+
+
+def psp_sandbox() -> Service | None:
+    """The sandbox PSP, when the payments service's PSP is on this machine (the default)."""
+    settings = load_settings("payments", PaymentsSettings)
+    api = urlsplit(settings.psp_api_base)
+    if api.hostname not in LOCAL_HOSTS:
+        return None
+    payments = service_process("payments", settings)
+    secret, publishable, webhook = PSP_SECRETS
+    return Service("sandbox-psp", api.hostname, api.port or 80, "deploy.sandbox.psp",
+                   args=("--port", str(api.port or 80), "--secret-key-env", secret, "--publishable-key-env",
+                         publishable, "--webhook-secret-env", webhook,
+                         "--webhook-url", f"{payments.url}/v1/psp/webhooks"), ready_path="/healthz")
 
 
 def mail_sink() -> Service:
@@ -457,6 +479,9 @@ def prepare_environment(partners: list[Service]) -> None:
             secrets[name] = new_secret()
     if TOKEN_KEY_ENV not in secrets:  # one line: the PEM's line breaks written as \n
         secrets[TOKEN_KEY_ENV] = new_signing_key().replace("\n", "\\n")
+    if any(s.name == "sandbox-psp" for s in partners):
+        for name, prefix in PSP_SECRETS.items():
+            secrets.setdefault(name, prefix + token_hex(24))
     for name in SERVICES:  # each service's key for the hashes of erased subjects
         secrets.setdefault(f"VEIKALS_{name.upper()}_SUBJECT_KEY", token_hex(32))
     SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
@@ -627,6 +652,7 @@ def up() -> None:
                  for s in all_])
     orders = next((s for s in all_ if s.name == "orders"), all_[0])
     accounts = next((s for s in all_ if s.name == "accounts"), all_[0])
+    payments = next((s for s in all_ if s.name == "payments"), all_[0])
     carrier = next((s for s in partners if "carrier" in s.name), None)
     nameko = Path(sys.executable).with_name("nameko")
     say(f"""
@@ -635,6 +661,7 @@ See it working:
   curl {orders.url}/openapi.json
   curl {orders.url}/v1/products                     # the example catalogue; order as a guest at /v1/guest-orders
   curl {accounts.url}/.well-known/jwks.json       # the keys every service verifies tokens with
+  curl {payments.url}/v1/psp/config              # where a browser sends a card: the sandbox PSP (docs/payments.md)
   ls {MAIL_DIR.relative_to(ROOT)}/                              # mail the services sent (README: a customer's sign-up)
   {nameko if nameko.exists() else 'nameko'} shell --broker {display_url(orders.settings.amqp_url)}
     >>> n.rpc.{orders.name}.health()

@@ -30,6 +30,11 @@ _ADVISORY_LOCK_KEY = 0x7665696B616C73  # "veikals"
 MIGRATION_LOCK_TIMEOUT = "10s"
 
 
+def count(status: str) -> int:
+    """The number of rows an INSERT/UPDATE/DELETE status line ("DELETE 3") reports."""
+    return int(status.split()[-1])
+
+
 def maintenance_dsn(dsn: str) -> tuple[str, str]:
     """The DSN of the server's ``postgres`` database (query string kept) and the database name."""
     parts = urlsplit(dsn)

@@ -8,9 +8,11 @@ matches the published schema is accepted, and one that does not is refused; norm
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+import datetime as dt
+import re
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, Strict, StringConstraints
 
 # Whitespace trimmed from text: ASCII only, the same set in every engine.
 TRIMMED = " \t\n\r\x0b\x0c"
@@ -70,3 +72,38 @@ Phone = Annotated[str, StringConstraints(max_length=45, pattern=PHONE_PATTERN),
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
 PostalCode = Annotated[str, StringConstraints(
     min_length=2, max_length=12, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]*[A-Za-z0-9]$")]
+
+
+def _json_integer(value: object) -> object:
+    """What JSON Schema calls an integer (18 and 18.0), and nothing else (not true, not "18")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("an integer")
+        return int(value)
+    return value
+
+
+# Body numbers and flags are taken as typed: JSON's true is not a quantity, nor 0 a boolean.
+Int = Annotated[int, BeforeValidator(_json_integer)]
+Flag = Annotated[bool, Strict()]
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def either(model: M, first: str, second: str, message: str) -> M:
+    """For a model validator: exactly one of two optional fields is given."""
+    if (getattr(model, first) is None) == (getattr(model, second) is None):
+        raise ValueError(message)
+    return model

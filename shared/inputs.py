@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from shared import cards as card_numbers
+
 MAX_DEPTH = 32
 INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
 # A regular expression (the same in ECMAScript, Python and Rust) for a string without NUL: the
@@ -24,7 +26,10 @@ _UNSAFE_CHAR = re.compile("[\x00\ud800-\udfff]")
 # In JSON text, a NUL or a surrogate can only come from a \u escape (the decoder refuses raw
 # control characters, and UTF-8 cannot hold a surrogate), and an integer beyond a bigint needs
 # 19 digits: text without these, and with fewer brackets than MAX_DEPTH, needs no walk.
-_SUSPECT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|[0-9]{19}")
+# A card number (``shared.cards``) is refused wherever it appears, without echoing it.
+_SUSPECT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|" + card_numbers.MAYBE)
+CARD_NUMBER = ("looks like a card number: card details go to the payment provider only; "
+               "send its payment-method token instead", "card_number")
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ _decoder = json.JSONDecoder(parse_constant=refuse_constant, parse_float=finite_f
 
 def header_problem(headers: Any) -> str | None:
     """Why a message's headers cannot be carried on (they reach the outbox and the RPC record)."""
-    found = unsafe_values(dict(headers or {}), "headers")
+    found = unsafe_values(dict(headers or {}), "headers", cards=False)
     return None if not found else "; ".join(f"{u.where} {u.message}" for u in found)
 
 
@@ -102,9 +107,10 @@ def check_depth(value: Any) -> None:
             stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
-def unsafe_values(value: Any, where: str) -> list[Unsafe]:
-    """Every string (key or value) that cannot be stored and every integer wider than a
-    bigint, found in a JSON-like ``value`` (iteratively: depth cannot exhaust the stack)."""
+def unsafe_values(value: Any, where: str, *, cards: bool = True) -> list[Unsafe]:
+    """Every string (key or value) that cannot be stored, every integer wider than a bigint
+    and, with ``cards``, every value holding a card number, found in a JSON-like ``value``
+    (iteratively: depth cannot exhaust the stack)."""
     found: list[Unsafe] = []
     stack: list[tuple[Any, str]] = [(value, where)]
     while stack and len(found) < 20:
@@ -112,11 +118,15 @@ def unsafe_values(value: Any, where: str) -> list[Unsafe]:
         if isinstance(item, str):
             if (problem := text_problem(item)) is not None:
                 found.append(Unsafe(path, *problem))
+            elif cards and card_numbers.holds_card_number(item):
+                found.append(Unsafe(path, *CARD_NUMBER))
         elif isinstance(item, bool) or item is None or isinstance(item, float):
             continue
         elif isinstance(item, int):
             if not INT_MIN <= item <= INT_MAX:
                 found.append(Unsafe(path, f"must be between {INT_MIN} and {INT_MAX}", "int_range"))
+            elif cards and item > 10 ** 12 and card_numbers.holds_card_number(item):
+                found.append(Unsafe(path, *CARD_NUMBER))
         elif isinstance(item, dict):
             for key, child in item.items():
                 key_text = str(key)

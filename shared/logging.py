@@ -18,6 +18,8 @@ from pydantic import BaseModel
 
 import structlog
 
+from shared.cards import redact_cards
+
 REDACTED = "[redacted]"
 
 # A key is sensitive when one of its words (``billing_address``, ``customerName``,
@@ -35,25 +37,9 @@ NOT_PERSONAL_QUALIFIERS = frozenset({
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _PHONE = re.compile(r"(?<![\w.:-])\+?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,5}(?![\w.:-])")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PG_DETAIL = re.compile(r"(Key \([^)]*\)=\()(.*?)(\) (?:already exists|is not present|is still referenced))")
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _redact_card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return "[card]" if 13 <= len(digits) <= 19 and _luhn_ok(digits) else match.group(0)
 
 
 def _redact_phone(match: re.Match[str]) -> str:
@@ -74,7 +60,7 @@ def sensitive_key(key: str) -> bool:
 def redact_text(text: str) -> str:
     text = _PG_DETAIL.sub(r"\1[redacted]\3", text)
     text = _EMAIL.sub("[email]", text)
-    text = _CARD_CANDIDATE.sub(_redact_card, text)
+    text = redact_cards(text)
     return _PHONE.sub(_redact_phone, text)
 
 

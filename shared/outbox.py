@@ -92,8 +92,8 @@ async def add_event(conn: asyncpg.Connection, service: str, event_type: str, dat
         version, occurred = await conn.fetchrow(
             """INSERT INTO subject_versions (subject, version) VALUES ($1, 1)
                ON CONFLICT (subject) DO UPDATE SET version = subject_versions.version + 1
-               RETURNING version, (extract(epoch FROM now()) * 1000)::bigint""", subject_key)
-        headers.update({SUBJECT_HEADER: str(subject), VERSION_HEADER: version, OCCURRED_HEADER: occurred})
+               RETURNING version, now()""", subject_key)
+        headers.update({SUBJECT_HEADER: str(subject), VERSION_HEADER: version, OCCURRED_HEADER: occurred.isoformat()})
     await conn.execute(
         """INSERT INTO outbox (id, exchange, routing_key, body, headers, subject)
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING""",

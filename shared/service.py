@@ -139,6 +139,10 @@ class Service:
         service and stopped before the broker and pool close."""
         return []
 
+    async def close(self) -> None:
+        """Release what the service opened itself (a partner's HTTP client); called after its
+        background loops have stopped, before the broker and pool close."""
+
     async def authenticate(self, request: web.Request, access: http.Access) -> Principal:
         """The caller of an endpoint that needs ``access``: 401 without a valid token, 403 for
         the wrong kind or role. Every route of the service, the shared staff routes included,
@@ -320,6 +324,12 @@ class ServiceRuntime:
                     await loop.stop(left())
             except TimeoutError:
                 log.warning("background loop did not stop in time", loop=loop.name)
+        if self.service is not None:
+            try:
+                async with asyncio.timeout(left()):
+                    await self.service.close()
+            except Exception:
+                log.exception("the service did not close cleanly")
         if self._webhooks is not None:
             await self._webhooks.stop(left())  # a request cut short goes again, same webhook-id
         if self._relay is not None:

@@ -26,6 +26,7 @@ identifier in the clear: subjects are kept as keyed hashes (HMAC-SHA256 with the
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import uuid
@@ -38,7 +39,9 @@ from shared.contracts.privacy import DataSubject, InventoryEntry, LegalBasis, Re
 
 SUBJECT_HEADER = "x-veikals-subject"
 VERSION_HEADER = "x-veikals-subject-version"
-OCCURRED_HEADER = "x-veikals-occurred-at-ms"  # milliseconds since the epoch, the publisher's database clock
+# When the event occurred, by the publisher's database clock: ISO 8601 text, not epoch
+# milliseconds (13 digits that a card-number scan could not tell from a card number).
+OCCURRED_HEADER = "x-veikals-occurred-at"
 
 Kind = Literal["customer", "email", "phone"]
 
@@ -103,6 +106,13 @@ async def writing_about(conn: asyncpg.Connection, key: bytes) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _lock_id(key))
 
 
+def occurred_at(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 async def admit(conn: asyncpg.Connection, keys: SubjectKeys, consumer: str, headers: dict[str, Any],
                 keep_newest: bool) -> str | None:
     """Why the event in ``headers`` must not be applied (``erased``, ``stale``), or None.
@@ -114,8 +124,8 @@ async def admit(conn: asyncpg.Connection, keys: SubjectKeys, consumer: str, head
     await writing_about(conn, key)
     erased_at = await conn.fetchval("SELECT erased_at FROM erased_subjects WHERE subject = $1", key)
     if erased_at is not None:
-        occurred = headers.get(OCCURRED_HEADER)
-        if not subject.reusable or not isinstance(occurred, int) or occurred <= erased_at.timestamp() * 1000:
+        occurred = occurred_at(headers.get(OCCURRED_HEADER))
+        if not subject.reusable or occurred is None or occurred <= erased_at:
             return "erased"
     version = headers.get(VERSION_HEADER)
     if keep_newest and isinstance(version, int):

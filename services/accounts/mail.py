@@ -16,6 +16,7 @@ import aiosmtplib
 import asyncpg
 
 from services.accounts.settings import AccountsSettings
+from services.payments.schemas import MembershipNotice
 from shared.logging import get_logger, redact_text
 from shared.poller import NotifiedPoller
 
@@ -52,6 +53,35 @@ def address_in_use_mail(shop_url: str) -> tuple[str, str]:
             "which already belongs to an account in our shop.\n\n"
             f"To sign in, go to {shop_url.rstrip('/')}/login. If it was not you, ignore this "
             "message: nothing has changed.\n")
+
+
+def euros(cents: int, currency: str) -> str:
+    return f"{cents // 100}.{cents % 100:02d} {currency}"
+
+
+def membership_mail(shop_url: str, name: str, notice: MembershipNotice) -> tuple[str, str]:
+    """What a customer is told about their membership (P7), by the payments service's notice."""
+    price = euros(notice.amount_cents, notice.currency)
+    day = (lambda moment: moment.strftime("%d.%m.%Y") if moment else "")
+    manage = f"\n\nYour membership: {shop_url.rstrip('/')}/account/membership\n"
+    subject, text = {
+        "started": ("Welcome: your membership has started",
+                    f"your membership has started. We charged {price}; the next charge is on "
+                    f"{day(notice.period_end)}."),
+        "renewed": ("Your membership is renewed",
+                    f"we charged {price} for another month of your membership, until {day(notice.period_end)}."),
+        "charge_failed": ("We could not charge your card for the membership",
+                          f"charging {price} for your membership did not succeed. We will try again on "
+                          f"{day(notice.next_attempt_at)}; please check your card or save another one."),
+        "lapsed": ("Your membership has ended",
+                   f"we could not charge {price} for your membership after several tries, so it has ended. "
+                   "You can start it again at any time."),
+        "cancelled": ("Your membership is cancelled",
+                      f"your membership is cancelled; it stays active until {day(notice.period_end)} and "
+                      "nothing more will be charged."),
+        "ended": ("Your membership has ended", "your membership has ended; nothing more will be charged."),
+    }[notice.kind]
+    return subject, f"Hello {name},\n\n{text}{manage}"
 
 
 class MailSender(NotifiedPoller):

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from services.accounts import domain
-from shared.fields import CountryCode, Email, Phone, PostalCode, omittable, text
+from shared.fields import CountryCode, Email, Phone, PostalCode, either, omittable, text
 
 Name = text(200)
 Line = text(200)
@@ -101,9 +101,7 @@ class CustomerLookup(Body):
 
     @model_validator(mode="after")
     def _one_key(self) -> "CustomerLookup":
-        if (self.customer_id is None) == (self.email is None):
-            raise ValueError("give either customer_id or email")
-        return self
+        return either(self, "customer_id", "email", "give either customer_id or email")
 
 
 class IdPath(BaseModel):

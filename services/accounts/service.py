@@ -5,7 +5,7 @@ console (``/v1/staff``) are in ``api.py``; the JWKS every other service verifies
 is among them. Here: how a caller is authenticated, the background loops, and the privacy
 participant methods over RPC. Every change another service may need is an outbox event on
 ``accounts.events``: ``email_changed``, ``profile_changed``, ``account_closed``,
-``staff_accessed``.
+``staff_accessed``. It mails customers what payments tells them of their membership.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from shared.auth import Principal, TokenVerifier, authenticate, authorize
 from shared.contracts.privacy import ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest
 from shared.http import Access, Endpoint, HTTPProblem
 from shared.poller import NotifiedPoller
-from shared.service import Dependencies, Service, rpc
+from services.payments.schemas import MembershipNotice
+from shared.service import Dependencies, Service, event_handler, rpc
 
 __all__ = ["AccountsService", "create_staff_account"]
 
@@ -63,6 +64,16 @@ class AccountsService(Service):
 
     def endpoints(self) -> list[Endpoint]:
         return AccountsApi(self).endpoints()
+
+    @event_handler("payments", "membership_notice")
+    async def on_membership_notice(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        """Tell the customer (by e-mail, the address only we hold) what happened to their membership."""
+        notice = MembershipNotice.model_validate(data)
+        profile = await store.profile(conn, notice.customer_id)
+        if profile is None:  # closed or erased: nobody to tell
+            return
+        subject, body = mail.membership_mail(self.settings.shop_url, profile["name"], notice)
+        await mail.queue_mail(conn, notice.customer_id, profile["email"], subject, body)
 
     @rpc(changes_state=False)
     async def checkout_details(self, customer_id: str, address_id: str | None = None) -> dict[str, Any] | None:

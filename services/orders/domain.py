@@ -9,13 +9,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from shared.contracts.privacy import ACCOUNTING_PERIOD
+
 # Latvian VAT: 21 % standard, 12 % and 5 % reduced (whole percent).
 VAT_RATES = (21, 12, 5)
 CURRENCY = "EUR"
 
-# P23: a guest's purchase history; P25: what accounting needs.
+# P23: a guest's purchase history (P25's accounting period is in shared.contracts.privacy).
 GUEST_HISTORY = dt.timedelta(days=3 * 365)
-ACCOUNTING_PERIOD = dt.timedelta(days=7 * 366)
 CHECKOUT_KEY_TTL = dt.timedelta(hours=24)  # as Stripe keeps idempotency keys
 
 

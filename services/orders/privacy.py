@@ -18,11 +18,12 @@ from typing import Awaitable, Callable
 
 import asyncpg
 
-from services.orders import domain, schemas, store
+from services.orders import domain, store
 from services.orders.settings import OrdersSettings
 from shared import export
 from shared.contracts.privacy import (
     DataInventory, DataSubject, Erased, ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest, Held,
+    HeldErasureCompleted,
     InventoryEntry, LegalBasis, Retained, Retention,
 )
 from shared.export import Section
@@ -102,7 +103,8 @@ NOT_PERSONAL = {
     *(("products", c) for c in ("id", "sku", "name", "category", "price_cents", "vat_rate", "stock",
                                 "weight_grams", "active", "created_at", "updated_at")),
     *(("orders", c) for c in ("id", "guest", "status", "carrier", "currency", "created_at", "paid_at",
-                              "shipped_at", "delivered_at", "cancelled_at", "refunded_at", "contact_erased_at")),
+                              "shipped_at", "delivered_at", "cancelled_at", "refunded_at", "contact_erased_at",
+                              "dispute_id", "disputed_at", "dispute_closed_at")),
     *(("order_lines", c) for c in ("order_id", "line_no", "product_id", "vat_rate")),
     *(("checkout_keys", c) for c in ("scope", "key", "order_id", "created_at")),
     *(("shipments", c) for c in ("id", "order_id", "carrier", "webhook_id", "created_at", "accepted_at",
@@ -178,7 +180,8 @@ async def export_chunk(conn: asyncpg.Connection, request: ExportRequest) -> Expo
 
 async def holds(conn: asyncpg.Connection, found: Found, hold_days: int) -> list[Held]:
     """What holds the subject's order data back from erasure: complaints open or resolved
-    within the limitation period (P24), and orders paid but not yet delivered."""
+    within the limitation period and open chargebacks (P24), and orders paid but not yet
+    delivered."""
     held = [Held(category="orders, contact details and complaints", hold=f"complaint {r['id']}",
                  until=domain.hold_until(r["resolved_at"], hold_days))
             for r in await conn.fetch(
@@ -186,6 +189,10 @@ async def holds(conn: asyncpg.Connection, found: Found, hold_days: int) -> list[
                    WHERE (order_id = ANY($1) OR customer_id = ANY($2))
                      AND (status = 'open' OR resolved_at > now() - $3::interval) ORDER BY opened_at""",
                 found.order_ids, found.customer_ids, dt.timedelta(days=hold_days))]
+    held += [Held(category="orders under a payment dispute", hold=f"chargeback {r['dispute_id']}")
+             for r in await conn.fetch(
+                 """SELECT dispute_id FROM orders WHERE id = ANY($1) AND dispute_id IS NOT NULL
+                    AND dispute_closed_at IS NULL ORDER BY disputed_at""", found.order_ids)]
     held += [Held(category="orders being delivered", hold=f"order {r['id']} on its way")
              for r in await conn.fetch(
                  "SELECT id FROM orders WHERE id = ANY($1) AND status IN ('paid', 'shipped') ORDER BY created_at",
@@ -308,10 +315,10 @@ async def sweep(conn: asyncpg.Connection, settings: OrdersSettings, outbox: Outb
             found = await find(conn, subject)
             if await holds(conn, found, settings.complaint_hold_days):
                 continue
-            await erase_now(conn, found, forget)
+            erased, _ = await erase_now(conn, found, forget)
             await conn.execute("DELETE FROM held_erasures WHERE request_id = $1", row["request_id"])
-            await outbox.add(conn, "held_erasure_completed", schemas.HeldErasureCompleted(
-                request_id=row["request_id"], erased_orders=len(found.order_ids),
+            await outbox.add(conn, "held_erasure_completed", HeldErasureCompleted(
+                request_id=row["request_id"], participant="orders", erased=erased,
                 at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
             completed += 1
         return completed

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.contracts import webhooks as contracts
-from shared.fields import CountryCode, Email, Phone, PostalCode, omittable, text
+from shared.fields import CountryCode, Email, Flag, Int, IsoDate, Phone, PostalCode, either, omittable, text
 
 Name = text(200)
 Line = text(200)
@@ -20,31 +19,6 @@ MAX_LINES = 50
 MAX_QUANTITY = 100
 MAX_PRICE_CENTS = 10_000_000  # 100,000 EUR a piece
 MAX_STOCK = 1_000_000
-
-
-def _json_integer(value: object) -> object:
-    """What JSON Schema calls an integer (18 and 18.0), and nothing else (not true, not "18")."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("an integer")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError("an integer")
-        return int(value)
-    return value
-
-
-# Body numbers and flags are taken as typed: JSON's true is not a quantity, nor 0 a boolean.
-Int = Annotated[int, BeforeValidator(_json_integer)]
-Flag = Annotated[bool, Strict()]
-
-
-def _iso_date(value: object) -> object:
-    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise ValueError("a date as YYYY-MM-DD")
-    return value
-
-
-IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
 class Body(BaseModel):
@@ -148,9 +122,7 @@ class Checkout(Body):
 
     @model_validator(mode="after")
     def _one_address(self) -> "Checkout":
-        if (self.address_id is None) == (self.address is None):
-            raise ValueError("give either address_id (from your address book) or address")
-        return self
+        return either(self, "address_id", "address", "give either address_id (from your address book) or address")
 
 
 class GuestCheckout(Body):
@@ -323,9 +295,7 @@ class OrderLookup(Body):
 
     @model_validator(mode="after")
     def _one_key(self) -> "OrderLookup":
-        if (self.customer_id is None) == (self.order_id is None):
-            raise ValueError("give either customer_id or order_id")
-        return self
+        return either(self, "customer_id", "order_id", "give either customer_id or order_id")
 
 
 class OrderRecord(BaseModel):
@@ -373,14 +343,6 @@ class StaffAccessed(BaseModel):
     order_id: uuid.UUID | None
     reason: str
     categories: list[str]
-    at: dt.datetime
-
-
-class HeldErasureCompleted(BaseModel):
-    """An erasure a hold had kept back is done (for the privacy service to tell the customer)."""
-
-    request_id: uuid.UUID
-    erased_orders: int
     at: dt.datetime
 
 

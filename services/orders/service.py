@@ -5,6 +5,7 @@ HTTP routes are in ``api.py``, an order's steps after checkout in ``lifecycle.py
 the service offers over RPC and AMQP. It publishes on ``orders.events``: ``order_created``,
 ``order_paid``, ``order_shipped``, ``order_delivered``, ``order_cancelled``, ``order_refunded``,
 ``complaint_opened``, ``complaint_resolved``, ``staff_accessed``, ``held_erasure_completed``.
+It applies payments' events: a payment, a refund, a chargeback opened or closed.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import asyncpg
 from services.orders import lifecycle, privacy, schemas, store
 from services.orders.api import OrdersApi
 from services.orders.settings import OrdersSettings
-from services.payments.schemas import PaymentSucceeded, RefundSucceeded
+from services.payments.schemas import DisputeChanged, PaymentSucceeded, RefundSucceeded
 from shared.contracts import webhooks as contracts
 from shared.contracts.privacy import ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest
 from shared.http import Endpoint, HTTPProblem
@@ -58,8 +59,23 @@ class OrdersService(Service):
     @event_handler("payments", "refund_succeeded")
     async def on_refund_succeeded(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
         refund = RefundSucceeded.model_validate(data)
+        if refund.order_id is None:  # a membership charge
+            return
         outcome = await self.lifecycle.refunded(conn, refund)
         log.info("refund applied", order=str(refund.order_id), outcome=outcome)
+
+    @event_handler("payments", "dispute_opened")
+    async def on_dispute_opened(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        """A chargeback on the order's payment: the order is held from erasure while it is open (P24)."""
+        dispute = DisputeChanged.model_validate(data)
+        if dispute.order_id is not None:
+            await store.dispute(conn, dispute.order_id, dispute.dispute_id, opened=True)
+
+    @event_handler("payments", "dispute_closed")
+    async def on_dispute_closed(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        dispute = DisputeChanged.model_validate(data)
+        if dispute.order_id is not None:
+            await store.dispute(conn, dispute.order_id, dispute.dispute_id, opened=False)
 
     async def on_partner_callback(self, conn: asyncpg.Connection, partner: Partner,
                                   reply: contracts.PartnerReply) -> None:

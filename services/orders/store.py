@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.db import count  # noqa: F401 (the orders modules count rows through store)
+
 PRODUCT_COLUMNS = "id, sku, name, category, price_cents, vat_rate, stock, weight_grams, active"
 ORDER_COLUMNS = """o.id, o.customer_id, o.guest, o.status, o.carrier, o.contact_name, o.contact_email,
     o.contact_phone, o.address_line1, o.address_line2, o.address_city, o.address_postal_code,
@@ -18,11 +20,6 @@ ORDER_COLUMNS = """o.id, o.customer_id, o.guest, o.status, o.carrier, o.contact_
 LINE_COLUMNS = """order_id, product_id, sku, name, category, quantity, unit_price_cents, vat_rate,
     net_cents, vat_cents, gross_cents"""
 COMPLAINT_COLUMNS = "id, order_id, customer_id, opened_by, description, status, resolution, opened_at, resolved_at"
-
-
-def count(status: str) -> int:
-    """The number of rows an INSERT/UPDATE/DELETE status line reports."""
-    return int(status.split()[-1])
 
 
 # --- the catalogue ----------------------------------------------------------------------------
@@ -276,3 +273,14 @@ async def record_staff_access(conn: asyncpg.Connection, staff_id: uuid.UUID, cus
         """INSERT INTO staff_access (id, staff_id, customer_id, order_id, reason, categories)
            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, at""",
         uuid.uuid4(), staff_id, customer_id, order_id, reason, categories)
+
+
+async def dispute(conn: asyncpg.Connection, order_id: uuid.UUID, dispute_id: str, *, opened: bool) -> None:
+    """Record a chargeback opened on the order's payment, or closed (a closing for another
+    dispute than the one recorded changes nothing)."""
+    if opened:
+        await conn.execute("""UPDATE orders SET dispute_id = $2, disputed_at = now(), dispute_closed_at = NULL
+                              WHERE id = $1""", order_id, dispute_id)
+    else:
+        await conn.execute("UPDATE orders SET dispute_closed_at = now() WHERE id = $1 AND dispute_id = $2",
+                           order_id, dispute_id)

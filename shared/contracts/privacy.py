@@ -26,6 +26,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_CHUNK_RECORDS = 500
+# P25: accounting records (invoices, payments) are kept seven years (Accounting Law, art. 10).
+ACCOUNTING_PERIOD = dt.timedelta(days=7 * 366)
 PARTICIPANT_METHODS = ("privacy_inventory", "privacy_export", "privacy_erase")
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -172,3 +174,13 @@ class ErasureOutcome(_Contract):
     def complete(self) -> bool:
         """Nothing is left but what is declared retained or held."""
         return not self.remaining
+
+
+class HeldErasureCompleted(_Contract):
+    """An erasure a hold had kept back is done (published as ``held_erasure_completed``, for
+    the privacy service to tell the customer)."""
+
+    request_id: uuid.UUID
+    participant: str
+    erased: list[Erased] = Field(default_factory=list)
+    at: dt.datetime

@@ -1,0 +1,43 @@
+"""Card numbers are recognised (and only card numbers), refused at every input and redacted in logs."""
+import random
+import uuid
+
+import pytest
+
+from shared import cards, inputs
+from shared.logging import redact_text
+
+VISA, AMEX = "4242424242424242", "378282246310005"
+
+
+@pytest.mark.parametrize("text", [VISA, f"card {VISA}.", "4242 4242 4242 4242", "4242-4242-4242-4242",
+                                  "3782 822463 10005", "6011111111111117", "4000002760003184"])
+def test_card_numbers_are_found(text):
+    assert cards.holds_card_number(text)
+    assert cards.REDACTED in cards.redact_cards(text) and "4242 4242" not in cards.redact_cards(text)
+
+
+@pytest.mark.parametrize("text", ["4242424242424241",  # fails Luhn
+                                  "424242424242",  # too short
+                                  "42424242424242424242",  # too long, and not part of a card
+                                  "+371 2000 0000", "2026-11-30T21:28:55Z", "1764538135"])
+def test_other_numbers_are_not(text):
+    assert not cards.holds_card_number(text)
+
+
+def test_uuids_never_read_as_cards():
+    rng = random.Random(11)  # fixed seed: 20 000 UUIDs whose digit groups look like card groups
+    for _ in range(20_000):
+        digits = "".join(rng.choice("0123456789") for _ in range(32))
+        assert not cards.holds_card_number(str(uuid.UUID(digits)))
+
+
+def test_inputs_refuse_a_card_number_without_echoing_it():
+    found = inputs.unsafe_values({"note": f"my card is {VISA}", "pan": int(VISA), "ok": "fine"}, "body")
+    assert sorted(u.where for u in found) == ["body.note", "body.pan"]
+    assert all(u.type == "card_number" and VISA not in u.message for u in found)
+    assert not inputs.plainly_safe(f'{{"n": "{AMEX}"}}')
+
+
+def test_logs_redact_card_numbers():
+    assert VISA not in redact_text(f"paid with {VISA} today") and "[card]" in redact_text(VISA)
