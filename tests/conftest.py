@@ -11,12 +11,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import uuid
 from urllib.parse import quote
 
 import pytest
 
 from shared import db
+from shared.logging import configure_logging
+from tests import cardscan
 
 AMQP_BASE = os.environ.get("VEIKALS_TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
 PG_BASE = os.environ.get("VEIKALS_TEST_PG_BASE", "postgresql://postgres@127.0.0.1:5432")
@@ -50,6 +53,18 @@ def amqp_url() -> str:
         yield url
 
 
+# What the card-number scan found (tests/cardscan.py); the session fails if anything is here.
+CARD_FINDINGS: list[str] = []
+
+
+async def scanned_and_dropped(dsn: str) -> None:
+    """Drop a database the tests made, after looking through it for card numbers."""
+    try:
+        CARD_FINDINGS.extend(await cardscan.scan_database(dsn))
+    finally:
+        await db.drop_database(dsn)
+
+
 @contextlib.asynccontextmanager
 async def own_database():
     dsn = f"{PG_BASE}/veikals_test_{uuid.uuid4().hex[:10]}"
@@ -57,7 +72,7 @@ async def own_database():
     try:
         yield dsn
     finally:
-        await db.drop_database(dsn)
+        await scanned_and_dropped(dsn)
 
 
 @pytest.fixture
@@ -91,3 +106,48 @@ async def eventually(check, timeout: float = 15.0, interval: float = 0.1):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+class _Tee:
+    """In-process services log through our own pipeline (redaction included) to the session's
+    log file, and to the test's captured output as well."""
+
+    def __init__(self, path) -> None:
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        sys.stdout.flush()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    folder = session.config._tmp_path_factory.getbasetemp() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    session.config.stash[_LOG] = _Tee(folder / "in-process.log")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    configure_logging("tests", "info", stream=item.config.stash[_LOG])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The scan after the whole suite: every database was scanned before it was dropped; now
+    every log file the session wrote."""
+    session.config.stash[_LOG].file.flush()
+    found = CARD_FINDINGS + cardscan.scan_files(session.config._tmp_path_factory.getbasetemp())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if found:
+        if reporter is not None:
+            reporter.write_sep("=", "card data found after the suite (P3, P17)", red=True)
+            for finding in found[:50]:
+                reporter.write_line(finding)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None:
+        reporter.write_line("card scan: no card number or CVC in any database or log the tests wrote")
+
+
+_LOG = pytest.StashKey[_Tee]()

@@ -13,8 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from services.accounts.tokens import new_signing_key
-from shared import db
-from tests.conftest import PG_BASE, eventually
+from tests.conftest import PG_BASE, eventually, scanned_and_dropped
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("accounts", "orders", "payments", "marketing", "privacy")
@@ -44,16 +43,26 @@ async def running_suite(amqp_url: str, logs: Path, smtp_port: int, env: dict[str
     {name: Running} once all are ready; kill them and drop their databases afterwards."""
     run = uuid.uuid4().hex[:8]
     procs: dict[str, Running] = {}
-    ports = {name: free_port() for name in SERVICES}
+    ports = {name: free_port() for name in (*SERVICES, "sandbox-psp")}
+    psp_keys = {"VEIKALS_PAYMENTS_PSP_SECRET_KEY": f"sk_test_{run}", "VEIKALS_PAYMENTS_PSP_PUBLISHABLE_KEY": f"pk_test_{run}",
+                "VEIKALS_PAYMENTS_PSP_WEBHOOK_SECRET": f"whsec_{run}"}
     common = {
         # As in var/secrets.env: the PEM on one line.
         "VEIKALS_ACCOUNTS_JWT_SIGNING_KEY": new_signing_key().replace("\n", "\\n"),
         "VEIKALS_ACCOUNTS_SMTP_PORT": str(smtp_port),
         "VEIKALS_ACCOUNTS_ARGON2_MEMORY_KIB": "8192",
         **{f"VEIKALS_{name.upper()}_SUBJECT_KEY": uuid.uuid4().hex for name in SERVICES},
+        **psp_keys, "VEIKALS_PAYMENTS_PSP_API_BASE": f"http://127.0.0.1:{ports['sandbox-psp']}",
         **(env or {}),
     }
+    psp = None
     try:
+        # The sandbox PSP the payments service pays through (the partners' sandboxes are not run here).
+        with open(logs / "sandbox-psp.log", "w") as out:
+            psp = subprocess.Popen(
+                [sys.executable, "-m", "deploy.sandbox.psp", "--port", str(ports["sandbox-psp"]),
+                 "--webhook-url", f"http://127.0.0.1:{ports['payments']}/v1/psp/webhooks"],
+                cwd=ROOT, env={**os.environ, **common}, stdout=out, stderr=subprocess.STDOUT)
         for name in SERVICES:
             prefix = f"VEIKALS_{name.upper()}_"
             dsn = f"{PG_BASE}/veikals_e2e_{run}_{name}"
@@ -79,9 +88,9 @@ async def running_suite(amqp_url: str, logs: Path, smtp_port: int, env: dict[str
             await eventually(all_ready, timeout=60, interval=0.3)
         yield procs
     finally:
+        for proc in [*(service.proc for service in procs.values()), *([psp] if psp else [])]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         for service in procs.values():
-            if service.proc.poll() is None:
-                service.proc.kill()
-                service.proc.wait()
-        for service in procs.values():
-            await db.drop_database(service.dsn)
+            await scanned_and_dropped(service.dsn)

@@ -20,7 +20,9 @@ def test_card_numbers_are_found(text):
 @pytest.mark.parametrize("text", ["4242424242424241",  # fails Luhn
                                   "424242424242",  # too short
                                   "42424242424242424242",  # too long, and not part of a card
-                                  "+371 2000 0000", "2026-11-30T21:28:55Z", "1764538135"])
+                                  "+371 2000 0000", "2026-11-30T21:28:55Z", "1764538135",
+                                  "+4242424242424242",  # after a +: a phone number
+                                  "1000000000000009", "0000000000000"])  # no network starts so
 def test_other_numbers_are_not(text):
     assert not cards.holds_card_number(text)
 
@@ -41,3 +43,14 @@ def test_inputs_refuse_a_card_number_without_echoing_it():
 
 def test_logs_redact_card_numbers():
     assert VISA not in redact_text(f"paid with {VISA} today") and "[card]" in redact_text(VISA)
+
+
+def test_headers_are_not_refused_for_numbers_like_timestamps():
+    assert inputs.header_problem({"x-veikals-version": 4242424242424242}) is None
+
+
+def test_the_suite_scan_finds_card_numbers_and_cvcs_but_not_uuids():
+    from tests.cardscan import findings_in
+    assert findings_in(f'{{"pan": "{VISA}"}}', "t") == ["t: a card number ending 4242"]
+    assert findings_in('card[cvc]=123 and "cvc": "4567"', "t") == ["t: a CVC", "t: a CVC"]
+    assert findings_in(f"{uuid.uuid4()} 2026-11-30 21:28:55.123456+00 cvc_check pass", "t") == []
