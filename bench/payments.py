@@ -132,7 +132,7 @@ async def commits(conn: asyncpg.Connection, database: str) -> int:
 def report(label: str, rate: float, latencies: list[float], failures: list[str]) -> None:
     print(f"  {label:<8} {rate:9.1f} payments/s   p50 {percentile(latencies, 50):8.2f} ms   "
           f"p99 {percentile(latencies, 99):8.2f} ms   failures {len(failures)}"
-          + (f" (first: {failures[0][:200]})" if failures else ""), flush=True)
+          + (f" (first: {failures[0][:300]})" if failures else ""), flush=True)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -246,7 +246,8 @@ async def run_benchmark(args: argparse.Namespace, http: aiohttp.ClientSession, u
                 async with http.post(f"{url['payments']}/v1/guest-payments", json=body) as response:
                     answer = await response.json(content_type=None)
                 if response.status != 201 or answer.get("status") != "succeeded":
-                    ours_failures.append(f"{response.status} {answer}")
+                    ours_failures.append(f"{response.status} {answer.get('title')}: {answer.get('errors') or answer}"
+                                         f" (order {orders[i]['id']})")
             except (aiohttp.ClientError, ValueError) as exc:
                 ours_failures.append(repr(exc))
         memory_before = memory_mib(payments_pid)

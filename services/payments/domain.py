@@ -22,10 +22,11 @@ def status_of(psp_status: str, *, failed: bool = False) -> str:
     """Our payment status for a PaymentIntent's status. An intent back in
     ``requires_payment_method`` after a confirmation is a failed attempt (Stripe's shape of a
     decline); the customer pays again with a new attempt."""
-    return {"succeeded": "succeeded", "processing": "processing", "requires_action": "requires_action",
-            "requires_confirmation": "processing", "requires_capture": "processing",
-            "canceled": "canceled"}.get(psp_status, "failed" if failed or psp_status == "requires_payment_method"
-                                        else "processing")
+    if psp_status in ("succeeded", "canceled"):
+        return psp_status
+    if failed or psp_status == "requires_payment_method":
+        return "failed"
+    return "requires_action" if psp_status == "requires_action" else "processing"
 
 
 def order_key(order_id: uuid.UUID, attempt: int) -> str:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from deploy.mailsink import MailSink, code_in
-from tests.conftest import own_vhost
+from tests.conftest import eventually, own_vhost
 from tests.e2e.processes import ROOT, SERVICES, running_suite
 
 
@@ -89,6 +89,42 @@ async def test_a_customer_and_an_admin_as_the_frontend_and_an_operator_would(sui
             async with http.get(f"{orders}/v1/staff/partners",
                                 headers={"Authorization": f"Bearer {token}"}) as response:
                 assert response.status == status
+        await a_guest_buys_and_pays(http, orders, suite["payments"].url, admin["access_token"])
+
+
+async def a_guest_buys_and_pays(http: aiohttp.ClientSession, orders: str, payments: str, admin: str) -> None:
+    """Across the processes: a product, a guest order, the card to the sandbox PSP (where
+    payments' config says), the token to payments, and the order paid by its event."""
+    staff = {"Authorization": f"Bearer {admin}"}
+    async with http.post(f"{orders}/v1/staff/products", headers=staff, json={
+            "sku": "E2E-001", "name": "Tea", "category": "food", "price_cents": 690, "vat_rate": 21,
+            "stock": 5}) as response:
+        assert response.status == 201, await response.text()
+        product = await response.json()
+    async with http.post(f"{orders}/v1/guest-orders", json={
+            "carrier": "sandbox-carrier", "lines": [{"product_id": product["id"], "quantity": 1}],
+            "contact": {"name": "Guna", "email": "guna@example.lv", "phone": "+37129000002"},
+            "address": {"line1": "Brīvības iela 1", "city": "Rīga", "postal_code": "LV-1010", "country": "LV"}}) as response:
+        assert response.status == 201, await response.text()
+        order = await response.json()
+    async with http.get(f"{payments}/v1/psp/config") as response:
+        psp = await response.json()
+    async with http.post(f"{psp['api_base']}/v1/payment_methods", auth=aiohttp.BasicAuth(psp["publishable_key"], ""),
+                         data={"type": "card", "card[number]": "4242424242424242", "card[exp_month]": "12",
+                               "card[exp_year]": "2031", "card[cvc]": "123"}) as response:
+        assert response.status == 200, await response.text()
+        token = (await response.json())["id"]
+    async with http.post(f"{payments}/v1/guest-payments", json={
+            "order_id": order["id"], "amount_cents": order["gross_cents"], "currency": "EUR",
+            "payment_method": token}) as response:
+        assert response.status == 201, await response.text()
+        assert (await response.json())["status"] == "succeeded"
+
+    async def paid():
+        async with http.post(f"{orders}/v1/staff/order-lookups", headers=staff, json={
+                "order_id": order["id"], "reason": "end-to-end check of a payment"}) as response:
+            return (await response.json())["orders"][0]["status"] == "paid"
+    await eventually(paid, timeout=30)
 
 
 async def test_sigterm_stops_every_service_cleanly(suite):
