@@ -3,8 +3,8 @@
 The accounts, orders and payments services each run as their own process (``python -m
 services.<name>``), with the sandbox PSP (``python -m deploy.sandbox.psp``) and a sandbox carrier
 (``python -m deploy.sandbox.partner``, the only partner in a partners file of the benchmark's
-own), all on free loopback ports, with databases ``veikals_bench_<random>_<service>`` and a
-RabbitMQ vhost of their own, all stopped, dropped and deleted at the end (also on Ctrl-C).
+own), on free loopback ports, with databases ``veikals_bench_<random>_<service>`` and a RabbitMQ
+vhost of their own: all stopped, dropped and deleted at the end, also on failure or Ctrl-C.
 
 setup (not timed)
     ``--payments`` guest orders (``POST /v1/guest-orders``, one line each), and twice as many
@@ -14,16 +14,19 @@ ours
     K clients (``--concurrency``) pay every order once: ``POST /v1/guest-payments`` on the
     payments service, each expected to answer 201 with status "succeeded".
 direct
-    The same number of payments, K at once, straight to the sandbox PSP with the official stripe
-    client made and called as ``services/payments/psp.py`` makes and calls it (one
-    ``payment_intents.create_async``, confirm=True, an idempotency key), each with a fresh token.
+    As many payments, K at once, straight to the sandbox PSP with the official stripe client made
+    and called as ``services/payments/psp.py`` makes and calls it (``payment_intents.create_async``,
+    confirm=True, an idempotency key), each with a fresh token.
 
-Reported for each: payments/s, p50/p99 latency in ms, failures; then ours/direct (the goal: at
-least 0.5), what our path does per payment beyond the direct call (PSP requests and database
-commits counted during the run), and the payments process's RSS before and after. Between the
-two runs the benchmark waits until the work ours leaves behind (the PSP's webhooks, orders paid,
-shipped and delivered through the carrier sandbox) is done, so it does not land in direct's time.
-Both runs make the PSP send two webhooks per payment to the payments service, as Stripe would.
+Reported for each run: payments/s, p50/p99 latency, failures, and the CPU time per payment of
+each process, of PostgreSQL and RabbitMQ, and of the rest (kernel, hypervisor, anything else on
+the machine); then ours/direct (the goal: at least 0.5), what our path does per payment beyond
+the direct call (PSP requests and payments-database commits, counted), how the orders ended, the
+PSP webhooks the payments service refused, and the payments process's RSS before and after.
+Before each run the benchmark waits until the work the last one left behind (the PSP's webhooks;
+orders paid, shipped and delivered through the carrier) is done. In both runs the PSP sends two
+webhooks a payment to the payments service, as Stripe would. Figures from a shared machine are
+noisy: compare runs made back to back.
 
     .venv/bin/python bench/payments.py
     .venv/bin/python bench/payments.py --payments 1000 --concurrency 64
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -55,6 +59,7 @@ from shared import db
 from shared.logging import configure_logging
 from shared.messaging import Broker, RpcClient
 from shared.webhooks.signing import new_secret
+from webhooks import cpu_seconds, machine_busy  # bench/webhooks.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"
@@ -63,27 +68,24 @@ ADDRESS = {"line1": "Brīvības iela 1", "city": "Rīga", "postal_code": "LV-101
 CARRIER, CARRIER_SECRET_ENV = "bench-carrier", "VEIKALS_PARTNER_BENCH_CARRIER_SECRET"
 PSP_KEYS = {"VEIKALS_PAYMENTS_PSP_SECRET_KEY": "sk_test_", "VEIKALS_PAYMENTS_PSP_PUBLISHABLE_KEY": "pk_test_",
             "VEIKALS_PAYMENTS_PSP_WEBHOOK_SECRET": "whsec_"}
+PROGRAMS = {"postgres": "postgres", "beam.smp": "rabbitmq"}  # by /proc/<pid>/comm
 PER_PAYMENT = """per payment, our path does beyond the direct call:
   1 RPC over RabbitMQ   orders.order_for_payment (the order's amount, currency, owner, state)
   1 PSP read            GET /v1/payment_methods/{id} (the card behind the token: brand, last4, owner)
   1 DB transaction      the attempt recorded ("creating") and committed before the PSP hears of it
-  (the PSP charge       POST /v1/payment_intents: the same call direct makes)
-  1 DB transaction      the answer applied ("succeeded") with payment_succeeded into the outbox,
-                        relayed to RabbitMQ after commit (orders then marks the order paid)"""
+ (1 PSP charge          POST /v1/payment_intents: the call direct makes)
+  1 DB transaction      the answer applied ("succeeded"), payment_succeeded into the outbox (relayed
+                        to RabbitMQ after commit; orders then marks the order paid)"""
 
 
 def memory_mib(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of a process, in MiB (Linux /proc)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) / 1024
-    return fields
+    """VmRSS and VmHWM (the peak) of a process, in MiB (Linux /proc)."""
+    lines = (line.partition(":") for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {key: int(value.split()[0]) / 1024 for key, _, value in lines if key in ("VmRSS", "VmHWM")}
 
 
 async def wait_healthy(http: aiohttp.ClientSession, base: str, process: subprocess.Popen) -> None:
-    """The sandboxes answer /healthz, not /readyz (``wait_ready`` is for the services)."""
+    """``wait_ready`` for the sandboxes, which answer /healthz rather than /readyz."""
     for _ in range(150):
         if process.poll() is not None:
             raise SystemExit(f"{base} exited with status {process.returncode}")
@@ -97,46 +99,81 @@ async def wait_healthy(http: aiohttp.ClientSession, base: str, process: subproce
     raise SystemExit(f"{base} never became healthy")
 
 
-async def settle(http: aiohttp.ClientSession, psp: str, orders_db: asyncpg.Connection, timeout: float = 180) -> float:
-    """Wait until the PSP has delivered its webhooks and no order is paid or shipped but not yet
-    delivered (the carrier's callbacks): the seconds it took."""
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        async with http.get(f"{psp}/_control/events") as response:
-            events = await response.json()
-        sending = sum(not e["delivered"] and not e["dropped"] and len(e["attempts"]) < 5 for e in events)
-        moving = await orders_db.fetchval("SELECT count(*) FROM orders WHERE status IN ('paid', 'shipped')")
-        if not sending and not moving:
-            return time.perf_counter() - started
-        await asyncio.sleep(0.25)
-    print(f"  (not settled after {timeout:.0f} s: {sending} webhooks being sent, {moving} orders on their way)")
-    return timeout
-
-
-async def psp_requests(http: aiohttp.ClientSession, psp: str) -> list[dict]:
-    async with http.get(f"{psp}/_control/requests") as response:
+async def psp_control(http: aiohttp.ClientSession, psp: str, what: str) -> list[dict]:
+    """The sandbox PSP's record of every request or event (``/_control/requests``, ``/_control/events``)."""
+    async with http.get(f"{psp}/_control/{what}") as response:
         return await response.json()
 
 
-def per_payment(requests: list[dict], n: int) -> str:
-    """The PSP requests a run made, per payment, by route ('pm_...' and 'pi_...' ids folded)."""
-    routes = Counter(f"{r['method']} {re.sub(r'/(pm|pi|ch|cus)_[A-Za-z0-9]+', '/{id}', r['path'])}" for r in requests)
-    return f"{len(requests) / n:.2f} (" + ", ".join(f"{route} {count / n:.2f}" for route, count in routes.most_common()) + ")"
+async def settle(http: aiohttp.ClientSession, psp: str, orders_db: asyncpg.Connection,
+                 quiet_s: float = 5, timeout: float = 180) -> tuple[float, int]:
+    """Wait until the PSP has tried every webhook once and no order is paid or shipped, or those
+    that are have not moved for ``quiet_s``: (seconds until the last move, orders left paid or shipped)."""
+    started = moved = time.perf_counter()
+    last = None
+    while True:
+        untried = sum(not e["attempts"] and not e["dropped"] for e in await psp_control(http, psp, "events"))
+        state = (untried, *await orders_db.fetchrow(
+            "SELECT count(*) FILTER (WHERE status IN ('paid', 'shipped')), count(*) FILTER (WHERE status = 'delivered') FROM orders"))
+        now = time.perf_counter()
+        if state != last:
+            last, moved = state, now
+        if (not untried and (not state[1] or now - moved >= quiet_s)) or now - started > timeout:
+            return moved - started, state[1]
+        await asyncio.sleep(0.25)
 
 
-async def commits(conn: asyncpg.Connection, database: str) -> int:
+def refused(events: list[dict]) -> str:
+    """The PSP's webhooks the payments service did not accept (the PSP tries again at 0.5, 2, 10, 60 s)."""
+    statuses = Counter(e["attempts"][-1]["status"] or e["attempts"][-1]["error"]
+                       for e in events if e["attempts"] and not e["delivered"])
+    return f"{sum(statuses.values())} of {len(events)}" + "".join(f", {status} x {count}" for status, count in statuses.items())
+
+
+def by_route(requests: list[dict], n: int) -> str:
+    """The PSP requests of a run, per payment, by route (ids folded)."""
+    routes = Counter(f"{r['method']} {re.sub(r'/(pm|pi)_[A-Za-z0-9]+', '/{id}', r['path'])}" for r in requests)
+    return f"{len(requests) / n:.2f}: " + ", ".join(f"{route} {count / n:.2f}" for route, count in routes.most_common())
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[tuple[str, int], float]:
+    """CPU seconds so far of our processes, and of every PostgreSQL and RabbitMQ process on the machine."""
+    found = {(name, pid): cpu_seconds(pid) for name, pid in pids.items()}
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if (program := PROGRAMS.get(comm.read_text().strip())) is not None:
+                found[(program, int(comm.parent.name))] = cpu_seconds(int(comm.parent.name))
+    return {key: seconds for key, seconds in found.items() if seconds is not None}
+
+
+async def commits(conn: asyncpg.Connection) -> int:
     await conn.execute("SELECT pg_stat_clear_snapshot()")
-    return await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database)
+    return await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
 
 
-def report(label: str, rate: float, latencies: list[float], failures: list[str]) -> None:
-    print(f"  {label:<8} {rate:9.1f} payments/s   p50 {percentile(latencies, 50):8.2f} ms   "
-          f"p99 {percentile(latencies, 99):8.2f} ms   failures {len(failures)}"
-          + (f" (first: {failures[0][:300]})" if failures else ""), flush=True)
+async def timed(label: str, k: int, n: int, one, pids: dict[str, int]) -> float:
+    """Run ``one(i) -> failure or None`` n times, k at once; print its figures; payments/s."""
+    failures: list[str] = []
+
+    async def counted(i: int) -> None:
+        if (failure := await one(i)) is not None:
+            failures.append(failure)
+    before, busy = cpu_snapshot(pids), machine_busy()
+    rate, latencies = await load(k, n, counted)
+    used: Counter[str] = Counter()
+    for (name, pid), seconds in cpu_snapshot(pids).items():  # a process that ended in between is left out
+        used[name] += (seconds - before.get((name, pid), 0.0)) * 1000 / n
+    total = (machine_busy()[0] - busy[0]) / os.sysconf("SC_CLK_TCK") * 1000 / n
+    print(f"  {label:<7} {rate:8.1f} payments/s   p50 {percentile(latencies, 50):7.1f} ms   "
+          f"p99 {percentile(latencies, 99):7.1f} ms   failures {len(failures)}", flush=True)
+    print(f"          CPU ms a payment: {total:.1f} = " + ", ".join(f"{name} {ms:.1f}" for name, ms in used.items()
+                                                             if ms >= 0.05) + f", rest {total - sum(used.values()):.1f}")
+    for failure, count in Counter(failures).most_common(3):
+        print(f"          {count} x {failure[:300]}")
+    return rate
 
 
 async def main(args: argparse.Namespace) -> None:
-    configure_logging("bench", "warning")
     run = uuid.uuid4().hex[:8]
     dsns = {name: f"{PG_BASE}/veikals_bench_{run}_{name}" for name in SERVICES}
     ports = {name: free_port() for name in (*SERVICES, "psp", "carrier")}
@@ -164,8 +201,7 @@ async def main(args: argparse.Namespace) -> None:
                     "--webhook-secret-env", "VEIKALS_PAYMENTS_PSP_WEBHOOK_SECRET",
                     "--webhook-url", f"{url['payments']}/v1/psp/webhooks"],
             "carrier": ["deploy.sandbox.partner", "--name", CARRIER, "--kind", "carrier", "--port", str(ports["carrier"]),
-                        "--secret-env", CARRIER_SECRET_ENV, "--callback-url",
-                        f"{url['orders']}/v1/partners/{CARRIER}/callbacks"],
+                        "--secret-env", CARRIER_SECRET_ENV, "--callback-url", f"{url['orders']}/v1/partners/{CARRIER}/callbacks"],
             **{name: [f"services.{name}"] for name in SERVICES}}
         try:
             for name, command in commands.items():
@@ -174,14 +210,13 @@ async def main(args: argparse.Namespace) -> None:
                                                        stdout=log, stderr=subprocess.STDOUT)
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
                 for name in commands:
-                    wait = wait_ready if name in SERVICES else wait_healthy
-                    await wait(http, url[name], processes[name])
-                await run_benchmark(args, http, url, keys, dsns, processes["payments"].pid, env)
+                    await (wait_ready if name in SERVICES else wait_healthy)(http, url[name], processes[name])
+                await benchmark(args, http, url, keys, dsns, {name: p.pid for name, p in processes.items()},
+                                env["VEIKALS_ORDERS_AMQP_URL"])
         except Exception:
             for name in processes:  # what the processes said, before their folder goes
                 lines = (Path(tmp) / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
-                if lines:
-                    print(f"--- {name}.log (last lines)\n" + "\n".join(lines), file=sys.stderr)
+                print(f"--- {name}.log, last lines\n" + "\n".join(lines), file=sys.stderr)
             raise
         finally:
             for process in reversed(processes.values()):
@@ -190,14 +225,10 @@ async def main(args: argparse.Namespace) -> None:
                 await db.drop_database(dsn)
 
 
-async def run_benchmark(args: argparse.Namespace, http: aiohttp.ClientSession, url: dict[str, str],
-                        keys: dict[str, str], dsns: dict[str, str], payments_pid: int, env: dict[str, str]) -> None:
-    n, k, run = args.payments, args.concurrency, uuid.uuid4().hex[:8]
-    secret, publishable, _ = keys.values()
-    print(f"{n} payments, {k} at once; {os.cpu_count()} cores (every process and PostgreSQL share them)", flush=True)
-
-    # --- setup: a catalogue, the guest orders, the card tokens ---------------------------------
-    broker = Broker(env["VEIKALS_ORDERS_AMQP_URL"], name="bench")
+async def setup(args: argparse.Namespace, http: aiohttp.ClientSession, url: dict[str, str], publishable: str,
+                amqp: str) -> tuple[list[dict], list[str]]:
+    """A catalogue, ``--payments`` guest orders, and twice as many card tokens (untimed)."""
+    broker = Broker(amqp, name="bench")
     await broker.connect()
     rpc = RpcClient(broker, "bench", timeout=30)
     await rpc.start()
@@ -208,8 +239,8 @@ async def run_benchmark(args: argparse.Namespace, http: aiohttp.ClientSession, u
     await broker.close()
     async with http.get(f"{url['orders']}/v1/products?limit=200") as response:
         products = [p["id"] for p in (await response.json())["items"]]
-    orders: list[dict] = [{}] * n
-    tokens: list[str] = [""] * (2 * n)  # the first n for ours, the rest for direct
+    orders: list[dict] = [{}] * args.payments
+    tokens: list[str] = [""] * (2 * args.payments)
 
     async def guest_order(i: int) -> None:
         async with http.post(f"{url['orders']}/v1/guest-orders", json={
@@ -227,81 +258,84 @@ async def run_benchmark(args: argparse.Namespace, http: aiohttp.ClientSession, u
                 raise SystemExit(f"card token: {response.status} {await response.text()}")
             tokens[i] = (await response.json())["id"]
     started = time.perf_counter()
-    await load(16, n, guest_order)
-    await load(16, 2 * n, card_token)
-    print(f"setup: {n} guest orders and {2 * n} card tokens in {time.perf_counter() - started:.1f} s", flush=True)
+    await load(16, len(orders), guest_order)
+    await load(16, len(tokens), card_token)
+    print(f"setup: {len(orders)} guest orders and {len(tokens)} card tokens in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return orders, tokens
 
-    orders_db = await asyncpg.connect(dsns["orders"])
-    payments_db = await asyncpg.connect(dsns["payments"])
+
+async def benchmark(args: argparse.Namespace, http: aiohttp.ClientSession, url: dict[str, str], keys: dict[str, str],
+                    dsns: dict[str, str], pids: dict[str, int], amqp: str) -> None:
+    n, k, run = args.payments, args.concurrency, uuid.uuid4().hex[:8]
+    secret, publishable, _ = keys.values()
+    print(f"{n} payments, {k} at once; {os.cpu_count()} cores, shared by every process and PostgreSQL", flush=True)
+    orders, tokens = await setup(args, http, url, publishable, amqp)  # tokens: the first n for ours, then direct's
+
+    async def ours(i: int) -> str | None:
+        body = {"order_id": orders[i]["id"], "amount_cents": orders[i]["gross_cents"], "currency": "EUR",
+                "payment_method": tokens[i]}
+        try:
+            async with http.post(f"{url['payments']}/v1/guest-payments", json=body) as response:
+                answer = await response.json(content_type=None)
+        except (aiohttp.ClientError, ValueError) as exc:
+            return repr(exc)
+        if response.status != 201 or answer.get("status") != "succeeded":
+            return f"{response.status} {answer.get('title') or answer.get('status')}: {answer.get('errors') or ''}"
+
+    stripe_http = stripe.AIOHTTPClient()
+    client = stripe.StripeClient(secret, http_client=stripe_http, base_addresses={"api": url["psp"]},
+                                 max_network_retries=0)
+
+    async def direct(i: int) -> str | None:
+        payment_id = uuid.uuid4()  # in the metadata and return URL, as ours sends them
+        try:
+            intent = await client.v1.payment_intents.create_async(params={
+                "amount": orders[i]["gross_cents"], "currency": "eur", "payment_method": tokens[n + i],
+                "payment_method_types": ["card"], "confirm": True,
+                "metadata": {"veikals_payment_id": str(payment_id), "order_id": orders[i]["id"]},
+                "return_url": f"http://127.0.0.1:8102/payments/{payment_id}/return"},
+                options={"idempotency_key": f"bench-{run}-{i}"})
+        except stripe.StripeError as exc:
+            return repr(exc)
+        return None if intent.status == "succeeded" else f"status {intent.status}"
+
+    everyone = {"bench": os.getpid(), **pids}
+    orders_db, payments_db = await asyncpg.connect(dsns["orders"]), await asyncpg.connect(dsns["payments"])
     try:
         await settle(http, url["psp"], orders_db)
-
-        # --- ours: POST /v1/guest-payments ---------------------------------------------------------
-        ours_failures: list[str] = []
-
-        async def ours(i: int) -> None:
-            body = {"order_id": orders[i]["id"], "amount_cents": orders[i]["gross_cents"], "currency": "EUR",
-                    "payment_method": tokens[i]}
-            try:
-                async with http.post(f"{url['payments']}/v1/guest-payments", json=body) as response:
-                    answer = await response.json(content_type=None)
-                if response.status != 201 or answer.get("status") != "succeeded":
-                    ours_failures.append(f"{response.status} {answer.get('title')}: {answer.get('errors') or answer}"
-                                         f" (order {orders[i]['id']})")
-            except (aiohttp.ClientError, ValueError) as exc:
-                ours_failures.append(repr(exc))
-        memory_before = memory_mib(payments_pid)
-        seen, commits_before = len(await psp_requests(http, url["psp"])), await commits(payments_db, dsns["payments"].rsplit("/", 1)[1])
-        ours_rate, ours_latencies = await load(k, n, ours)
-        memory_after = memory_mib(payments_pid)
-        ours_requests = (await psp_requests(http, url["psp"]))[seen:]
-        settled_s = await settle(http, url["psp"], orders_db)
+        print("results")
+        memory_before = memory_mib(pids["payments"])
+        mark = {what: len(await psp_control(http, url["psp"], what)) for what in ("requests", "events")}
+        commits_before = await commits(payments_db)
+        ours_rate = await timed("ours", k, n, ours, everyone)
+        memory_after = memory_mib(pids["payments"])
+        ours_requests = (await psp_control(http, url["psp"], "requests"))[mark["requests"]:]
+        settled_s, stuck = await settle(http, url["psp"], orders_db)
+        ours_events = (await psp_control(http, url["psp"], "events"))[mark["events"]:]
         await asyncio.sleep(11)  # PostgreSQL 15 counts an idle connection's transactions up to 10 s late
-        commits_ours = await commits(payments_db, dsns["payments"].rsplit("/", 1)[1]) - commits_before
+        commits_ours = await commits(payments_db) - commits_before
         succeeded = await payments_db.fetchval("SELECT count(*) FROM payments WHERE status = 'succeeded'")
-        delivered = await orders_db.fetchval("SELECT count(*) FROM orders WHERE status = 'delivered'")
-
-        # --- direct: the stripe client, as services/payments/psp.py calls it ---------------------
-        direct_failures: list[str] = []
-        http_client = stripe.AIOHTTPClient()
-        client = stripe.StripeClient(secret, http_client=http_client, base_addresses={"api": url["psp"]},
-                                     max_network_retries=0)
-
-        async def direct(i: int) -> None:
-            payment_id = uuid.uuid4()
-            try:
-                intent = await client.v1.payment_intents.create_async(params={
-                    "amount": orders[i]["gross_cents"], "currency": "eur", "payment_method": tokens[n + i],
-                    "payment_method_types": ["card"], "confirm": True,
-                    "metadata": {"veikals_payment_id": str(payment_id), "order_id": orders[i]["id"]},
-                    "return_url": f"http://127.0.0.1:8102/payments/{payment_id}/return"},
-                    options={"idempotency_key": f"bench-{run}-{i}"})
-                if intent.status != "succeeded":
-                    direct_failures.append(f"status {intent.status}")
-            except stripe.StripeError as exc:
-                direct_failures.append(repr(exc))
-        seen = len(await psp_requests(http, url["psp"]))
-        try:
-            direct_rate, direct_latencies = await load(k, n, direct)
-        finally:
-            await http_client.close_async()
-        direct_requests = (await psp_requests(http, url["psp"]))[seen:]
+        statuses = await orders_db.fetch("SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC")
+        mark = {what: len(await psp_control(http, url["psp"], what)) for what in ("requests", "events")}
+        direct_rate = await timed("direct", k, n, direct, everyone)
+        direct_requests = (await psp_control(http, url["psp"], "requests"))[mark["requests"]:]
         await settle(http, url["psp"], orders_db)
+        direct_events = (await psp_control(http, url["psp"], "events"))[mark["events"]:]
     finally:
+        await stripe_http.close_async()
         await orders_db.close()
         await payments_db.close()
 
-    print("results")
-    report("ours", ours_rate, ours_latencies, ours_failures)
-    report("direct", direct_rate, direct_latencies, direct_failures)
     print(f"  ours/direct {ours_rate / direct_rate:.2f} (goal: at least 0.50)")
-    print(f"  after ours: {succeeded} payments succeeded in the payments database, {delivered} orders delivered; "
-          f"its background work (webhooks, orders paid, shipped, delivered) settled {settled_s:.1f} s after the run")
+    print(f"  after ours: {succeeded} payments succeeded; orders " + ", ".join(f"{r[0]} {r[1]}" for r in statuses)
+          + f"; the background work ended {settled_s:.1f} s after the run" + (f", {stuck} orders stopped" if stuck else ""))
+    print(f"  PSP webhooks refused by the payments service: ours {refused(ours_events)}; direct {refused(direct_events)}")
     print(PER_PAYMENT)
-    print(f"measured: PSP requests per payment, ours {per_payment(ours_requests, n)}")
-    print(f"          PSP requests per payment, direct {per_payment(direct_requests, n)}")
-    print(f"          payments database commits per payment, ours {commits_ours / n:.1f} (every transaction and "
-          "single statement until settled: the two above, the PSP's two webhooks, the outbox relay)")
+    print(f"counted: PSP requests a payment, ours {by_route(ours_requests, n)}")
+    print(f"         PSP requests a payment, direct {by_route(direct_requests, n)}")
+    print(f"         payments database commits a payment, ours {commits_ours / n:.1f} (every transaction and lone "
+          "statement until settled: the two above, the PSP's two webhooks, the outbox relay, reads)")
     print(f"payments process: RSS {memory_before['VmRSS']:.0f} MiB before ours, {memory_after['VmRSS']:.0f} MiB "
           f"after (peak {memory_after['VmHWM']:.0f} MiB)")
 
@@ -311,4 +345,8 @@ if __name__ == "__main__":
     parser.add_argument("--payments", type=int, default=1000, help="payments in each run (and guest orders)")
     parser.add_argument("--concurrency", type=int, default=16, help="clients at once, in both runs")
     parser.add_argument("--products", type=int, default=100, help="products the guest orders spread over")
-    asyncio.run(main(parser.parse_args()))
+    configure_logging("bench", "warning")
+    try:
+        asyncio.run(main(parser.parse_args()))
+    except KeyboardInterrupt:
+        sys.exit(130)  # everything was stopped, dropped and deleted on the way out

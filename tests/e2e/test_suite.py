@@ -109,7 +109,8 @@ async def a_guest_buys_and_pays(http: aiohttp.ClientSession, orders: str, paymen
         order = await response.json()
     async with http.get(f"{payments}/v1/psp/config") as response:
         psp = await response.json()
-    async with http.post(f"{psp['api_base']}/v1/payment_methods", auth=aiohttp.BasicAuth(psp["publishable_key"], ""),
+    async with http.post(f"{psp['api_base']}/v1/payment_methods",
+                         headers={"Authorization": f"Bearer {psp['publishable_key']}"},
                          data={"type": "card", "card[number]": "4242424242424242", "card[exp_month]": "12",
                                "card[exp_year]": "2031", "card[cvc]": "123"}) as response:
         assert response.status == 200, await response.text()
