@@ -5,18 +5,19 @@ inputs refuse a value that holds one (``shared.inputs``), our logs redact one
 (``shared.logging``), and the test suite scans every table and log for one afterwards.
 
 A candidate is 13 to 19 digits in a row, or in the groups cards are printed in (4-4-4-4 with
-an optional short tail, Amex's 4-6-5), not touching other digits, that starts as the cards of
+an optional short tail, Amex's 4-6-5), standing alone (not touching a letter or digit, so not
+a part of an id, a hash or a token), that starts as the cards of
 the networks do (2 to 6: Mastercard, Amex, Diners, JCB, Visa, Discover, UnionPay, Maestro),
-is not written after a "+" (a phone number), and passes the Luhn check. The grouping is strict
-on purpose: a UUID's digit groups (8-4-4-4-12) never read as a card.
+is not written after a "+" (a phone number), and passes the Luhn check. A UUID's digit groups
+(8-4-4-4-12) never read as a card: its 4-4-4 groups touch the hex around them.
 """
 from __future__ import annotations
 
 import re
 
 _CANDIDATE = re.compile(
-    r"(?<![0-9+])(?=[2-6])(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,3})?|[0-9]{4}[ -][0-9]{6}[ -][0-9]{5})"
-    r"(?![0-9])")
+    r"(?<![0-9A-Za-z+])(?=[2-6])(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,3})?|[0-9]{4}[ -][0-9]{6}[ -][0-9]{5})"
+    r"(?![0-9A-Za-z])")
 # Cheap pre-check for text that may hold a candidate (13 digits in a row, or card groups).
 MAYBE = r"[0-9]{13}|[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}|[0-9]{4}[ -][0-9]{6}[ -][0-9]{5}"
 REDACTED = "[card]"

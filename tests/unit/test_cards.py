@@ -27,11 +27,16 @@ def test_other_numbers_are_not(text):
     assert not cards.holds_card_number(text)
 
 
-def test_uuids_never_read_as_cards():
-    rng = random.Random(11)  # fixed seed: 20 000 UUIDs whose digit groups look like card groups
+def test_ids_never_read_as_cards():
+    rng = random.Random(11)  # fixed seed: UUIDs and hex ids, many with digit groups like card groups
     for _ in range(20_000):
         digits = "".join(rng.choice("0123456789") for _ in range(32))
         assert not cards.holds_card_number(str(uuid.UUID(digits)))
+    for _ in range(200_000):
+        assert not cards.holds_card_number(str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+    # Seen refused before: the middle groups and the last group's first digit passed Luhn.
+    assert not cards.holds_card_number("a642709f-4380-4198-8975-5bfdb255324c")
+    assert not cards.holds_card_number("msg_4242424242424242abcdef") and not cards.holds_card_number("x4242424242424242")
 
 
 def test_inputs_refuse_a_card_number_without_echoing_it():
