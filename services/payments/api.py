@@ -18,6 +18,7 @@ from aiohttp import web
 
 from services.payments import domain, psp, schemas, store
 from services.payments.billing import AlreadyMember
+from services.payments.charges import acts_on
 from shared.auth import Principal
 from shared.http import CUSTOMER, Endpoint, FieldError, HTTPProblem, read_body, staff, validate_body
 from shared.inbox import first_delivery
@@ -337,10 +338,12 @@ class PaymentsApi:
             raise HTTPProblem(400, "Malformed event", "The event is not JSON.")
         event = validate_body(raw, schemas.StripeEvent)
         obj = event.data.get("object")
+        if not acts_on(event.type) or not isinstance(obj, dict):
+            return schemas.EventReceived(id=event.id, applied=False)  # acknowledged; nothing to apply
         async with self.pool.acquire() as conn, conn.transaction():
             if not await first_delivery(conn, "payments.psp_webhook", event.id):
                 return schemas.EventReceived(id=event.id, applied=False)
-            applied = isinstance(obj, dict) and await self.charges.on_psp_event(conn, event.type, obj)
+            applied = await self.charges.on_psp_event(conn, event.type, obj)
         return schemas.EventReceived(id=event.id, applied=applied)
 
     def endpoints(self) -> list[Endpoint]:

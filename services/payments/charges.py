@@ -36,6 +36,13 @@ log = get_logger(__name__)
 
 NOTIFY_CHANNEL = "veikals_payments_due"
 LEASE = dt.timedelta(minutes=2)
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "charge.refund.updated"})
+DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"})
+
+
+def acts_on(event_type: str) -> bool:
+    """Whether a PSP event of this type changes anything here (others are acknowledged only)."""
+    return event_type.startswith("payment_intent.") or event_type in REFUND_EVENTS or event_type in DISPUTE_EVENTS
 
 
 def now() -> dt.datetime:
@@ -231,7 +238,7 @@ class Charges:
                 return False
             await self.apply(conn, payment["id"], intent)
             return True
-        if event_type in ("refund.created", "refund.updated", "charge.refund.updated"):
+        if event_type in REFUND_EVENTS:
             result = psp.refund_of(obj)
             refund_id = result.metadata.get("veikals_refund_id")
             refund = await store.refund_by_psp_id(conn, result.id) or (
@@ -240,7 +247,7 @@ class Charges:
                 return False
             await self.apply_refund(conn, refund["id"], result)
             return True
-        if event_type in ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"):
+        if event_type in DISPUTE_EVENTS:
             return await self.on_dispute(conn, obj)
         return False
 
