@@ -96,22 +96,30 @@ class Lifecycle:
         sent to the accountant, and only the chosen carrier receives the shipment."""
         order = await store.order(conn, payment.order_id, lock=True)
         if order is None:
-            log.error("payment for an unknown order", order=str(payment.order_id), payment=payment.payment_id)
-            return "unknown order"
+            return await self.reject(conn, payment, None, "unknown order")
         if order["status"] != "created":
-            if order["payment_id"] != payment.payment_id:
-                log.error("a second payment for an order; payments must refund it",
-                          order=str(order["id"]), status=order["status"], payment=payment.payment_id)
-            return "already " + order["status"]
+            if order["payment_id"] == payment.payment_id:
+                return "already " + order["status"]  # this payment, applied before
+            return await self.reject(conn, payment, order, f"the order is {order['status']}")
         if (payment.amount_cents, payment.currency) != (order["gross_cents"], order["currency"]):
-            log.error("payment does not match the order; not marked paid", order=str(order["id"]),
-                      payment=payment.payment_id)
-            return "amount mismatch"
+            return await self.reject(conn, payment, order, "the amount does not match the order")
         await self.move(conn, order, "paid", columns={"payment_id": payment.payment_id})
         lines = await store.lines_of(conn, [order["id"]])
         await self.issue_invoice(conn, order, lines)
         await self.ship(conn, order, lines)
         return "paid"
+
+    async def reject(self, conn: asyncpg.Connection, payment: PaymentSucceeded, order: asyncpg.Record | None,
+                     reason: str) -> str:
+        """A captured payment the order cannot take (cancelled while the customer authenticated
+        it, say): payments is told, and refunds it."""
+        log.warning("payment rejected; payments refunds it", order=str(payment.order_id),
+                    payment=payment.payment_id, reason=reason)
+        await self.outbox.add(conn, "payment_rejected", schemas.PaymentRejected(
+            payment_id=payment.payment_id, order_id=payment.order_id, reason=reason,
+            at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"),
+            subject=subject_of(order) if order is not None else None)
+        return "rejected: " + reason
 
     async def issue_invoice(self, conn: asyncpg.Connection, order: asyncpg.Record,
                             lines: list[asyncpg.Record]) -> None:

@@ -328,6 +328,16 @@ class OrderCancelled(OrderEvent):
     refund_cents: int = Field(description="what payments is to refund (0 when nothing was paid)")
 
 
+class PaymentRejected(BaseModel):
+    """A captured payment this order cannot take (it was cancelled meanwhile, or is unknown, or
+    the amount differs): payments refunds it in full."""
+
+    payment_id: str
+    order_id: uuid.UUID
+    reason: str
+    at: dt.datetime
+
+
 class ComplaintChanged(BaseModel):
     complaint_id: uuid.UUID
     order_id: uuid.UUID

@@ -4,7 +4,8 @@ history, complaints, and its part of every erasure and export.
 HTTP routes are in ``api.py``, an order's steps after checkout in ``lifecycle.py``. Here: what
 the service offers over RPC and AMQP. It publishes on ``orders.events``: ``order_created``,
 ``order_paid``, ``order_shipped``, ``order_delivered``, ``order_cancelled``, ``order_refunded``,
-``complaint_opened``, ``complaint_resolved``, ``staff_accessed``, ``held_erasure_completed``.
+``complaint_opened``, ``complaint_resolved``, ``staff_accessed``, ``held_erasure_completed``,
+``payment_rejected`` (a captured payment the order cannot take: payments refunds it).
 It applies payments' events: a payment, a refund, a chargeback opened or closed.
 """
 from __future__ import annotations

@@ -242,7 +242,7 @@ class Charges:
             result = psp.refund_of(obj)
             refund_id = result.metadata.get("veikals_refund_id")
             refund = await store.refund_by_psp_id(conn, result.id) or (
-                refund_id and await store.refund_row(conn, _uuid(refund_id)))
+                refund_id and await store.refund_row(conn, domain.as_uuid(refund_id)))
             if not refund:
                 return False
             await self.apply_refund(conn, refund["id"], result)
@@ -254,7 +254,7 @@ class Charges:
     async def _by_metadata(self, conn: asyncpg.Connection, metadata: dict[str, str]) -> asyncpg.Record | None:
         """The payment an intent was made for, when our record of it has no intent id yet (the
         webhook overtook the answer to our own call)."""
-        payment_id = _uuid(metadata.get("veikals_payment_id", ""))
+        payment_id = domain.as_uuid(metadata.get("veikals_payment_id", ""))
         return payment_id and await store.payment(conn, payment_id)
 
     async def on_dispute(self, conn: asyncpg.Connection, dispute: dict[str, Any]) -> bool:
@@ -276,13 +276,6 @@ class Charges:
                 status=dispute.get("status") or "unknown", at=now()).model_dump(mode="json"),
                 subject=subject_of(payment))
         return True
-
-
-def _uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
 
 
 class Reconciler(NotifiedPoller):

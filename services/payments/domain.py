@@ -29,6 +29,14 @@ def status_of(psp_status: str, *, failed: bool = False) -> str:
     return "requires_action" if psp_status == "requires_action" else "processing"
 
 
+def as_uuid(text: str) -> uuid.UUID | None:
+    """Our id in a PSP's metadata or another service's event (None when it is not one)."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
 def order_key(order_id: uuid.UUID, attempt: int) -> str:
     return f"veikals-order-{order_id}-{attempt}"
 

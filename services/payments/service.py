@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from services.orders.schemas import OrderCancelled
+from services.orders.schemas import OrderCancelled, PaymentRejected
 from services.payments import domain, privacy, store
 from services.payments.api import PaymentsApi
 from services.payments.billing import Billing, BillingScheduler
@@ -60,16 +60,30 @@ class PaymentsService(Service):
         reconciler sends the refund once this commits)."""
         cancelled = OrderCancelled.model_validate(data)
         payment = await store.paid_payment_of_order(conn, cancelled.order_id, lock=True)
-        if payment is None or cancelled.refund_cents <= 0:
+        if payment is not None and cancelled.refund_cents > 0:
+            await self.refund_all(conn, payment, "the order was cancelled")
+
+    @event_handler("orders", "payment_rejected")
+    async def on_payment_rejected(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        """Orders could not take a captured payment (the order was cancelled while the customer
+        authenticated it, say): it goes back to the card in full."""
+        rejected = PaymentRejected.model_validate(data)
+        payment_id = domain.as_uuid(rejected.payment_id)
+        payment = payment_id and await store.payment(conn, payment_id, lock=True)
+        if not payment or payment["status"] != "succeeded":
+            log.warning("orders rejected a payment we do not hold as captured", payment=rejected.payment_id)
             return
+        await self.refund_all(conn, payment, f"orders could not take the payment: {rejected.reason}")
+
+    async def refund_all(self, conn: asyncpg.Connection, payment: asyncpg.Record, reason: str) -> None:
+        """Reserve a refund of what is left of ``payment`` (the reconciler sends it after commit)."""
         try:
-            refund = await self.charges.reserve_refund(conn, payment, None, "the order was cancelled", "orders",
-                                                       send_now=False)
+            refund = await self.charges.reserve_refund(conn, payment, None, reason, "orders", send_now=False)
         except domain.RefundTooLarge:
-            log.info("a cancelled order's payment is refunded already", order=str(cancelled.order_id))
+            log.info("nothing left to refund", payment=str(payment["id"]))
             return
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
-        log.info("refund of a cancelled order reserved", order=str(cancelled.order_id), refund=str(refund["id"]))
+        log.info("refund reserved", payment=str(payment["id"]), refund=str(refund["id"]))
 
     # --- the privacy participant --------------------------------------------------------------
 

@@ -350,6 +350,21 @@ async def test_a_paid_order_cancelled_by_staff_is_refunded(payments):
     assert event["order_id"] == order["id"]
 
 
+async def test_a_payment_completed_after_its_order_was_cancelled_goes_back(payments):
+    customer, order, paid = await customer_paying(payments, "late@example.lv", "authenticate")
+    assert paid["status"] == "requires_action"
+    await payments.shop.call("POST", f"/v1/me/orders/{order['id']}/cancel", customer["access_token"], expect=200)
+    await payments.authenticate(paid)  # the customer finishes at the bank's page all the same
+    await payments.settles(paid["id"], "succeeded")
+
+    async def refunded():
+        return (await payments.payment(paid["id"]))["refunded_cents"] == paid["amount_cents"]
+    await eventually(refunded)
+    assert await payments.shop.status(order["id"]) == "cancelled"
+    (event,) = await payments.events("refund_succeeded")
+    assert event["payment_id"] == paid["id"]
+
+
 # --- memberships ---------------------------------------------------------------------------
 
 async def due_now(payments: Payments, membership_id: str) -> None:
