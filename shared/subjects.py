@@ -106,11 +106,19 @@ async def writing_about(conn: asyncpg.Connection, key: bytes) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _lock_id(key))
 
 
-def occurred_at(value: Any) -> dt.datetime | None:
+LEGACY_OCCURRED_HEADER = "x-veikals-occurred-at-ms"  # epoch milliseconds, from before the ISO header
+
+
+def occurred_at(headers: dict[str, Any]) -> dt.datetime | None:
+    """When the event occurred, by either header (None when neither holds a time with a zone)."""
+    value, legacy = headers.get(OCCURRED_HEADER), headers.get(LEGACY_OCCURRED_HEADER)
+    if isinstance(legacy, int) and not isinstance(legacy, bool):
+        return dt.datetime.fromtimestamp(legacy / 1000, dt.timezone.utc)
     try:
-        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+        moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 async def admit(conn: asyncpg.Connection, keys: SubjectKeys, consumer: str, headers: dict[str, Any],
@@ -124,7 +132,7 @@ async def admit(conn: asyncpg.Connection, keys: SubjectKeys, consumer: str, head
     await writing_about(conn, key)
     erased_at = await conn.fetchval("SELECT erased_at FROM erased_subjects WHERE subject = $1", key)
     if erased_at is not None:
-        occurred = occurred_at(headers.get(OCCURRED_HEADER))
+        occurred = occurred_at(headers)
         if not subject.reusable or occurred is None or occurred <= erased_at:
             return "erased"
     version = headers.get(VERSION_HEADER)

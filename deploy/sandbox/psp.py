@@ -106,7 +106,7 @@ PAYMENT_METHOD_CREATE = {"type": "str", "metadata": "metadata",
 PAYMENT_INTENT_CREATE = {
     "amount": "int", "currency": "str", "customer": "str", "payment_method": "str",
     "confirm": "bool", "off_session": "bool", "return_url": "str", "metadata": "metadata",
-    "description": "str", "payment_method_types": "list",
+    "description": "str", "payment_method_types": "list", "setup_future_usage": "str",
 }
 PAYMENT_INTENT_CONFIRM = {"payment_method": "str", "off_session": "bool", "return_url": "str"}
 REFUND_CREATE = {"payment_intent": "str", "charge": "str", "amount": "int", "reason": "str",

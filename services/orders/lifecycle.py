@@ -177,6 +177,8 @@ class Lifecycle:
         order = await store.order(conn, refund.order_id, lock=True)
         if order is None:
             return "unknown order"
+        if order["payment_id"] is not None and order["payment_id"] != refund.payment_id:
+            return "a refund of another payment (one this order did not take)"
         await store.add_refund(conn, order["id"], refund.refunded_total_cents)
         if refund.refunded_total_cents >= order["gross_cents"] and order["status"] in ("paid", "shipped", "delivered"):
             await self.move(conn, order, "refunded")

@@ -76,17 +76,21 @@ class Billing:
             return
         if payment["status"] == "succeeded":
             await self.period_paid(conn, membership, payment)
-        elif payment["period"] == membership["period"] + 1 and payment["attempt"] == membership["failed_attempts"]:
+        elif (membership["status"] in LIVE and payment["period"] == membership["period"] + 1
+              and payment["attempt"] == membership["failed_attempts"]):
             await self.period_failed(conn, membership)
 
     async def period_paid(self, conn: asyncpg.Connection, membership: asyncpg.Record, payment: asyncpg.Record) -> None:
-        if membership["status"] not in LIVE:  # cancelled while the first charge was being authenticated
-            refund = await self.charges.reserve_refund(conn, payment, None, "membership ended before it began",
-                                                       "payments", send_now=False)
-            await conn.execute("SELECT pg_notify($1, '')", "veikals_payments_due")
-            log.info("a charge for an ended membership is refunded", refund=str(refund["id"]))
-            return
         if payment["period"] <= membership["period"]:
+            return
+        if membership["status"] not in LIVE or membership["cancel_at_period_end"]:
+            # Cancelled while this charge was in flight (being authenticated, or a renewal the
+            # customer cancelled meanwhile): the money goes back, and a cancelled renewal ends.
+            await self.charges.refund_in_full(conn, payment, "the membership was cancelled while it was charged")
+            if membership["status"] in LIVE:
+                updated = await store.update_membership(conn, membership["id"], status="cancelled",
+                                                        ended_at=membership["period_end"] or now(), next_charge_at=None)
+                await self.notify(conn, updated, "ended")
             return
         start = membership["period_end"] or now()
         end = domain.add_month(start)
@@ -147,8 +151,10 @@ class Billing:
                     currency=membership["currency"], card=card_of(card), customer_id=membership["customer_id"],
                     psp_customer=await store.psp_customer(conn, membership["customer_id"]), off_session=True,
                     membership_id=membership["id"], period=period, attempt=attempt)
-            elif payment["status"] in domain.SETTLED:
-                return True  # settled meanwhile; its settlement moved the membership on
+            else:
+                # Recorded before: the reconciler sends it again or asks the PSP about it, with
+                # the same key; sending it from here too could outlive the PSP's key window.
+                return True
         await self.charges.send(payment)
         return True
 

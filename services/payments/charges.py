@@ -36,7 +36,7 @@ log = get_logger(__name__)
 
 NOTIFY_CHANNEL = "veikals_payments_due"
 LEASE = dt.timedelta(minutes=2)
-REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "charge.refund.updated"})
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
 DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"})
 
 
@@ -114,7 +114,11 @@ class Charges:
         """Record what the PSP says of the payment, in the caller's transaction. A settled
         payment stays as it is: its effects happened once, when it settled."""
         payment = await store.payment(conn, payment_id, lock=True)
-        if payment is None or payment["status"] in domain.SETTLED:
+        if payment is None:
+            return payment
+        if payment["status"] in domain.SETTLED:
+            if payment["status"] != "succeeded" and intent is not None and intent.status == "succeeded":
+                await self.captured_after_giving_up(conn, payment, intent)
             return payment
         if intent is not None and intent.amount and intent.amount != payment["amount_cents"]:
             log.error("the PSP's amount differs from ours; the payment is not applied", payment=str(payment_id))
@@ -158,7 +162,10 @@ class Charges:
             intent = await self.psp.intent(payment["psp_intent_id"])
             waited = now() - payment["created_at"]
             if intent.status == "requires_action" and waited.total_seconds() > self.settings.payment_action_timeout_s:
-                intent = await self.psp.cancel(intent.id)
+                try:
+                    intent = await self.psp.cancel(intent.id)
+                except psp.Rejected:  # it moved on meanwhile (the customer authenticated): as it is now
+                    intent = await self.psp.intent(intent.id)
         except psp.Unavailable as exc:
             log.warning("the PSP did not answer about a payment", payment=str(payment["id"]), error=exc.message)
             return
@@ -181,11 +188,18 @@ class Charges:
             "requested_by": requested_by, "check_at": self.check_after() if send_now else now()})
 
     async def send_refund(self, refund: asyncpg.Record) -> asyncpg.Record:
+        """Ask the PSP for the refund (with its key) or, once the PSP has it, how it stands;
+        a refund the PSP never answered is given up after the key's window."""
         async with self.pool.acquire() as conn:
             payment = await store.payment(conn, refund["payment_id"])
         try:
-            result = await self.psp.refund(domain.refund_key(refund["id"]), payment["psp_intent_id"],
-                                           refund["amount_cents"], {"veikals_refund_id": str(refund["id"])})
+            if refund["psp_refund_id"] is not None:
+                result = await self.psp.refund_status(refund["psp_refund_id"])
+            elif now() - refund["created_at"] > domain.IDEMPOTENCY_WINDOW:
+                return await self.settle_refund(refund["id"], None, "the payment provider never answered")
+            else:
+                result = await self.psp.refund(domain.refund_key(refund["id"]), payment["psp_intent_id"],
+                                               refund["amount_cents"], {"veikals_refund_id": str(refund["id"])})
         except psp.Rejected as exc:
             return await self.settle_refund(refund["id"], None, exc.message)
         except (psp.Unavailable, psp.Declined) as exc:
@@ -204,6 +218,13 @@ class Charges:
         """Record what the PSP says of the refund; the money is counted and the event written
         once, when it succeeds."""
         refund = await store.refund_row(conn, refund_id, lock=True)
+        if refund is not None and refund["status"] == "succeeded" and result is not None and result.status == "failed":
+            # A card refund can fail after it succeeded (a closed account): the money is not back.
+            log.error("a refund failed after it had succeeded; the customer must be paid another way",
+                      refund=str(refund_id))
+            await store.update_refund(conn, refund_id, status="failed", failure_message="failed at the card's bank")
+            await store.add_refunded(conn, refund["payment_id"], -refund["amount_cents"])
+            return await store.refund_row(conn, refund_id)
         if refund is None or refund["status"] != "pending":
             return refund
         if result is not None and result.status in ("pending", "requires_action"):
@@ -219,11 +240,33 @@ class Charges:
                                   check_at=None)
         total = await store.add_refunded(conn, refund["payment_id"], refund["amount_cents"])
         payment = await store.payment(conn, refund["payment_id"])
+        # Only the refund of an order's captured payment counts against the order.
+        order_id = payment["order_id"] if payment["status"] == "succeeded" else None
         await self.outbox.add(conn, "refund_succeeded", schemas.RefundSucceeded(
-            refund_id=str(refund_id), payment_id=str(payment["id"]), order_id=payment["order_id"],
+            refund_id=str(refund_id), payment_id=str(payment["id"]), order_id=order_id,
             amount_cents=refund["amount_cents"], refunded_total_cents=total, captured_cents=payment["amount_cents"],
             refunded_at=at).model_dump(mode="json"), subject=subject_of(payment))
         return await store.refund_row(conn, refund_id)
+
+    async def refund_in_full(self, conn: asyncpg.Connection, payment: asyncpg.Record, reason: str,
+                             requested_by: str = "payments") -> None:
+        """Reserve a refund of all that is left of ``payment``; the reconciler sends it after
+        commit (nothing left: nothing to do)."""
+        try:
+            refund = await self.reserve_refund(conn, payment, None, reason, requested_by, send_now=False)
+        except domain.RefundTooLarge:
+            return
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        log.info("refund reserved", payment=str(payment["id"]), refund=str(refund["id"]), reason=reason)
+
+    async def captured_after_giving_up(self, conn: asyncpg.Connection, payment: asyncpg.Record,
+                                       intent: psp.Intent) -> None:
+        """The PSP captured a payment we had settled as failed or cancelled (its answer came too
+        late): nothing of ours took the money, so it goes back in full."""
+        log.error("the PSP captured a payment given up here; it is refunded", payment=str(payment["id"]))
+        await store.update_payment(conn, payment["id"], psp_intent_id=intent.id,
+                                   failure_message="captured by the payment provider after it was given up; refunded")
+        await self.refund_in_full(conn, payment, "captured after the attempt was given up")
 
     # --- what the PSP tells us -----------------------------------------------------------------
 
@@ -292,9 +335,15 @@ class Reconciler(NotifiedPoller):
             async with self.pool.acquire() as conn, conn.transaction():
                 payments = await store.claim_due_payments(conn, LEASE, self.batch_size)
                 refunds = await store.claim_due_refunds(conn, LEASE, self.batch_size)
-            for payment in payments:
-                await self.charges.recheck(payment)
+            for payment in payments:  # one that fails waits for its next check; the others go on
+                try:
+                    await self.charges.recheck(payment)
+                except Exception:
+                    log.exception("checking a payment failed", payment=str(payment["id"]))
             for refund in refunds:
-                await self.charges.send_refund(refund)
+                try:
+                    await self.charges.send_refund(refund)
+                except Exception:
+                    log.exception("sending a refund failed", refund=str(refund["id"]))
             if len(payments) < self.batch_size and len(refunds) < self.batch_size:
                 return

@@ -167,8 +167,6 @@ async def erase_now(conn: asyncpg.Connection, ids: list[uuid.UUID], gateway: psp
         if (n := store.count(status)):
             erased.append(Erased(category=category, records=n))
 
-    if (unsent := await forget(conn, [Subject.customer(i) for i in ids])):
-        erased.append(Erased(category="events about the customer", records=unsent))
     cards = await conn.fetch("SELECT psp_payment_method_id FROM cards WHERE customer_id = ANY($1)", ids)
     for card in cards:
         await gateway.detach(card["psp_payment_method_id"])
@@ -177,6 +175,9 @@ async def erase_now(conn: asyncpg.Connection, ids: list[uuid.UUID], gateway: psp
         await gateway.delete_customer(row["psp_customer_id"])
     if psp_customers:
         erased.append(Erased(category="customer and cards at the payment provider", records=len(psp_customers)))
+    # Only now the subject's lock (writers about the customer wait from here to the commit).
+    if (unsent := await forget(conn, [Subject.customer(i) for i in ids])):
+        erased.append(Erased(category="events about the customer", records=unsent))
     note("memberships", await conn.execute("DELETE FROM memberships WHERE customer_id = ANY($1)", ids))
     note("saved cards", await conn.execute("DELETE FROM cards WHERE customer_id = ANY($1)", ids))
     await conn.execute("DELETE FROM psp_customers WHERE customer_id = ANY($1)", ids)

@@ -181,6 +181,8 @@ class Psp:
             params["off_session"] = True
         else:
             params["return_url"] = return_url
+            if customer is not None:  # a saved card, authenticated now for the charges made later without the customer
+                params["setup_future_usage"] = "off_session"
         intent = await self._call("create payment", self.client.v1.payment_intents.create_async(
             params=params, options={"idempotency_key": key}))
         return intent_of(intent)
@@ -196,6 +198,9 @@ class Psp:
             params={"payment_intent": intent_id, "amount": amount, "metadata": metadata},
             options={"idempotency_key": key}))
         return refund_of(refund)
+
+    async def refund_status(self, refund_id: str) -> RefundResult:
+        return refund_of(await self._call("read refund", self.client.v1.refunds.retrieve_async(refund_id)))
 
     # --- webhooks ----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from services.orders.schemas import OrderCancelled, PaymentRejected
 from services.payments import domain, privacy, store
 from services.payments.api import PaymentsApi
 from services.payments.billing import Billing, BillingScheduler
-from services.payments.charges import NOTIFY_CHANNEL, Charges, Reconciler
+from services.payments.charges import Charges, Reconciler
 from services.payments.psp import Psp
 from services.payments.settings import PaymentsSettings
 from shared.contracts.privacy import ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest
@@ -61,7 +61,7 @@ class PaymentsService(Service):
         cancelled = OrderCancelled.model_validate(data)
         payment = await store.paid_payment_of_order(conn, cancelled.order_id, lock=True)
         if payment is not None and cancelled.refund_cents > 0:
-            await self.refund_all(conn, payment, "the order was cancelled")
+            await self.charges.refund_in_full(conn, payment, "the order was cancelled", "orders")
 
     @event_handler("orders", "payment_rejected")
     async def on_payment_rejected(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
@@ -73,17 +73,8 @@ class PaymentsService(Service):
         if not payment or payment["status"] != "succeeded":
             log.warning("orders rejected a payment we do not hold as captured", payment=rejected.payment_id)
             return
-        await self.refund_all(conn, payment, f"orders could not take the payment: {rejected.reason}")
-
-    async def refund_all(self, conn: asyncpg.Connection, payment: asyncpg.Record, reason: str) -> None:
-        """Reserve a refund of what is left of ``payment`` (the reconciler sends it after commit)."""
-        try:
-            refund = await self.charges.reserve_refund(conn, payment, None, reason, "orders", send_now=False)
-        except domain.RefundTooLarge:
-            log.info("nothing left to refund", payment=str(payment["id"]))
-            return
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
-        log.info("refund reserved", payment=str(payment["id"]), refund=str(refund["id"]))
+        await self.charges.refund_in_full(conn, payment, f"orders could not take the payment: {rejected.reason}",
+                                          "orders")
 
     # --- the privacy participant --------------------------------------------------------------
 

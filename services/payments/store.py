@@ -39,14 +39,15 @@ async def add_psp_customer(conn: asyncpg.Connection, customer_id: uuid.UUID, psp
     return await psp_customer(conn, customer_id)
 
 
-async def add_card(conn: asyncpg.Connection, customer_id: uuid.UUID, card: Any) -> asyncpg.Record:
+async def add_card(conn: asyncpg.Connection, customer_id: uuid.UUID, card: Any) -> asyncpg.Record | None:
     """Save the card (a payment method already attached to the customer at the PSP); saving
-    the same one twice gives the first."""
+    the same one twice gives the first; None when it is someone else's."""
     await conn.execute(
         """INSERT INTO cards (id, customer_id, psp_payment_method_id, brand, last4, exp_month, exp_year)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (psp_payment_method_id) DO NOTHING""",
         uuid.uuid4(), customer_id, card.payment_method_id, card.brand, card.last4, card.exp_month, card.exp_year)
-    return await conn.fetchrow("SELECT * FROM cards WHERE psp_payment_method_id = $1", card.payment_method_id)
+    return await conn.fetchrow("SELECT * FROM cards WHERE psp_payment_method_id = $1 AND customer_id = $2",
+                               card.payment_method_id, customer_id)
 
 
 async def card(conn: asyncpg.Connection, card_id: uuid.UUID, customer_id: uuid.UUID) -> asyncpg.Record | None:
@@ -92,8 +93,9 @@ async def paid_payment_of_order(conn: asyncpg.Connection, order_id: uuid.UUID, *
         + (" FOR UPDATE" if lock else ""), order_id)
 
 
-async def attempts_of_order(conn: asyncpg.Connection, order_id: uuid.UUID) -> int:
-    return await conn.fetchval("SELECT count(*) FROM payments WHERE order_id = $1", order_id)
+async def next_attempt_of_order(conn: asyncpg.Connection, order_id: uuid.UUID) -> int:
+    """The number of the order's next attempt (after the highest, as failed ones may be gone)."""
+    return await conn.fetchval("SELECT coalesce(max(attempt) + 1, 0) FROM payments WHERE order_id = $1", order_id)
 
 
 async def period_payment(conn: asyncpg.Connection, membership_id: uuid.UUID, period: int,
@@ -219,12 +221,13 @@ async def claim_due_membership(conn: asyncpg.Connection, lease: dt.timedelta) ->
 # --- disputes ----------------------------------------------------------------------------------
 
 async def record_dispute(conn: asyncpg.Connection, dispute: dict[str, Any]) -> bool:
-    """Insert or update the dispute; True when its state changed."""
+    """Insert or update the dispute; True when its state changed (a closed one stays closed,
+    whatever late update arrives)."""
     status = await conn.execute(
         """INSERT INTO disputes (id, payment_id, amount_cents, reason, status, closed_at)
            VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, closed_at = EXCLUDED.closed_at
-           WHERE disputes.status IS DISTINCT FROM EXCLUDED.status""",
+           WHERE disputes.closed_at IS NULL AND disputes.status IS DISTINCT FROM EXCLUDED.status""",
         dispute["id"], dispute["payment_id"], dispute["amount_cents"], dispute["reason"], dispute["status"],
         dispute["closed_at"])
     return count(status) > 0

@@ -414,8 +414,21 @@ async def test_a_full_refund_marks_the_order_refunded(shop):
     order = await shop.guest_order()
     await shop.pay(order)
     await shop.reaches(order["id"], "delivered")
+    # A refund of a payment this order did not take changes nothing here.
+    stray = RefundSucceeded(refund_id="re_stray", payment_id="pi_other", order_id=order["id"],
+                            amount_cents=order["gross_cents"], refunded_total_cents=order["gross_cents"],
+                            captured_cents=order["gross_cents"], refunded_at=dt.datetime.now(dt.timezone.utc))
+    stray_id = str(uuid.uuid4())
+    await shop.broker.publish("payments.events", "refund_succeeded", wire.dumps(stray.model_dump(mode="json")),
+                              message_id=stray_id)
+
+    async def handled():
+        return await shop.pool.fetchval("SELECT count(*) FROM inbox WHERE message_id = $1", stray_id)
+    await eventually(handled)
+    assert await shop.status(order["id"]) == "delivered"
+    paid_with = f"pi_{order['id'][:8]}"  # as shop.pay paid it
     for amount, total in ((100, 100), (order["gross_cents"] - 100, order["gross_cents"])):
-        refund = RefundSucceeded(refund_id=f"re_{total}", payment_id="pi_x", order_id=order["id"], amount_cents=amount,
+        refund = RefundSucceeded(refund_id=f"re_{total}", payment_id=paid_with, order_id=order["id"], amount_cents=amount,
                                  refunded_total_cents=total, captured_cents=order["gross_cents"],
                                  refunded_at=dt.datetime.now(dt.timezone.utc))
         await shop.broker.publish("payments.events", "refund_succeeded", wire.dumps(refund.model_dump(mode="json")),

@@ -11,7 +11,8 @@ VISA, AMEX = "4242424242424242", "378282246310005"
 
 
 @pytest.mark.parametrize("text", [VISA, f"card {VISA}.", "4242 4242 4242 4242", "4242-4242-4242-4242",
-                                  "3782 822463 10005", "6011111111111117", "4000002760003184"])
+                                  "3782 822463 10005", "6011111111111117", "4000002760003184",
+                                  "3056 930902 5904", "5105105105105100", "2223003122003222"])
 def test_card_numbers_are_found(text):
     assert cards.holds_card_number(text)
     assert cards.REDACTED in cards.redact_cards(text) and "4242 4242" not in cards.redact_cards(text)
@@ -22,7 +23,9 @@ def test_card_numbers_are_found(text):
                                   "42424242424242424242",  # too long, and not part of a card
                                   "+371 2000 0000", "2026-11-30T21:28:55Z", "1764538135",
                                   "+4242424242424242",  # after a +: a phone number
-                                  "1000000000000009", "0000000000000"])  # no network starts so
+                                  "1000000000000009", "0000000000000",  # no network starts so
+                                  "4758124158683",  # an EAN-13 product code (13 digits: no card today)
+                                  "DE00 2830 0701 1031 1139 15"])  # an IBAN
 def test_other_numbers_are_not(text):
     assert not cards.holds_card_number(text)
 
