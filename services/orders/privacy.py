@@ -309,18 +309,29 @@ async def sweep(conn: asyncpg.Connection, settings: OrdersSettings, outbox: Outb
             log.warning("retention sweep step failed; it runs again next time", step=name, error=type(exc).__name__)
 
     async def held_erasures() -> int:
+        """Each request on its own (one that fails waits for the next sweep), and claimed, so
+        that another instance's sweep does not complete it too."""
         completed = 0
-        for row in await conn.fetch("SELECT * FROM held_erasures ORDER BY requested_at"):
-            subject = DataSubject(customer_id=row["customer_id"], emails=row["emails"], phones=row["phones"])
-            found = await find(conn, subject)
-            if await holds(conn, found, settings.complaint_hold_days):
-                continue
-            erased, _ = await erase_now(conn, found, forget)
-            await conn.execute("DELETE FROM held_erasures WHERE request_id = $1", row["request_id"])
-            await outbox.add(conn, "held_erasure_completed", HeldErasureCompleted(
-                request_id=row["request_id"], participant="orders", erased=erased,
-                at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
-            completed += 1
+        for request_id in await conn.fetch("SELECT request_id FROM held_erasures ORDER BY requested_at"):
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow("SELECT * FROM held_erasures WHERE request_id = $1 FOR UPDATE SKIP LOCKED",
+                                              request_id["request_id"])
+                    if row is None:
+                        continue
+                    subject = DataSubject(customer_id=row["customer_id"], emails=row["emails"], phones=row["phones"])
+                    found = await find(conn, subject)
+                    if await holds(conn, found, settings.complaint_hold_days):
+                        continue
+                    erased, _ = await erase_now(conn, found, forget)
+                    await conn.execute("DELETE FROM held_erasures WHERE request_id = $1", row["request_id"])
+                    await outbox.add(conn, "held_erasure_completed", HeldErasureCompleted(
+                        request_id=row["request_id"], participant="orders", erased=erased,
+                        at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
+                    completed += 1
+            except asyncpg.PostgresError as exc:
+                log.warning("a held erasure could not be completed; the next sweep tries again",
+                            request=str(request_id["request_id"]), error=type(exc).__name__)
         return completed
 
     async def guest_history() -> int:

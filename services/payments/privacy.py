@@ -182,7 +182,9 @@ async def erase_now(conn: asyncpg.Connection, ids: list[uuid.UUID], gateway: psp
     note("saved cards", await conn.execute("DELETE FROM cards WHERE customer_id = ANY($1)", ids))
     await conn.execute("DELETE FROM psp_customers WHERE customer_id = ANY($1)", ids)
     note("payment attempts without a charge", await conn.execute(
-        "DELETE FROM payments WHERE customer_id = ANY($1) AND status <> 'succeeded'", ids))
+        "DELETE FROM payments WHERE customer_id = ANY($1) AND status IN ('failed', 'canceled')", ids))
+    # What is left: captured payments, and any attempt recorded since the holds were read (it
+    # keeps its row, so its answer still finds it, but not the customer or the card).
     kept = await conn.fetch(
         f"""UPDATE payments SET {", ".join(f"{c} = NULL" for c in [*LINK_FIELDS, *CARD_FIELDS, "failure_message"])},
                 contact_erased_at = now()
@@ -192,11 +194,11 @@ async def erase_now(conn: asyncpg.Connection, ids: list[uuid.UUID], gateway: psp
     if (published := await forget_mentions(conn, [str(i) for i in ids])):
         erased.append(Erased(category="published events", records=published))
     retained = []
-    if kept:
+    if (paid := [r["succeeded_at"] for r in kept if r["succeeded_at"] is not None]):
         retained.append(Retained(
             category="payment records", fields=KEPT_FIELDS, legal_basis=LegalBasis.LEGAL_OBLIGATION,
             reason="the Accounting Law keeps records of payments seven years (P25)",
-            until=max(domain.fiscal_until(r["succeeded_at"]) for r in kept)))
+            until=max(domain.fiscal_until(at) for at in paid)))
     return erased, retained
 
 
@@ -229,16 +231,25 @@ async def sweep(conn: asyncpg.Connection, gateway: psp.Psp, outbox: Outbox, forg
             log.warning("retention sweep step failed; it runs again next time", step=name, error=type(exc).__name__)
 
     async def held_erasures() -> int:
+        """Each request on its own (one that fails waits for the next sweep), and claimed, so
+        that another instance's sweep does not complete it too."""
         completed = 0
-        for row in await conn.fetch("SELECT * FROM held_erasures ORDER BY requested_at"):
-            if await holds(conn, [row["customer_id"]]):
-                continue
-            erased, _ = await erase_now(conn, [row["customer_id"]], gateway, forget)
-            await conn.execute("DELETE FROM held_erasures WHERE request_id = $1", row["request_id"])
-            await outbox.add(conn, "held_erasure_completed", HeldErasureCompleted(
-                request_id=row["request_id"], participant="payments", erased=erased,
-                at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
-            completed += 1
+        for request_id in await conn.fetch("SELECT request_id FROM held_erasures ORDER BY requested_at"):
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow("SELECT * FROM held_erasures WHERE request_id = $1 FOR UPDATE SKIP LOCKED",
+                                              request_id["request_id"])
+                    if row is None or await holds(conn, [row["customer_id"]]):
+                        continue
+                    erased, _ = await erase_now(conn, [row["customer_id"]], gateway, forget)
+                    await conn.execute("DELETE FROM held_erasures WHERE request_id = $1", row["request_id"])
+                    await outbox.add(conn, "held_erasure_completed", HeldErasureCompleted(
+                        request_id=row["request_id"], participant="payments", erased=erased,
+                        at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
+                    completed += 1
+            except (asyncpg.PostgresError, psp.PspError) as exc:
+                log.warning("a held erasure could not be completed; the next sweep tries again",
+                            request=str(request_id["request_id"]), error=type(exc).__name__)
         return completed
 
     async def plain(sql: str, *args) -> int:
