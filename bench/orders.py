@@ -33,7 +33,7 @@ from pathlib import Path
 
 import aiohttp
 
-from processes import bench_vhost, free_port, load, percentile, stop_process, wait_ready  # bench/processes.py
+from processes import bench_vhost, free_port, load, memory_mib, percentile, stop_process, wait_ready  # bench/processes.py
 from shared import db
 from shared.logging import configure_logging
 from shared.messaging import Broker, RpcClient
@@ -44,15 +44,6 @@ from tests.tokens import TokenIssuer  # noqa: E402  (the stand-in JWKS the tests
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"
 ADDRESS = {"line1": "Brīvības iela 1", "city": "Rīga", "postal_code": "LV-1010", "country": "LV"}
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields
 
 
 async def post_all(http: aiohttp.ClientSession, url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[float]]:
@@ -136,7 +127,7 @@ async def main(args: argparse.Namespace) -> None:
                     customer, args.history_orders)
                 await pool.close()
                 headers = {"Authorization": f"Bearer {tokens.token(kind='customer', roles=(), subject=str(customer), expires_in=3600)}"}
-                before = memory_kib(orders.pid)
+                before = memory_mib(orders.pid)
                 started, pages, seen, after = time.perf_counter(), 0, 0, None
                 while True:
                     url = f"{base}/v1/me/orders?limit=100" + (f"&after={after}" if after else "")
@@ -150,11 +141,11 @@ async def main(args: argparse.Namespace) -> None:
                 async with http.get(f"{base}/v1/me/purchase-summary", headers=headers) as response:
                     summary = await response.json()
                 summary_s = time.perf_counter() - started
-                after_mem = memory_kib(orders.pid)
+                after_mem = memory_mib(orders.pid)
                 print(f"\nhistory: {seen} orders in {pages} pages, {history_s:.2f} s "
                       f"({history_s / pages * 1000:.1f} ms a page)")
                 print(f"summary: {len(summary['rows'])} rows over {summary['total_items']} items, {summary_s * 1000:.0f} ms")
-                print(f"service memory: RSS {before['VmRSS'] / 1024:.0f} MiB before, peak {after_mem['VmHWM'] / 1024:.0f} MiB")
+                print(f"service memory: RSS {before['VmRSS']:.0f} MiB before, peak {after_mem['VmHWM']:.0f} MiB")
         finally:
             for process in processes:
                 stop_process(process)

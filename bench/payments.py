@@ -53,7 +53,7 @@ import aiohttp
 import asyncpg
 import stripe
 
-from processes import bench_vhost, free_port, load, percentile, stop_process, wait_ready  # bench/processes.py
+from processes import bench_vhost, free_port, load, memory_mib, percentile, stop_process, wait_ready  # bench/processes.py
 from services.accounts.tokens import new_signing_key
 from shared import db
 from shared.cards import holds_card_number
@@ -77,27 +77,6 @@ PER_PAYMENT = """per payment, our path does beyond the direct call:
  (1 PSP charge          POST /v1/payment_intents: the call direct makes)
   1 DB transaction      the answer applied ("succeeded"), payment_succeeded into the outbox (relayed
                         to RabbitMQ after commit; orders then marks the order paid)"""
-
-
-def memory_mib(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (the peak) of a process, in MiB (Linux /proc)."""
-    lines = (line.partition(":") for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return {key: int(value.split()[0]) / 1024 for key, _, value in lines if key in ("VmRSS", "VmHWM")}
-
-
-async def wait_healthy(http: aiohttp.ClientSession, base: str, process: subprocess.Popen) -> None:
-    """``wait_ready`` for the sandboxes, which answer /healthz rather than /readyz."""
-    for _ in range(150):
-        if process.poll() is not None:
-            raise SystemExit(f"{base} exited with status {process.returncode}")
-        try:
-            async with http.get(f"{base}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise SystemExit(f"{base} never became healthy")
 
 
 async def psp_control(http: aiohttp.ClientSession, psp: str, what: str) -> list[dict]:
@@ -211,7 +190,7 @@ async def main(args: argparse.Namespace) -> None:
                                                        stdout=log, stderr=subprocess.STDOUT)
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
                 for name in commands:
-                    await (wait_ready if name in SERVICES else wait_healthy)(http, url[name], processes[name])
+                    await wait_ready(http, url[name], processes[name], "/readyz" if name in SERVICES else "/healthz")
                 await benchmark(args, http, url, keys, dsns, {name: p.pid for name, p in processes.items()},
                                 env["VEIKALS_ORDERS_AMQP_URL"])
         except Exception:

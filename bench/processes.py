@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import aiohttp
@@ -50,12 +51,20 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
-async def wait_ready(http: aiohttp.ClientSession, base: str, process: subprocess.Popen) -> None:
+def memory_mib(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (the peak) of a process, in MiB (Linux /proc)."""
+    lines = (line.partition(":") for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {key: int(value.split()[0]) / 1024 for key, _, value in lines if key in ("VmRSS", "VmHWM")}
+
+
+async def wait_ready(http: aiohttp.ClientSession, base: str, process: subprocess.Popen,
+                     path: str = "/readyz") -> None:
+    """Until ``base`` answers ``path`` (the services' /readyz; the sandboxes' /healthz)."""
     for _ in range(300):
         if process.poll() is not None:
             raise SystemExit(f"{base} exited with status {process.returncode}")
         try:
-            async with http.get(f"{base}/readyz") as response:
+            async with http.get(f"{base}{path}") as response:
                 if response.status == 200:
                     return
         except aiohttp.ClientError:

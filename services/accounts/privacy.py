@@ -19,12 +19,11 @@ from shared.contracts.privacy import (
 from services.accounts.settings import AccountsSettings
 from shared import export
 from shared.export import Section
-from shared.logging import get_logger
 from shared.outbox import forget_mentions, mentioned
 from shared.poller import NotifiedPoller
+from shared.retention import Steps
 from shared.subjects import Subject, subjects_of
 
-log = get_logger(__name__)
 
 STAFF_ACCESS_RETENTION = dt.timedelta(days=365)
 TOMBSTONE_RETENTION = dt.timedelta(days=7 * 366)  # orders and payments refer to the id (P25)
@@ -258,15 +257,10 @@ async def sweep(conn: asyncpg.Connection, session_log_days: int) -> dict[str, in
         "staff access records": ("DELETE FROM staff_access WHERE at < now() - $1::interval",
                                  STAFF_ACCESS_RETENTION),
     }
-    done = {}
+    steps = Steps(conn)
     for name, (sql, period) in statements.items():
-        try:
-            async with conn.transaction():  # a savepoint inside the caller's transaction
-                done[name] = int((await conn.execute(sql, period)).split()[-1])
-        except asyncpg.PostgresError as exc:
-            log.warning("retention sweep step failed; it runs again next time", step=name,
-                        error=type(exc).__name__)
-    return done
+        await steps.delete(name, sql, period)
+    return steps.done
 
 
 class RetentionSweep(NotifiedPoller):

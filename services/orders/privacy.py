@@ -23,16 +23,14 @@ from services.orders.settings import OrdersSettings
 from shared import export
 from shared.contracts.privacy import (
     DataInventory, DataSubject, Erased, ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest, Held,
-    HeldErasureCompleted,
     InventoryEntry, LegalBasis, Retained, Retention,
 )
 from shared.export import Section
-from shared.logging import get_logger
 from shared.outbox import Outbox, forget_mentions, mentioned
 from shared.poller import NotifiedPoller
+from shared.retention import Steps, complete_held_erasures
 from shared.subjects import Subject
 
-log = get_logger(__name__)
 
 STAFF_ACCESS_RETENTION = dt.timedelta(days=365)
 Forget = Callable[[asyncpg.Connection, list[Subject]], Awaitable[int]]
@@ -297,42 +295,15 @@ async def leftovers(conn: asyncpg.Connection, found: Found) -> list[str]:
 # --- retention ------------------------------------------------------------------------------
 
 async def sweep(conn: asyncpg.Connection, settings: OrdersSettings, outbox: Outbox, forget: Forget) -> dict[str, int]:
-    """Keep the declared periods; how many of each. Each step is a savepoint of its own, so one
-    that fails does not hold back the others."""
-    done: dict[str, int] = {}
+    """Keep the declared periods; how many of each."""
+    steps = Steps(conn)
 
-    async def step(name: str, work: Callable[[], Awaitable[int]]) -> None:
-        try:
-            async with conn.transaction():
-                done[name] = await work()
-        except asyncpg.PostgresError as exc:
-            log.warning("retention sweep step failed; it runs again next time", step=name, error=type(exc).__name__)
-
-    async def held_erasures() -> int:
-        """Each request on its own (one that fails waits for the next sweep), and claimed, so
-        that another instance's sweep does not complete it too."""
-        completed = 0
-        for request_id in await conn.fetch("SELECT request_id FROM held_erasures ORDER BY requested_at"):
-            try:
-                async with conn.transaction():
-                    row = await conn.fetchrow("SELECT * FROM held_erasures WHERE request_id = $1 FOR UPDATE SKIP LOCKED",
-                                              request_id["request_id"])
-                    if row is None:
-                        continue
-                    subject = DataSubject(customer_id=row["customer_id"], emails=row["emails"], phones=row["phones"])
-                    found = await find(conn, subject)
-                    if await holds(conn, found, settings.complaint_hold_days):
-                        continue
-                    erased, _ = await erase_now(conn, found, forget)
-                    await conn.execute("DELETE FROM held_erasures WHERE request_id = $1", row["request_id"])
-                    await outbox.add(conn, "held_erasure_completed", HeldErasureCompleted(
-                        request_id=row["request_id"], participant="orders", erased=erased,
-                        at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
-                    completed += 1
-            except asyncpg.PostgresError as exc:
-                log.warning("a held erasure could not be completed; the next sweep tries again",
-                            request=str(request_id["request_id"]), error=type(exc).__name__)
-        return completed
+    async def complete(conn: asyncpg.Connection, held: asyncpg.Record) -> list[Erased] | None:
+        found = await find(conn, DataSubject(customer_id=held["customer_id"], emails=held["emails"],
+                                             phones=held["phones"]))
+        if await holds(conn, found, settings.complaint_hold_days):
+            return None
+        return (await erase_now(conn, found, forget))[0]
 
     async def guest_history() -> int:
         """P23: a guest's purchase history goes after three years (a paid order's fiscal part stays)."""
@@ -347,25 +318,18 @@ async def sweep(conn: asyncpg.Connection, settings: OrdersSettings, outbox: Outb
         await erase_now(conn, await find_orders(conn, [r["id"] for r in rows]), None)
         return len(rows)
 
-    async def fiscal_records() -> int:
-        """P25: seven years after payment (or creation, for an order never paid) an order goes whole."""
-        return store.count(await conn.execute(
-            """DELETE FROM orders o WHERE coalesce(o.paid_at, o.created_at) < now() - $1::interval
-                 AND NOT EXISTS (SELECT 1 FROM complaints c WHERE c.order_id = o.id
-                                 AND (c.status = 'open' OR c.resolved_at > now() - $2::interval))""",
-            domain.ACCOUNTING_PERIOD, dt.timedelta(days=settings.complaint_hold_days)))
-
-    async def plain(sql: str, *args) -> int:
-        return store.count(await conn.execute(sql, *args))
-
-    await step("held erasures", held_erasures)
-    await step("fiscal records", fiscal_records)
-    await step("guest purchase history", guest_history)
-    await step("checkout keys", lambda: plain("DELETE FROM checkout_keys WHERE created_at < now() - $1::interval",
-                                              domain.CHECKOUT_KEY_TTL))
-    await step("staff access records", lambda: plain("DELETE FROM staff_access WHERE at < now() - $1::interval",
-                                                     STAFF_ACCESS_RETENTION))
-    return done
+    await steps.run("held erasures", lambda: complete_held_erasures(conn, outbox, "orders", complete))
+    # P25: seven years after payment (or creation, for an order never paid) an order goes whole.
+    await steps.delete("fiscal records", """DELETE FROM orders o WHERE coalesce(o.paid_at, o.created_at) < now() - $1::interval
+        AND NOT EXISTS (SELECT 1 FROM complaints c WHERE c.order_id = o.id
+                        AND (c.status = 'open' OR c.resolved_at > now() - $2::interval))""",
+                       domain.ACCOUNTING_PERIOD, dt.timedelta(days=settings.complaint_hold_days))
+    await steps.run("guest purchase history", guest_history)
+    await steps.delete("checkout keys", "DELETE FROM checkout_keys WHERE created_at < now() - $1::interval",
+                       domain.CHECKOUT_KEY_TTL)
+    await steps.delete("staff access records", "DELETE FROM staff_access WHERE at < now() - $1::interval",
+                       STAFF_ACCESS_RETENTION)
+    return steps.done
 
 
 async def find_orders(conn: asyncpg.Connection, order_ids: list[uuid.UUID]) -> Found:

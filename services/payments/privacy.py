@@ -22,15 +22,14 @@ from services.payments.settings import PaymentsSettings
 from shared import export
 from shared.contracts.privacy import (
     ACCOUNTING_PERIOD, DataInventory, Erased, ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest, Held,
-    HeldErasureCompleted, InventoryEntry, LegalBasis, Retained, Retention,
+    InventoryEntry, LegalBasis, Retained, Retention,
 )
 from shared.export import Section
-from shared.logging import get_logger
 from shared.outbox import Outbox, forget_mentions, mentioned
 from shared.poller import NotifiedPoller
+from shared.retention import Steps, complete_held_erasures
 from shared.subjects import Subject
 
-log = get_logger(__name__)
 
 Forget = Callable[[asyncpg.Connection, list[Subject]], Awaitable[int]]
 
@@ -219,52 +218,23 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[str]
 # --- retention ------------------------------------------------------------------------------
 
 async def sweep(conn: asyncpg.Connection, gateway: psp.Psp, outbox: Outbox, forget: Forget) -> dict[str, int]:
-    """Keep the declared periods; how many of each. Each step is a savepoint of its own, so one
-    that fails does not hold back the others."""
-    done: dict[str, int] = {}
+    """Keep the declared periods; how many of each."""
+    steps = Steps(conn, (asyncpg.PostgresError, psp.PspError))
 
-    async def step(name: str, work: Callable[[], Awaitable[int]]) -> None:
-        try:
-            async with conn.transaction():
-                done[name] = await work()
-        except (asyncpg.PostgresError, psp.PspError) as exc:
-            log.warning("retention sweep step failed; it runs again next time", step=name, error=type(exc).__name__)
+    async def complete(conn: asyncpg.Connection, held: asyncpg.Record) -> list[Erased] | None:
+        if await holds(conn, [held["customer_id"]]):
+            return None
+        return (await erase_now(conn, [held["customer_id"]], gateway, forget))[0]
 
-    async def held_erasures() -> int:
-        """Each request on its own (one that fails waits for the next sweep), and claimed, so
-        that another instance's sweep does not complete it too."""
-        completed = 0
-        for request_id in await conn.fetch("SELECT request_id FROM held_erasures ORDER BY requested_at"):
-            try:
-                async with conn.transaction():
-                    row = await conn.fetchrow("SELECT * FROM held_erasures WHERE request_id = $1 FOR UPDATE SKIP LOCKED",
-                                              request_id["request_id"])
-                    if row is None or await holds(conn, [row["customer_id"]]):
-                        continue
-                    erased, _ = await erase_now(conn, [row["customer_id"]], gateway, forget)
-                    await conn.execute("DELETE FROM held_erasures WHERE request_id = $1", row["request_id"])
-                    await outbox.add(conn, "held_erasure_completed", HeldErasureCompleted(
-                        request_id=row["request_id"], participant="payments", erased=erased,
-                        at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
-                    completed += 1
-            except (asyncpg.PostgresError, psp.PspError) as exc:
-                log.warning("a held erasure could not be completed; the next sweep tries again",
-                            request=str(request_id["request_id"]), error=type(exc).__name__)
-        return completed
-
-    async def plain(sql: str, *args) -> int:
-        return store.count(await conn.execute(sql, *args))
-
-    await step("held erasures", held_erasures)
+    await steps.run("held erasures", lambda: complete_held_erasures(conn, outbox, "payments", complete, steps.errors))
     # P25: seven years after the payment it goes whole (its refunds and disputes with it).
-    await step("payment records", lambda: plain(
-        """DELETE FROM payments p WHERE coalesce(p.succeeded_at, p.created_at) < now() - $1::interval
-             AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.payment_id = p.id AND d.closed_at IS NULL)""",
-        ACCOUNTING_PERIOD))
-    await step("failed payment attempts", lambda: plain(
-        "DELETE FROM payments WHERE status IN ('failed', 'canceled') AND created_at < now() - $1::interval",
-        domain.FAILED_ATTEMPTS))
-    return done
+    await steps.delete("payment records", """DELETE FROM payments p
+        WHERE coalesce(p.succeeded_at, p.created_at) < now() - $1::interval
+          AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.payment_id = p.id AND d.closed_at IS NULL)""",
+                       ACCOUNTING_PERIOD)
+    await steps.delete("failed payment attempts", """DELETE FROM payments
+        WHERE status IN ('failed', 'canceled') AND created_at < now() - $1::interval""", domain.FAILED_ATTEMPTS)
+    return steps.done
 
 
 class RetentionSweep(NotifiedPoller):

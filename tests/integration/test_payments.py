@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -269,6 +268,27 @@ async def test_bad_payment_requests_change_nothing(payments):
     assert status == 404
     assert await payments.pool.fetchval("SELECT count(*) FROM payments") == 0
     assert await payments.charges_at_psp() == 0
+
+
+async def test_a_customer_cannot_reach_another_customers_payments_cards_or_membership(payments):
+    anna, order, paid = await customer_paying(payments, "anna.own@example.lv", save_card=True)
+    await payments.call("POST", "/v1/me/membership", anna["access_token"], {
+        "card_id": str(await payments.pool.fetchval("SELECT id FROM cards"))}, expect=201)
+    berta = await payments.shop.client.customer("berta.own@example.lv")
+    token = berta["access_token"]
+    card_id = str(await payments.pool.fetchval("SELECT id FROM cards"))
+    await payments.call("GET", f"/v1/me/payments/{paid['id']}", token, expect=404)
+    await payments.call("DELETE", f"/v1/me/cards/{card_id}", token, expect=404)
+    await payments.call("GET", f"/v1/guest-payments/{paid['id']}", expect=404)  # not a guest's
+    _, mine = await payments.call("GET", "/v1/me/payments", token, expect=200)
+    _, cards = await payments.call("GET", "/v1/me/cards", token, expect=200)
+    assert mine["items"] == [] and cards["items"] == []
+    await payments.call("GET", f"/v1/me/payments?after={paid['id']}", token, expect=404)
+    await payments.call("GET", "/v1/me/membership", token, expect=404)
+    await payments.call("POST", "/v1/me/membership/cancel", token, expect=409)
+    _, kept = await payments.call("GET", "/v1/me/membership", anna["access_token"], expect=200)
+    assert kept["status"] == "active" and not kept["cancel_at_period_end"]
+    assert await payments.pool.fetchval("SELECT count(*) FROM cards") == 1
 
 
 # --- webhooks ------------------------------------------------------------------------------
