@@ -3,7 +3,7 @@
 Tokens are JWTs signed with the accounts service's private key (EdDSA, ES256 or RS256); every
 service verifies them with the public keys accounts publishes as a JWKS document, so no
 secret is shared. Claims: ``sub`` (the account id), ``kind`` (``customer`` or ``staff``),
-``roles`` (staff: ``support``, ``accounting``, ``admin``), ``token_use`` (``access``: other
+``roles`` (staff: ``support``, ``accounting``, ``marketing``, ``admin``), ``token_use`` (``access``: other
 tokens accounts signs, such as refresh tokens, are refused here), ``iss``, ``aud``, ``exp``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from shared.http import Access, HTTPProblem
 ISSUER = "veikals-accounts"
 AUDIENCE = "veikals"
 ALGORITHMS = ["EdDSA", "ES256", "RS256"]
-STAFF_ROLES = frozenset({"support", "accounting", "admin"})
+STAFF_ROLES = frozenset({"support", "accounting", "marketing", "admin"})
 MIN_REFRESH_INTERVAL = 30.0  # an unknown kid makes us re-read the keys at most this often
 
 

@@ -3,7 +3,7 @@
 It verifies every delivery with the ``standardwebhooks`` package (the partner's side of the
 specification, not our code), processes each ``webhook-id`` once, stores what it received (in
 memory and as JSON lines in ``--store``), and after processing calls back the way its kind of
-partner does: a carrier accepts a shipment, an accountant books an invoice, any partner confirms
+partner does: a carrier accepts a shipment, an accountant books an invoice, an SMS gateway reports a text delivered, any partner confirms
 an erasure or an export. Tests and developers steer it through ``/_control``:
 
     POST /_control/behaviour  {"fail_next": 3, "status": 503, "retry_after": "2",
@@ -35,6 +35,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 CALLBACKS = {
     "carrier": {"shipment.created": ("shipment.accepted", "shipment.delivered")},
     "accounting": {"invoice.issued": ("invoice.booked",)},
+    "sms": {"sms.requested": ("sms.delivered",)},
 }
 FOR_EVERY_KIND = {"privacy.erasure_requested": ("erasure.completed",),
                   "privacy.export_requested": ("export.completed",)}
@@ -136,6 +137,8 @@ class SandboxPartner:
                     "tracking_number": f"SBX{uuid.uuid4().hex[:10].upper()}"}
         if answer_type == "shipment.delivered":
             return {"shipment_id": data.get("shipment_id")}
+        if answer_type == "sms.delivered":
+            return {"message_id": data.get("message_id")}
         if answer_type == "invoice.booked":
             return {"invoice_id": data.get("invoice_id"), "booked_on": dt.date.today().isoformat()}
         found = self._about(data.get("subject") or {})

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     create = commands.add_parser("create-staff", help="create a staff account")
     create.add_argument("--email", required=True)
     create.add_argument("--name", required=True)
-    create.add_argument("--role", action="append", required=True, choices=["support", "accounting", "admin"])
+    create.add_argument("--role", action="append", required=True, choices=["support", "accounting", "marketing", "admin"])
     args = parser.parse_args(argv)
     return asyncio.run(create_staff(args))
 

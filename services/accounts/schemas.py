@@ -15,7 +15,7 @@ Line = text(200)
 NewPassword = Annotated[str, StringConstraints(min_length=domain.MIN_PASSWORD, max_length=domain.MAX_PASSWORD)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=domain.MAX_PASSWORD)]
 Code = Annotated[str, StringConstraints(min_length=16, max_length=128)]
-Role = Literal["support", "accounting", "admin"]
+Role = Literal["support", "accounting", "marketing", "admin"]
 
 
 class Body(BaseModel):

@@ -49,7 +49,7 @@ class AccountsService(Service):
         self.throttle_secret = (s.throttle_key.get_secret_value() or s.jwt_signing_key.get_secret_value()).encode()
 
     def background(self) -> list[NotifiedPoller]:
-        return [mail.MailSender(self.pool, self.settings),
+        return [mail.sender(self.pool, self.settings),
                 RetentionSweep(self.pool, self.settings)]
 
     async def authenticate(self, request: web.Request, access: Access) -> Principal:

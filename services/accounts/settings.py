@@ -4,9 +4,10 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from shared.config import ServiceSettings
+from shared.mail import SmtpSettings
 
 
-class AccountsSettings(ServiceSettings):
+class AccountsSettings(ServiceSettings, SmtpSettings):
     # Ed25519 private key (PEM) that signs access tokens: `python -m services.accounts.tokens`
     # makes one. Public keys of earlier signing keys stay in the JWKS while their tokens live.
     jwt_signing_key: SecretStr = SecretStr("")
@@ -18,13 +19,6 @@ class AccountsSettings(ServiceSettings):
     verification_ttl_s: int = Field(default=86400, ge=300)
     # Where the shop's web pages live: links in e-mails point there.
     shop_url: str = "http://127.0.0.1:8101"
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
-    smtp_username: str = ""
-    smtp_password: SecretStr = SecretStr("")
-    smtp_starttls: bool = False
-    smtp_timeout_s: float = Field(default=15.0, gt=0)
-    mail_from: str = "Veikals <no-reply@veikals.example>"
     # argon2id cost (argon2-cffi's defaults, RFC 9106's second recommended profile).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)

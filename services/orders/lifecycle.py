@@ -103,8 +103,9 @@ class Lifecycle:
             return await self.reject(conn, payment, order, f"the order is {order['status']}")
         if (payment.amount_cents, payment.currency) != (order["gross_cents"], order["currency"]):
             return await self.reject(conn, payment, order, "the amount does not match the order")
-        await self.move(conn, order, "paid", columns={"payment_id": payment.payment_id})
         lines = await store.lines_of(conn, [order["id"]])
+        await self.move(conn, order, "paid", columns={"payment_id": payment.payment_id}, event=schemas.OrderPaid,
+                        lines=[schemas.OrderLine.model_validate(dict(line)) for line in lines])
         await self.issue_invoice(conn, order, lines)
         await self.ship(conn, order, lines)
         return "paid"

@@ -324,6 +324,11 @@ class OrderCreated(OrderEvent):
     lines: list[OrderLine]
 
 
+class OrderPaid(OrderEvent):
+    """The order is paid; its lines say what was bought (marketing's preference profiles)."""
+    lines: list[OrderLine]
+
+
 class OrderCancelled(OrderEvent):
     refund_cents: int = Field(description="what payments is to refund (0 when nothing was paid)")
 

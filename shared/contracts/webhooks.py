@@ -125,6 +125,16 @@ class ExportRequested(_SubjectRequest):
     event_type: ClassVar[str] = "privacy.export_requested"
 
 
+class SmsRequested(WebhookEvent):
+    """A text message for the SMS gateway to send (a marketing campaign's, to a number whose
+    holder consented). ``message_id`` is ours: the gateway sends each one once."""
+
+    event_type: ClassVar[str] = "sms.requested"
+    message_id: uuid.UUID
+    to: str = Field(pattern=r"^\+?[0-9]{6,15}$")
+    text: str = Field(min_length=1, max_length=2400)
+
+
 class PartnerPing(WebhookEvent):
     """A test message an operator sends to check that a partner receives and verifies ours."""
 
@@ -155,6 +165,11 @@ class ErasureCompleted(PartnerReply):
     records_erased: int = Field(ge=0)
 
 
+class SmsDelivered(PartnerReply):
+    event_type: ClassVar[str] = "sms.delivered"
+    message_id: uuid.UUID
+
+
 class ExportCompleted(PartnerReply):
     event_type: ClassVar[str] = "export.completed"
     request_id: uuid.UUID
@@ -162,10 +177,11 @@ class ExportCompleted(PartnerReply):
 
 
 EVENTS: dict[str, type[WebhookEvent]] = {
-    m.event_type: m for m in (ShipmentCreated, InvoiceIssued, ErasureRequested, ExportRequested,
+    m.event_type: m for m in (ShipmentCreated, InvoiceIssued, SmsRequested, ErasureRequested, ExportRequested,
                               PartnerPing)}
 REPLIES: dict[str, type[PartnerReply]] = {
-    m.event_type: m for m in (ShipmentAccepted, ShipmentDelivered, InvoiceBooked, ErasureCompleted, ExportCompleted)}
+    m.event_type: m for m in (ShipmentAccepted, ShipmentDelivered, InvoiceBooked, SmsDelivered, ErasureCompleted,
+                              ExportCompleted)}
 
 
 def envelope_schema(model: type[WebhookEvent] | type[PartnerReply], direction: str) -> dict[str, Any]:

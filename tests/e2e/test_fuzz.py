@@ -63,7 +63,8 @@ async def fuzzed(amqp_url, tmp_path_factory):
                     assert response.status == 200, await response.text()
             done = await asyncio.to_thread(subprocess.run, [
                 sys.executable, "-m", "services.accounts.admin", "create-staff", "--email", STAFF_EMAIL,
-                "--name", "Fuzz Staff", "--role", "admin", "--role", "support", "--role", "accounting"],
+                "--name", "Fuzz Staff", "--role", "admin", "--role", "support", "--role", "accounting",
+                "--role", "marketing"],
                 cwd=ROOT, capture_output=True, text=True, timeout=60,
                 env={**os.environ, "VEIKALS_STAFF_PASSWORD": PASSWORD,
                      "VEIKALS_ACCOUNTS_DATABASE_URL": procs["accounts"].dsn})

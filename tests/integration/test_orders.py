@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import re
 import socket
 import uuid
 from urllib.parse import unquote
@@ -20,13 +19,13 @@ from services.orders.privacy import INVENTORY, NOT_PERSONAL
 from services.orders.service import OrdersService
 from services.orders.settings import OrdersSettings
 from services.payments.schemas import PaymentSucceeded, RefundSucceeded
-from shared import db
 from shared.config import load_settings
 from shared.contracts.privacy import DataSubject, ErasureRequest, ExportRequest
 from shared.messaging import Broker, topology, wire
 from shared.service import ServiceRuntime
 from shared.webhooks.signing import new_secret
 from tests.conftest import eventually, rabbitmqctl
+from tests.integration.inventory import undeclared_columns
 from tests.integration.test_accounts import Client, accounts_settings, mailsink, staff  # noqa: F401
 
 PARTNERS = {"door-carrier": "carrier", "locker-carrier": "carrier", "the-accountant": "accounting"}
@@ -556,14 +555,6 @@ async def test_the_sweep_keeps_the_guest_and_fiscal_periods(shop):
 
 
 async def test_every_personal_column_is_declared(shop):
-    columns = {(r["table_name"], r["column_name"]) for r in await shop.pool.fetch(
-        """SELECT c.table_name, c.column_name FROM information_schema.columns c
-           JOIN information_schema.tables t USING (table_schema, table_name)
-           WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'""")}
-    shared_tables = {m.group(1) for f in db.SHARED_MIGRATIONS.glob("*.sql")
-                     for m in re.finditer(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", f.read_text())}
-    own = {(t, c) for t, c in columns if t not in shared_tables and t != "schema_migrations"}
-    undeclared = own - INVENTORY.declared_columns() - NOT_PERSONAL
+    undeclared, tables = await undeclared_columns(shop.pool, INVENTORY, NOT_PERSONAL)
     assert undeclared == set(), f"declare these in services/orders/privacy.py: {sorted(undeclared)}"
-    migrated = {t for t, _ in columns}
-    assert {"orders", "order_lines", "invoices", "complaints", "shipments"} <= migrated
+    assert {"orders", "order_lines", "invoices", "complaints", "shipments"} <= tables
