@@ -446,6 +446,9 @@ PSP_SECRETS = {"VEIKALS_PAYMENTS_PSP_SECRET_KEY": "sk_test_", "VEIKALS_PAYMENTS_
                "VEIKALS_PAYMENTS_PSP_WEBHOOK_SECRET": "whsec_"}
 
 
+MARKETING_KEYS = ("VEIKALS_MARKETING_LINK_KEY", "VEIKALS_MARKETING_SUPPRESSION_KEY")
+
+
 def psp_sandbox() -> Service | None:
     """The sandbox PSP, when the payments service's PSP is on this machine (the default)."""
     settings = load_settings("payments", PaymentsSettings)
@@ -484,6 +487,8 @@ def prepare_environment(partners: list[Service]) -> None:
             secrets.setdefault(name, prefix + token_hex(24))
     for name in SERVICES:  # each service's key for the hashes of erased subjects
         secrets.setdefault(f"VEIKALS_{name.upper()}_SUBJECT_KEY", token_hex(32))
+    for name in MARKETING_KEYS:  # signs unsubscribe links; keys the suppression hashes
+        secrets.setdefault(name, token_hex(32))
     SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:  # never readable by others, not even for a moment

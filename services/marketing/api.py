@@ -262,9 +262,9 @@ class MarketingApi:
     async def list_campaigns(self, request: web.Request, caller: Principal,
                              query: schemas.CampaignQuery) -> schemas.CampaignList:
         async with self.pool.acquire() as conn:
-            rows = await store.campaigns(conn, query.before, query.limit + 1)
+            rows = await store.campaigns(conn, query.after, query.limit + 1)
         items = [self.campaign_view(r) for r in rows[:query.limit]]
-        return schemas.CampaignList(items=items, next_cursor=items[-1].created_at if len(rows) > query.limit else None)
+        return schemas.CampaignList(items=items, next_cursor=items[-1].id if len(rows) > query.limit else None)
 
     async def read_campaign(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> schemas.Campaign:
         async with self.pool.acquire() as conn:

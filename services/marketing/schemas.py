@@ -210,11 +210,11 @@ class Campaign(BaseModel):
 
 class CampaignList(BaseModel):
     items: list[Campaign]
-    next_cursor: dt.datetime | None = Field(description="pass as `before` for the next page; null on the last")
+    next_cursor: uuid.UUID | None = Field(description="pass as `after` for the next page; null on the last")
 
 
 class CampaignQuery(BaseModel):
-    before: dt.datetime = omittable()
+    after: uuid.UUID = omittable()  # next_cursor of the previous page: its last campaign
     limit: int = Field(default=50, ge=1, le=200)
 
 

@@ -41,6 +41,10 @@ class MarketingService(Service):
         super().__init__(deps)
         self.settings = deps.settings
         assert isinstance(self.settings, MarketingSettings)
+        for secret in ("link_key", "suppression_key"):
+            if not getattr(self.settings, secret).get_secret_value():
+                raise ValueError(f"VEIKALS_MARKETING_{secret.upper()} is not set: without it anyone could forge "
+                                 "unsubscribe links or read suppressed addresses back")
         self.ledger = consents.Ledger(self.outbox, self.settings)
 
     def endpoints(self) -> list[Endpoint]:

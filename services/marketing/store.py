@@ -242,10 +242,12 @@ async def campaign(conn: asyncpg.Connection, campaign_id: uuid.UUID, *, lock: bo
     return await conn.fetchrow(f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns c WHERE c.id = $1", campaign_id)
 
 
-async def campaigns(conn: asyncpg.Connection, before: dt.datetime | None, limit: int) -> list[asyncpg.Record]:
+async def campaigns(conn: asyncpg.Connection, after: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
+    """Newest first, from the one after ``after``."""
     return await conn.fetch(
-        f"""SELECT {CAMPAIGN_COLUMNS} FROM campaigns c WHERE ($1::timestamptz IS NULL OR c.created_at < $1)
-            ORDER BY c.created_at DESC LIMIT $2""", before, limit)
+        f"""SELECT {CAMPAIGN_COLUMNS} FROM campaigns c
+            WHERE ($1::uuid IS NULL OR (c.created_at, c.id) < (SELECT created_at, id FROM campaigns WHERE id = $1))
+            ORDER BY c.created_at DESC, c.id DESC LIMIT $2""", after, limit)
 
 
 # Whom a message of a campaign on channel $2 may reach now: consent on that channel, no

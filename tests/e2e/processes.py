@@ -49,9 +49,11 @@ async def running_suite(amqp_url: str, logs: Path, smtp_port: int, env: dict[str
     common = {
         # As in var/secrets.env: the PEM on one line.
         "VEIKALS_ACCOUNTS_JWT_SIGNING_KEY": new_signing_key().replace("\n", "\\n"),
-        "VEIKALS_ACCOUNTS_SMTP_PORT": str(smtp_port),
+        "VEIKALS_ACCOUNTS_SMTP_PORT": str(smtp_port), "VEIKALS_MARKETING_SMTP_PORT": str(smtp_port),
         "VEIKALS_ACCOUNTS_ARGON2_MEMORY_KIB": "8192",
         **{f"VEIKALS_{name.upper()}_SUBJECT_KEY": uuid.uuid4().hex for name in SERVICES},
+        "VEIKALS_MARKETING_LINK_KEY": uuid.uuid4().hex, "VEIKALS_MARKETING_SUPPRESSION_KEY": uuid.uuid4().hex,
+        "VEIKALS_MARKETING_PUBLIC_URL": f"http://127.0.0.1:{ports['marketing']}",
         **psp_keys, "VEIKALS_PAYMENTS_PSP_API_BASE": f"http://127.0.0.1:{ports['sandbox-psp']}",
         **(env or {}),
     }
