@@ -60,7 +60,10 @@ def compose(s: SmtpSettings, recipient: str, subject: str, body: str, message_ke
     message["Message-ID"] = make_msgid(idstring=message_key, domain="veikals")
     for name, value in (headers or {}).items():
         message[name] = value
-    message.set_content(body)
+    # 8bit keeps links whole in the raw message (a relay without 8BITMIME gets it re-encoded by
+    # aiosmtplib); quoted-printable only where a line would break SMTP's 998-octet limit.
+    short_lines = all(len(line.encode()) <= 900 for line in body.splitlines())
+    message.set_content(body, cte="8bit" if short_lines else "quoted-printable")
     return message
 
 

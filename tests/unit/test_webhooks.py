@@ -127,4 +127,4 @@ def test_bad_partner_entries_are_refused(bad):
 
 def test_the_local_partners_file_is_valid():
     registry = PartnerRegistry.load()
-    assert {p.kind for p in registry} == {"carrier", "accounting", "hosting"}
+    assert {p.kind for p in registry} == {"carrier", "accounting", "hosting", "sms"}
