@@ -23,6 +23,7 @@ from shared.outbox import Outbox
 from shared.subjects import Subject
 
 MAIL_CHANNEL = "veikals_marketing_mail"
+RESEND_AFTER = dt.timedelta(minutes=10)
 
 
 class UnknownWording(LookupError):
@@ -90,7 +91,9 @@ class Ledger:
             if await store.granted(conn, person["id"], purpose, channel) and not await store.suppressed(
                     conn, person["email_key"]):
                 return "unchanged"
-            await self.ask_confirmation(conn, person, wording_version, source, staff_id)
+            # One link in ten minutes: a public form must not become a way to flood an inbox.
+            if not await store.recently_asked(conn, person["id"], RESEND_AFTER):
+                await self.ask_confirmation(conn, person, wording_version, source, staff_id)
             return "confirmation_sent"
         if channel == "sms":
             if not person["phone"]:

@@ -159,23 +159,31 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest, forget: Forge
     retained: list[Retained] = []
     if not request.verify_only:
         erased = await erase_now(conn, people, customer_ids, emails, phones, forget, suppression_key)
+        retained = await kept_after_erasure(conn, people, customer_ids, bool(emails or phones))
+    remaining = await leftovers(conn, customer_ids, emails, phones)
+    return ErasureOutcome(request_id=request.request_id, participant="marketing", erased=erased,
+                          retained=retained, remaining=remaining, completed_at=now)
+
+
+async def kept_after_erasure(conn: asyncpg.Connection, people: list[asyncpg.Record], customer_ids: list,
+                             suppressed: bool) -> list[Retained]:
+    retained = []
+    if suppressed:
         retained.append(Retained(
             category="suppressed addresses", fields=["keyed hash of each e-mail address and phone number"],
             legal_basis=LegalBasis.LEGITIMATE_INTEREST,
             reason="so that no campaign reaches the erased address without fresh consent (Art. 21(3), P28)",
-            until=dt.date(9999, 12, 31)))
-        last_access = await conn.fetchval(
-            "SELECT max(at) FROM staff_access WHERE customer_id = ANY($1) OR person_id = ANY($2)",
-            customer_ids, [p["id"] for p in people])
-        if last_access is not None:
-            retained.append(Retained(
-                category="staff access records", fields=["staff_id", "customer_id", "reason"],
-                legal_basis=LegalBasis.LEGITIMATE_INTEREST,
-                reason="accountability for staff access to personal data (P16, P17)",
-                until=(last_access + STAFF_ACCESS_RETENTION).date()))
-    remaining = await leftovers(conn, customer_ids, emails, phones)
-    return ErasureOutcome(request_id=request.request_id, participant="marketing", erased=erased,
-                          retained=retained, remaining=remaining, completed_at=now)
+            until=dt.date.max))
+    last_access = await conn.fetchval(
+        "SELECT max(at) FROM staff_access WHERE customer_id = ANY($1) OR person_id = ANY($2)",
+        customer_ids, [p["id"] for p in people])
+    if last_access is not None:
+        retained.append(Retained(
+            category="staff access records", fields=["staff_id", "customer_id", "reason"],
+            legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+            reason="accountability for staff access to personal data (P16, P17)",
+            until=(last_access + STAFF_ACCESS_RETENTION).date()))
+    return retained
 
 
 async def erase_now(conn: asyncpg.Connection, people: list[asyncpg.Record], customer_ids: list, emails: list[str],

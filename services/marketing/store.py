@@ -118,6 +118,12 @@ async def add_confirmation(conn: asyncpg.Connection, token_hash: bytes, person_i
         token_hash, person_id, email, wording_version, source, staff_id, ttl)
 
 
+async def recently_asked(conn: asyncpg.Connection, person_id: uuid.UUID, within: dt.timedelta) -> bool:
+    return await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM consent_confirmations WHERE person_id = $1 AND expires_at > now()
+                          AND requested_at > now() - $2::interval)""", person_id, within)
+
+
 async def take_confirmation(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
     """The unexpired confirmation the token is for, used up (None when there is none)."""
     return await conn.fetchrow(
