@@ -90,6 +90,7 @@ async def test_a_customer_and_an_admin_as_the_frontend_and_an_operator_would(sui
                                 headers={"Authorization": f"Bearer {token}"}) as response:
                 assert response.status == status
         await a_guest_buys_and_pays(http, orders, suite["payments"].url, admin["access_token"])
+        await a_guest_consents_and_unsubscribes(http, suite["marketing"].url, admin["access_token"], mailsink)
 
 
 async def a_guest_buys_and_pays(http: aiohttp.ClientSession, orders: str, payments: str, admin: str) -> None:
@@ -126,6 +127,38 @@ async def a_guest_buys_and_pays(http: aiohttp.ClientSession, orders: str, paymen
                 "order_id": order["id"], "reason": "end-to-end check of a payment"}) as response:
             return (await response.json())["orders"][0]["status"] == "paid"
     await eventually(paid, timeout=30)
+
+
+async def a_guest_consents_and_unsubscribes(http: aiohttp.ClientSession, marketing: str, admin: str,
+                                            mailsink: MailSink) -> None:
+    """Across the processes: a guest's e-mail consent, confirmed by the mailed link; a campaign
+    that reaches the address with its one-click link; the click; the next campaign misses it."""
+    guest, staff = "offers@example.lv", {"Authorization": f"Bearer {admin}"}
+    async with http.post(f"{marketing}/v1/guest-consents", json={
+            "email": guest, "wording_version": "email-2026-11", "language": "en"}) as response:
+        assert response.status == 202, await response.text()
+    [confirmation] = await mailsink.wait_for(guest, timeout=30)
+    link = next(w for w in confirmation.get_content().split() if "/v1/consents/confirm?token=" in w)
+    async with http.post(link) as response:
+        assert response.status == 200, await response.text()
+
+    async def campaign(name: str) -> dict:
+        async with http.post(f"{marketing}/v1/staff/campaigns", headers=staff, json={
+                "name": name, "channel": "email", "body": {"lv": "Atlaides", "en": "Sale"}}) as response:
+            assert response.status == 201, await response.text()
+            made = await response.json()
+        async with http.post(f"{marketing}/v1/staff/campaigns/{made['id']}/send", headers=staff) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    assert (await campaign("First"))["recipients"] == 1
+    [_, offer] = await mailsink.wait_for(guest, count=2, timeout=30)
+    assert offer["Subject"] == "First" and offer["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    one_click = offer["List-Unsubscribe"].split(",")[0].strip("<> ")
+    async with http.post(one_click, data="List-Unsubscribe=One-Click",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:
+        assert response.status == 200, await response.text()
+    assert (await campaign("Second"))["recipients"] == 0
 
 
 async def test_sigterm_stops_every_service_cleanly(suite):
