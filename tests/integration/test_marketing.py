@@ -516,3 +516,22 @@ async def test_every_personal_column_is_declared(market):
     assert {"people", "consent_entries", "profiles", "campaign_deliveries", "suppressions"} <= tables
     listed = {t for t, _ in INVENTORY.declared_columns() | NOT_PERSONAL}
     assert listed <= tables, f"declared tables that do not exist: {sorted(listed - tables)}"
+
+
+async def test_the_privacy_service_applies_an_objection_and_a_withdrawal(market):
+    customer = await market.consenting_customer("objector@example.lv", EMAIL_OFFERS, PROFILING)
+    rpc = market.runtime.service.rpc
+    subject = DataSubject(customer_id=customer["id"]).model_dump(mode="json")
+    assert await rpc.call("marketing", "withdraw_consent", subject, "direct_marketing") == 1
+    assert await rpc.call("marketing", "withdraw_consent", subject, "direct_marketing") == 0
+    assert await rpc.call("marketing", "apply_objection", subject, "profiling") == 1
+    _, state = await market.call("GET", "/v1/me/consents", customer["access_token"], expect=200)
+    assert state["objections"] == ["profiling"]
+    assert {(c["purpose"], c["granted"], c["source"]) for c in state["consents"]} == {
+        ("direct_marketing", False, "privacy_request"), ("profiling", False, "objection")}
+    # A customer marketing has never seen: the objection waits for them.
+    stranger = DataSubject(customer_id=uuid.uuid4()).model_dump(mode="json")
+    assert await rpc.call("marketing", "apply_objection", stranger, "direct_marketing") == 1
+    assert await market.pool.fetchval(
+        "SELECT purpose FROM objections o JOIN people p ON p.id = o.person_id WHERE p.customer_id = $1",
+        uuid.UUID(stranger["customer_id"])) == "direct_marketing"
