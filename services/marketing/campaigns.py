@@ -73,7 +73,9 @@ class CampaignSender(NotifiedPoller):
         for campaign in campaigns:
             if self.stopping:
                 return
-            await asyncio.gather(*(self._drain(campaign) for _ in range(self.settings.campaign_concurrency)))
+            async with asyncio.TaskGroup() as senders:  # one failing stops the others; the next pass resumes
+                for _ in range(self.settings.campaign_concurrency):
+                    senders.create_task(self._drain(campaign))
             async with self.pool.acquire() as conn:
                 if await store.finish_if_done(conn, campaign["id"]):
                     log.info("campaign sent", campaign=str(campaign["id"]))
