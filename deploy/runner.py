@@ -35,6 +35,7 @@ import aiohttp
 import asyncpg
 from pydantic import ValidationError
 
+from deploy import operations
 from services.accounts.settings import AccountsSettings
 from services.accounts.tokens import new_signing_key
 from services.payments.settings import PaymentsSettings
@@ -612,6 +613,44 @@ def topology_command(recreate_empty: bool = False) -> None:
         raise Failed(f"Could not declare the queues: {describe(exc)}")
 
 
+def migrate_command(service: str) -> None:
+    try:
+        applied = asyncio.run(operations.migrate(service))
+    except Exception as exc:
+        raise Failed(f"Could not migrate {service}: {describe(exc)}")
+    say(f"{service}: {len(applied)} migration(s) applied" + "".join(f"\n  {name}" for name in applied))
+
+
+def sweep_command(service: str) -> None:
+    try:
+        done = asyncio.run(operations.sweep(service))
+    except Exception as exc:
+        raise Failed(f"The {service} sweep did not run: {describe(exc)}")
+    print(json.dumps(done, indent=2, sort_keys=True))
+
+
+def dlq_command(args: argparse.Namespace) -> bool:
+    url = load_settings("accounts").amqp_url  # any service's: they share the broker
+    try:
+        if args.dlq_command == "list":
+            counts = asyncio.run(operations.dead_letter_counts(url))
+            rows = [[queue, str(n)] for queue, n in sorted(counts.items()) if n or args.all]
+            if rows:
+                print_table(["QUEUE", "DEAD LETTERS"], rows)
+            else:
+                say("no dead letters")
+            return True
+        letters = asyncio.run(operations.replay(url, args.queue, dry_run=args.dry_run, limit=args.limit))
+    except LookupError as exc:
+        raise Failed(str(exc))
+    except Exception as exc:
+        raise Failed(f"The dead letters could not be read: {describe(exc)}")
+    if letters:
+        print_table(["MESSAGE ID", "ERROR"], [[str(d.message_id), d.error] for d in letters])
+    say(f"{len(letters)} message(s) {'would be replayed' if args.dry_run else 'replayed'} to {args.queue.removesuffix('.dead-letter')}")
+    return True
+
+
 def up() -> None:
     infra()
     partners = sandboxes()
@@ -773,8 +812,24 @@ def main(argv: list[str] | None = None) -> int:
     topology_parser = commands.add_parser("topology", help=help_, description=help_)
     topology_parser.add_argument("--recreate-empty", action="store_true",
                                  help="delete and declare anew the queues with other arguments that hold nothing")
+    for name, help_ in [("migrate", "create a service's database if missing and apply its migrations (a deploy Job)"),
+                        ("sweep", "ask a running service to run its retention sweep now (a CronJob)")]:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument("service", choices=SERVICES)
+    help_ = "list dead-lettered messages per queue, or replay them to their queue"
+    dlq_parser = commands.add_parser("dlq", help=help_, description=help_)
+    dlq_commands = dlq_parser.add_subparsers(dest="dlq_command", required=True)
+    dlq_commands.add_parser("list", help="each work queue's dead letters (non-empty ones; --all for every queue)")
+    dlq_commands.choices["list"].add_argument("--all", action="store_true")
+    replay_parser = dlq_commands.add_parser("replay", help="move a queue's dead letters back to it, oldest first")
+    replay_parser.add_argument("queue", help="the work queue (or its .dead-letter queue)")
+    replay_parser.add_argument("--dry-run", action="store_true", help="only list what would be replayed")
+    replay_parser.add_argument("--limit", type=int, help="at most this many")
     args = parser.parse_args(argv)
     actions["topology"] = lambda: topology_command(args.recreate_empty)
+    actions["migrate"] = lambda: migrate_command(args.service)
+    actions["sweep"] = lambda: sweep_command(args.service)
+    actions["dlq"] = lambda: dlq_command(args)
 
     configure_logging("veikals-runner", "warning")  # keep library info logs off the terminal
     try:

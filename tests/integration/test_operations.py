@@ -1,0 +1,74 @@
+"""The operator commands a deploy runs (``veikals migrate``, ``veikals sweep``) and the
+dead-letter replay (``veikals dlq``), against real PostgreSQL and RabbitMQ."""
+from __future__ import annotations
+
+import pytest
+
+from deploy import operations
+from services.marketing.service import MarketingService
+from services.marketing.settings import MarketingSettings
+from services.topology import subscriptions
+from shared.config import load_settings
+from shared.messaging import Broker, topology
+from shared.service import ServiceRuntime
+
+QUEUE = topology.handler_queue_name("orders", "order_paid", "marketing", "on_order_paid")
+
+
+@pytest.fixture
+def marketing_env(monkeypatch, amqp_url, database):
+    for name, value in {"DATABASE_URL": database, "AMQP_URL": amqp_url, "LINK_KEY": "k", "SUPPRESSION_KEY": "s",
+                        "HTTP_PORT": "0", "SHUTDOWN_GRACE_S": "5"}.items():
+        monkeypatch.setenv(f"VEIKALS_MARKETING_{name}", value)
+
+
+async def test_migrate_creates_and_migrates_once_and_sweep_asks_the_running_service(marketing_env):
+    applied = await operations.migrate("marketing")
+    assert "marketing/0001_marketing.sql" in applied and any(a.startswith("shared/") for a in applied)
+    assert await operations.migrate("marketing") == []
+    runtime = ServiceRuntime(MarketingService, load_settings("marketing", MarketingSettings), subscriptions())
+    await runtime.start()
+    try:
+        done = await operations.sweep("marketing", timeout=30)
+    finally:
+        await runtime.stop()
+    assert {"unconfirmed e-mail consents", "campaign deliveries", "staff access records"} <= set(done)
+    with pytest.raises(LookupError):
+        await operations.sweep("privacy")
+    with pytest.raises(LookupError):
+        await operations.migrate("nonsense")
+
+
+async def test_dead_letters_are_listed_and_replayed_once_to_their_queue(amqp_url):
+    broker = Broker(amqp_url, name="test-dlq")
+    await broker.connect()
+    try:
+        await topology.declare(broker, topology.event_queues("orders", "order_paid", "marketing", "on_order_paid"))
+        for n in range(3):
+            await broker.publish("", f"{QUEUE}.dead-letter", b'{"n": %d}' % n, message_id=f"m{n}",
+                                 headers={"x-veikals-error": "ValueError: bad", "x-veikals-attempt": 4,
+                                          "nameko.call_id_stack": ["orders.relay.1"]})
+        assert (await operations.dead_letter_counts(amqp_url))[QUEUE] == 3
+
+        listed = await operations.replay(amqp_url, QUEUE, dry_run=True)
+        assert [(d.message_id, d.error) for d in listed] == [(f"m{n}", "ValueError: bad") for n in range(3)]
+        assert (await operations.dead_letter_counts(amqp_url))[QUEUE] == 3  # a dry run moves nothing
+
+        moved = await operations.replay(amqp_url, f"{QUEUE}.dead-letter", dry_run=False, limit=2)
+        assert [d.message_id for d in moved] == ["m0", "m1"]
+        moved += await operations.replay(amqp_url, QUEUE, dry_run=False)
+        assert [d.message_id for d in moved] == ["m0", "m1", "m2"]
+        assert (await operations.dead_letter_counts(amqp_url))[QUEUE] == 0
+
+        channel = await broker.channel(prefetch=10)
+        queue = await channel.declare_queue(QUEUE, passive=True)
+        replayed = [await queue.get(no_ack=True) for _ in range(3)]
+        assert [m.message_id for m in replayed] == ["m0", "m1", "m2"]
+        assert [m.body for m in replayed] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+        headers = replayed[0].headers
+        assert "x-veikals-error" not in headers and "x-veikals-attempt" not in headers  # retries afresh
+        assert headers["nameko.call_id_stack"] == ["orders.relay.1"]
+        with pytest.raises(LookupError):
+            await operations.replay(amqp_url, "no-such-queue", dry_run=True)
+    finally:
+        await broker.close()
