@@ -1,9 +1,62 @@
 """Personal data the privacy service holds (its part of the Art. 30 record).
 
-Every column that holds personal data must be declared here; the privacy service builds the
-record of processing and the privacy notice from these declarations.
+The requests themselves are kept as the record of how each was handled (Art. 5(2)): an
+erasure does not erase its own request. An export's parts and its link go when the link
+expires.
 """
-from shared.contracts.privacy import DataInventory
+from __future__ import annotations
 
-# Nothing yet: the privacy service's tables arrive with its own issue.
-INVENTORY = DataInventory(participant="privacy", entries=[])
+import datetime as dt
+
+import asyncpg
+
+from services.privacy.settings import PrivacySettings
+from shared.contracts.privacy import DataInventory, InventoryEntry, LegalBasis, Retention
+from shared.retention import Steps
+
+REQUESTS = Retention(period_days=3 * 365, after="the request is received", clause="P26")
+
+INVENTORY = DataInventory(participant="privacy", entries=[
+    InventoryEntry(
+        category="data-subject requests", table="requests",
+        fields=["subject", "customer_id", "contact_email", "identification", "staff_id", "details"],
+        purpose="carry out access, erasure, objection and withdrawal requests, and show how each was handled",
+        legal_basis=LegalBasis.LEGAL_OBLIGATION, retention=REQUESTS, recipients=["support", "admin"],
+        clauses=["P20", "P21", "P26", "P27", "P29"]),
+    InventoryEntry(
+        category="outcomes of each participant", table="tasks", fields=["outcome", "remaining"],
+        purpose="show the requester and staff what each part of the shop and each processor did",
+        legal_basis=LegalBasis.LEGAL_OBLIGATION, retention=REQUESTS, recipients=["support"], clauses=["P22", "P26"]),
+    InventoryEntry(
+        category="exports being delivered", table="export_records", fields=["data", "category"],
+        purpose="deliver a copy of the requester's data (Art. 15, 20)", legal_basis=LegalBasis.LEGAL_OBLIGATION,
+        retention=Retention(period_days=7, after="the export is completed (setting export_link_ttl_s)", clause="P27"),
+        clauses=["P27"]),
+    InventoryEntry(
+        category="mail to requesters", table="outgoing_mail", fields=["request_id", "recipient", "subject", "body"],
+        purpose="tell the requester of receipt, extension and outcome", legal_basis=LegalBasis.LEGAL_OBLIGATION,
+        retention=Retention(period_days=7, after="the message is sent"), recipients=["email"], clauses=["P26", "P27"]),
+])
+
+NOT_PERSONAL = {
+    *(("requests", c) for c in ("id", "kind", "subject_key", "language", "source", "state", "received_at", "due_at",
+                                "extended_by_months", "extension_reason", "completed_at")),
+    *(("tasks", c) for c in ("request_id", "participant", "state", "stage", "attempts", "next_attempt_at",
+                             "lease_until", "sent_at", "webhook_id", "last_error", "updated_at")),
+    *(("export_records", c) for c in ("request_id", "participant", "seq")),
+    *(("export_links", c) for c in ("token_hash", "request_id", "expires_at", "downloads_left")),
+    *(("outgoing_mail", c) for c in ("id", "created_at", "attempts", "next_attempt_at", "lease_until", "sent_at",
+                                     "last_error")),
+}
+
+
+async def sweep(conn: asyncpg.Connection, settings: PrivacySettings) -> dict[str, int]:
+    """Keep the declared periods; how many of each."""
+    steps = Steps(conn)
+    await steps.delete("exports delivered", """DELETE FROM export_records r USING requests q
+        WHERE q.id = r.request_id AND q.state = 'completed' AND q.completed_at < now() - $1::interval""",
+                       dt.timedelta(seconds=settings.export_link_ttl_s))
+    await steps.delete("export links", "DELETE FROM export_links WHERE expires_at < now()")
+    await steps.delete("requests", """DELETE FROM requests WHERE state = 'completed'
+        AND received_at < now() - $1::interval""", dt.timedelta(days=REQUESTS.period_days))
+    return steps.done

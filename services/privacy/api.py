@@ -1,0 +1,252 @@
+"""The privacy service's HTTP routes: a customer's requests (submit, status with each
+participant's progress, the export's download) and the staff queue (enter a request that
+arrived by e-mail, filter by state and due date, extend, retry a task, record a manual outcome).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+from services.privacy import archive, domain, fanout, mail, schemas, store
+from services.privacy.intake import Intake
+from shared.auth import Principal
+from shared.contracts.privacy import DataInventory, DataSubject
+from shared.http import CUSTOMER, Endpoint, HTTPProblem, staff
+from shared.messaging import BrokerUnavailable, RpcTimeout
+
+if TYPE_CHECKING:
+    from services.privacy.service import PrivacyService
+
+NOT_FOUND = HTTPProblem(404, "No such request", "You have no request with this id.")
+SUPPORT = staff("support", "admin")
+
+
+def customer_of(caller: Principal) -> uuid.UUID:
+    return uuid.UUID(caller.subject)
+
+
+def details_of(what) -> dict:
+    return what.model_dump(exclude={"kind"}, exclude_none=True)
+
+
+class PrivacyApi:
+    def __init__(self, service: PrivacyService) -> None:
+        self.pool = service.pool
+        self.rpc = service.rpc
+        self.outbox = service.outbox
+        self.intake: Intake = service.intake
+        self.settings = service.settings
+        self.own_inventory = service.privacy_inventory
+
+    async def views(self, conn: asyncpg.Connection, rows: list[asyncpg.Record], *, for_staff: bool = False,
+                    joined: bool = False) -> list:
+        tasks: dict[uuid.UUID, list[schemas.TaskView]] = {}
+        for t in await store.tasks_of(conn, [r["id"] for r in rows]):
+            tasks.setdefault(t["request_id"], []).append(schemas.TaskView(
+                participant=t["participant"], state=t["state"], attempts=t["attempts"],
+                outcome=json.loads(t["outcome"]) if t["outcome"] else None, remaining=t["remaining"],
+                last_error=t["last_error"], updated_at=t["updated_at"]))
+        model = schemas.StaffRequestView if for_staff else schemas.RequestView
+        out = []
+        for r in rows:
+            fields = {k: r[k] for k in ("id", "kind", "state", "source", "received_at", "due_at", "extended_by_months",
+                                        "extension_reason", "completed_at")}
+            fields.update(details=json.loads(r["details"]), tasks=tasks.get(r["id"], []), joined=joined)
+            if for_staff:
+                fields.update(subject=DataSubject.model_validate_json(r["subject"]), contact_email=r["contact_email"],
+                              identification=r["identification"])
+            out.append(model.model_validate(fields))
+        return out
+
+    # --- the customer's -------------------------------------------------------------------------
+
+    async def submit(self, request: web.Request, caller: Principal, body: schemas.RequestIn) -> web.Response:
+        customer_id = customer_of(caller)
+        try:
+            account = await self.rpc.call("accounts", "checkout_details", str(customer_id))
+        except (BrokerUnavailable, RpcTimeout):
+            raise HTTPProblem(503, "Your account cannot be read now", "Try again in a moment.",
+                              headers={"Retry-After": "5"})
+        if account is None:
+            raise HTTPProblem(404, "No such account", "There is no open account with this id.")
+        # The account's address and number too: orders placed with them as a guest are theirs.
+        subject = DataSubject(customer_id=customer_id, emails=[account["email"]],
+                              phones=[account["phone"]] if account.get("phone") else [])
+        async with self.pool.acquire() as conn, conn.transaction():
+            row, joined = await self.intake.submit(
+                conn, body.request.kind, subject, source="customer", details=details_of(body.request),
+                customer_id=customer_id, contact_email=account["email"], language=body.language)
+            [view] = await self.views(conn, [row], joined=joined)
+        return web.Response(status=202, text=view.model_dump_json(), content_type="application/json")
+
+    async def mine(self, request: web.Request, caller: Principal) -> schemas.RequestList:
+        async with self.pool.acquire() as conn:
+            return schemas.RequestList(items=await self.views(conn, await store.requests_of(conn, customer_of(caller))))
+
+    async def one_of_mine(self, conn: asyncpg.Connection, caller: Principal, request_id: uuid.UUID) -> asyncpg.Record:
+        row = await store.request(conn, request_id)
+        if row is None or row["customer_id"] != customer_of(caller):
+            raise NOT_FOUND
+        return row
+
+    async def read_mine(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> schemas.RequestView:
+        async with self.pool.acquire() as conn:
+            [view] = await self.views(conn, [await self.one_of_mine(conn, caller, params.id)])
+        return view
+
+    async def inventories(self) -> list[DataInventory]:
+        found = [DataInventory.model_validate(await self.rpc.call(participant, "privacy_inventory"))
+                 for participant in domain.SERVICES]
+        return [*found, await self.own_inventory()]
+
+    async def download(self, request: web.Request, caller: Principal, params: schemas.IdPath,
+                       query: schemas.LinkQuery) -> web.StreamResponse:
+        """The archive, for the signed-in requester holding the mailed link (a forwarded link
+        alone opens nothing)."""
+        async with self.pool.acquire() as conn:
+            row = await self.one_of_mine(conn, caller, params.id)
+            if row["kind"] != "export" or row["state"] != "completed":
+                raise HTTPProblem(409, "Not ready", "The export is not complete yet.")
+            if not await store.use_link(conn, domain.token_hash(query.token), row["id"]):
+                raise HTTPProblem(404, "Unknown or expired link", "The link has expired or was used up; ask again.")
+        try:
+            inventories = await self.inventories()
+        except (BrokerUnavailable, RpcTimeout):
+            raise HTTPProblem(503, "The export cannot be put together now", "Try again in a moment.",
+                              headers={"Retry-After": "5"})
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="veikals-export-{row["id"]}.zip"'})
+        await response.prepare(request)
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            async for piece in archive.stream(conn, row["id"], inventories):
+                if piece:
+                    await response.write(piece)
+        await response.write_eof()
+        return response
+
+    # --- staff ------------------------------------------------------------------------------------
+
+    async def staff_submit(self, request: web.Request, caller: Principal,
+                           body: schemas.StaffRequestIn) -> web.Response:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row, joined = await self.intake.submit(
+                conn, body.request.kind, body.subject.subject(), source="staff", details=details_of(body.request),
+                customer_id=None, contact_email=body.contact_email, language=body.language,
+                identification=body.identification, staff_id=customer_of(caller))
+            [view] = await self.views(conn, [row], for_staff=True, joined=joined)
+        return web.Response(status=202, text=view.model_dump_json(), content_type="application/json")
+
+    async def staff_queue(self, request: web.Request, caller: Principal,
+                          query: schemas.QueueQuery) -> schemas.StaffRequestList:
+        within = None if query.due_within_days is None else dt.timedelta(days=query.due_within_days)
+        async with self.pool.acquire() as conn:
+            rows = await store.queue(conn, query.state, within, query.limit)
+            return schemas.StaffRequestList(items=await self.views(conn, rows, for_staff=True))
+
+    async def staff_request(self, conn: asyncpg.Connection, request_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record:
+        row = await store.request(conn, request_id, lock=lock)
+        if row is None:
+            raise HTTPProblem(404, "No such request", "No request has this id.")
+        return row
+
+    async def staff_read(self, request: web.Request, caller: Principal,
+                         params: schemas.IdPath) -> schemas.StaffRequestView:
+        async with self.pool.acquire() as conn:
+            [view] = await self.views(conn, [await self.staff_request(conn, params.id)], for_staff=True)
+        return view
+
+    async def extend(self, request: web.Request, caller: Principal, params: schemas.IdPath,
+                     body: schemas.Extension) -> schemas.StaffRequestView:
+        """P27: up to two more months, with a reason the requester is told within the first month."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self.staff_request(conn, params.id, lock=True)
+            if row["state"] == "completed":
+                raise HTTPProblem(409, "Already completed", "A completed request needs no more time.")
+            if dt.datetime.now(dt.timezone.utc) >= domain.due_at(row["received_at"]):
+                raise HTTPProblem(409, "Too late to extend",
+                                  "An extension must be told to the requester within the first month.")
+            months = row["extended_by_months"] + body.months
+            if months > domain.MAX_EXTENSION_MONTHS:
+                raise HTTPProblem(409, "Too long", "A request can be extended by two months at the most.")
+            await store.extend(conn, row["id"], months, domain.due_at(row["received_at"], months), body.reason)
+            row = await store.request(conn, row["id"])
+            if row["contact_email"]:
+                await mail.extended(conn, row)
+            await self.outbox.add(conn, "request_changed", schemas.RequestChanged(
+                request_id=row["id"], kind=row["kind"], state=row["state"], what="extended",
+                at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
+            [view] = await self.views(conn, [row], for_staff=True)
+        return view
+
+    async def locked_task(self, conn: asyncpg.Connection, params: schemas.TaskPath) -> asyncpg.Record:
+        await self.staff_request(conn, params.id, lock=True)
+        task = await store.task(conn, params.id, params.participant, lock=True)
+        if task is None:
+            raise HTTPProblem(404, "No such task", "The request has no task for this participant.")
+        return task
+
+    async def retry(self, request: web.Request, caller: Principal, params: schemas.TaskPath) -> schemas.StaffRequestView:
+        async with self.pool.acquire() as conn, conn.transaction():
+            task = await self.locked_task(conn, params)
+            if task["state"] not in ("failed", "waiting", "held"):
+                raise HTTPProblem(409, f"The task is {task['state']}", "Only a failed, waiting or held task is retried.")
+            # A processor is asked again (a new message); a service runs its step again.
+            await store.set_task(conn, params.id, params.participant, "pending", error=None)
+            await fanout.settle(conn, params.id, self.outbox, self.settings)
+            [view] = await self.views(conn, [await store.request(conn, params.id)], for_staff=True)
+        return view
+
+    async def manual(self, request: web.Request, caller: Principal, params: schemas.TaskPath,
+                     body: schemas.ManualOutcome) -> schemas.StaffRequestView:
+        async with self.pool.acquire() as conn, conn.transaction():
+            task = await self.locked_task(conn, params)
+            if task["state"] in domain.FINISHED:
+                raise HTTPProblem(409, f"The task is {task['state']}", "A finished task keeps its outcome.")
+            await store.set_task(conn, params.id, params.participant, "manual", outcome={
+                "manual": body.outcome, "reason": body.reason, "by": caller.subject})
+            row = await store.request(conn, params.id)
+            await self.outbox.add(conn, "request_changed", schemas.RequestChanged(
+                request_id=row["id"], kind=row["kind"], state=row["state"], what="task_manual",
+                at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
+            await fanout.settle(conn, params.id, self.outbox, self.settings)
+            [view] = await self.views(conn, [await store.request(conn, params.id)], for_staff=True)
+        return view
+
+    def endpoints(self) -> list[Endpoint]:
+        E, me, path, task = Endpoint, ["me"], schemas.IdPath, schemas.TaskPath
+        return [
+            E("POST", "/v1/me/privacy-requests", self.submit,
+              "Ask for a copy of your data, its erasure, or object or withdraw consent (joins an open one of the same kind)",
+              body=schemas.RequestIn, response=schemas.RequestView, status=202, auth=CUSTOMER, problems=(404, 503),
+              tags=me),
+            E("GET", "/v1/me/privacy-requests", self.mine, "Your requests, newest first", response=schemas.RequestList,
+              auth=CUSTOMER, tags=me),
+            E("GET", "/v1/me/privacy-requests/{id}", self.read_mine, "One of your requests, with each participant's progress",
+              params=path, response=schemas.RequestView, auth=CUSTOMER, problems=(404,), tags=me),
+            E("GET", "/v1/me/privacy-requests/{id}/export", self.download,
+              "Download your export (a ZIP) with the link we mailed", params=path, query=schemas.LinkQuery,
+              auth=CUSTOMER, problems=(404, 409, 503), tags=me),
+            E("POST", "/v1/staff/privacy-requests", self.staff_submit,
+              "Enter a request that arrived by e-mail or letter (support)", body=schemas.StaffRequestIn,
+              response=schemas.StaffRequestView, status=202, auth=SUPPORT, tags=["staff"]),
+            E("GET", "/v1/staff/privacy-requests", self.staff_queue, "Requests by due date, filtered by state",
+              query=schemas.QueueQuery, response=schemas.StaffRequestList, auth=SUPPORT, tags=["staff"]),
+            E("GET", "/v1/staff/privacy-requests/{id}", self.staff_read, "One request in full", params=path,
+              response=schemas.StaffRequestView, auth=SUPPORT, problems=(404,), tags=["staff"]),
+            E("POST", "/v1/staff/privacy-requests/{id}/extend", self.extend,
+              "Extend the deadline by one or two months, with the reason the requester is told", params=path,
+              body=schemas.Extension, response=schemas.StaffRequestView, auth=SUPPORT, problems=(404, 409),
+              tags=["staff"]),
+            E("POST", "/v1/staff/privacy-requests/{id}/tasks/{participant}/retry", self.retry,
+              "Run a failed, waiting or held task again", params=task, response=schemas.StaffRequestView,
+              auth=SUPPORT, problems=(404, 409), tags=["staff"]),
+            E("POST", "/v1/staff/privacy-requests/{id}/tasks/{participant}/outcome", self.manual,
+              "Record a task's outcome by hand, with the reason", params=task, body=schemas.ManualOutcome,
+              response=schemas.StaffRequestView, auth=SUPPORT, problems=(404, 409), tags=["staff"]),
+        ]

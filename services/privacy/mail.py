@@ -1,0 +1,59 @@
+"""What a requester is told by mail: the request received, extended, completed (with each
+participant's outcome, and an export's link)."""
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from services.privacy import store
+from shared import mail
+
+MAIL_CHANNEL = "veikals_privacy_mail"
+KINDS = {"lv": {"export": "datu kopija", "erasure": "dzēšana", "objection": "iebildums", "withdrawal": "piekrišanas atsaukšana"},
+         "en": {"export": "a copy of your data", "erasure": "erasure", "objection": "objection",
+                "withdrawal": "withdrawal of consent"}}
+
+
+def day(moment) -> str:
+    return moment.strftime("%d.%m.%Y")
+
+
+async def send(conn: asyncpg.Connection, request: asyncpg.Record, subject: str, body: str) -> None:
+    await mail.queue_mail(conn, MAIL_CHANNEL, request["contact_email"], subject, body,
+                          owner=("request_id", request["id"]))
+
+
+async def received(conn: asyncpg.Connection, request: asyncpg.Record) -> None:
+    kind = KINDS[request["language"]][request["kind"]]
+    if request["language"] == "lv":
+        await send(conn, request, "Jūsu pieprasījums ir saņemts",
+                   f"Esam saņēmuši jūsu pieprasījumu: {kind}. Atbildēsim līdz {day(request['due_at'])}.\n")
+    else:
+        await send(conn, request, "Your request is received",
+                   f"We received your request: {kind}. We will answer by {day(request['due_at'])}.\n")
+
+
+async def extended(conn: asyncpg.Connection, request: asyncpg.Record) -> None:
+    if request["language"] == "lv":
+        await send(conn, request, "Jūsu pieprasījuma termiņš ir pagarināts",
+                   f"Mums vajag vairāk laika: {request['extension_reason']}\nAtbildēsim līdz {day(request['due_at'])}.\n")
+    else:
+        await send(conn, request, "We need more time for your request",
+                   f"We need more time: {request['extension_reason']}\nWe will answer by {day(request['due_at'])}.\n")
+
+
+async def completed(conn: asyncpg.Connection, request: asyncpg.Record, link: str | None) -> None:
+    """The outcome per participant; for an export, the link (it also needs the requester's sign-in)."""
+    lines = []
+    for task in await store.tasks_of(conn, [request["id"]]):
+        outcome = json.loads(task["outcome"]) if task["outcome"] else {}
+        kept = [f"{r['category']} ({r['legal_basis']}, until {r['until']})" for r in outcome.get("retained", [])]
+        lines.append(f"- {task['participant']}: {task['state']}" + (f"; kept: {'; '.join(kept)}" if kept else ""))
+    english = request["language"] == "en"
+    text = ("Your request is complete. What each part of the shop did:\n" if english
+            else "Jūsu pieprasījums ir izpildīts. Ko darīja katra veikala daļa:\n") + "\n".join(lines) + "\n"
+    if link:
+        text += (f"\nYour data: {link}\nThe link works for seven days, three times, after you sign in.\n" if english
+                 else f"\nJūsu dati: {link}\nSaite darbojas septiņas dienas, trīs reizes, pēc pieteikšanās.\n")
+    await send(conn, request, "Your request is complete" if english else "Jūsu pieprasījums ir izpildīts", text)

@@ -1,0 +1,158 @@
+"""The privacy service's boundary: HTTP bodies, answers and the events it publishes."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.contracts.privacy import DataSubject
+from shared.fields import Email, Int, omittable, text
+
+Reason = text(500, min_length=10, trim=False)
+Language = Literal["lv", "en"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Export(Body):
+    """A copy of everything held about you (Art. 15, 20)."""
+    kind: Literal["export"]
+
+
+class Erasure(Body):
+    """Erase everything that may be erased (Art. 17); what must be kept is told, with why and until when."""
+    kind: Literal["erasure"]
+
+
+class Objection(Body):
+    """Object to direct marketing or profiling (Art. 21)."""
+    kind: Literal["objection"]
+    purpose: Literal["direct_marketing", "profiling"]
+
+
+class Withdrawal(Body):
+    """Withdraw consent (Art. 7(3)): all of it, or one purpose or channel."""
+    kind: Literal["withdrawal"]
+    purpose: Literal["direct_marketing", "profiling"] = omittable()
+    channel: Literal["email", "sms"] = omittable()
+
+
+What = Annotated[Union[Export, Erasure, Objection, Withdrawal], Field(discriminator="kind")]
+
+
+class RequestIn(Body):
+    request: What
+    language: Language = "lv"
+
+
+class SubjectIn(Body):
+    """Who the request is about, as support identified them: an account, or the e-mail
+    addresses and phone numbers a guest used."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["customer_id"]}, {"required": ["emails"], "properties": {"emails": {"minItems": 1}}},
+        {"required": ["phones"], "properties": {"phones": {"minItems": 1}}}]})
+
+    customer_id: uuid.UUID = omittable()
+    emails: list[Email] = Field(default_factory=list, max_length=5)
+    phones: list[Annotated[str, Field(pattern=r"^\+?[0-9]{6,15}$")]] = Field(default_factory=list, max_length=5)
+
+    @model_validator(mode="after")
+    def _someone(self) -> "SubjectIn":
+        if self.customer_id is None and not self.emails and not self.phones:
+            raise ValueError("name the customer_id, or an e-mail address or phone number")
+        return self
+
+    def subject(self) -> DataSubject:
+        return DataSubject(customer_id=self.customer_id, emails=self.emails, phones=self.phones)
+
+
+class StaffRequestIn(Body):
+    """A request that arrived by e-mail or letter, entered by support (P26)."""
+    request: What
+    subject: SubjectIn
+    contact_email: Email = Field(description="where the outcome is told")
+    identification: Reason = Field(description="how the requester's identity was verified")
+    language: Language = "lv"
+
+
+class Extension(Body):
+    months: Int = Field(ge=1, le=2, description="one or two more months (P27)")
+    reason: Reason = Field(description="told to the requester")
+
+
+class ManualOutcome(Body):
+    outcome: text(1000) = Field(description="what was done, e.g. 'the carrier confirmed by phone'")
+    reason: Reason
+
+
+class LinkQuery(BaseModel):
+    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{20,100}$")]
+
+
+class IdPath(BaseModel):
+    id: uuid.UUID
+
+
+class TaskPath(BaseModel):
+    id: uuid.UUID
+    participant: Annotated[str, Field(pattern=r"^(partner:)?[a-z0-9][a-z0-9-]{1,62}$")]
+
+
+class QueueQuery(BaseModel):
+    state: Literal["open", "completed", "attention"] = omittable()
+    due_within_days: Int = omittable(ge=0, le=365)
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class TaskView(BaseModel):
+    participant: str
+    state: str
+    attempts: int
+    outcome: dict | None
+    remaining: list[str] | None
+    last_error: str | None
+    updated_at: dt.datetime
+
+
+class RequestView(BaseModel):
+    id: uuid.UUID
+    kind: str
+    state: Literal["open", "completed", "attention"]
+    source: str
+    details: dict
+    received_at: dt.datetime
+    due_at: dt.datetime
+    extended_by_months: int
+    extension_reason: str | None
+    completed_at: dt.datetime | None
+    tasks: list[TaskView]
+    joined: bool = Field(default=False, description="an open request of the same kind was found and joined")
+
+
+class StaffRequestView(RequestView):
+    subject: DataSubject
+    contact_email: str | None
+    identification: str | None
+
+
+class RequestList(BaseModel):
+    items: list[RequestView]
+
+
+class StaffRequestList(BaseModel):
+    items: list[StaffRequestView]
+
+
+# --- events on privacy.events -------------------------------------------------------------------
+
+class RequestChanged(BaseModel):
+    """A request was received, extended, completed, or needs staff (for the audit log)."""
+    request_id: uuid.UUID
+    kind: str
+    state: str
+    what: Literal["received", "extended", "completed", "attention", "task_manual"]
+    at: dt.datetime

@@ -1,0 +1,20 @@
+"""The privacy service's own settings (``VEIKALS_PRIVACY_*``), beside the common ones."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.config import ServiceSettings
+from shared.mail import SmtpSettings
+
+
+class PrivacySettings(ServiceSettings, SmtpSettings):
+    # Where requesters reach the privacy service's routes: the export's link points there.
+    public_url: str = "http://127.0.0.1:8105"
+    mail_from: str = "Veikals <privacy@veikals.example>"
+    # An export's link works this long and this many times (and needs the requester's sign-in).
+    export_link_ttl_s: int = Field(default=7 * 86400, ge=300)
+    export_downloads: int = Field(default=3, ge=1, le=20)
+    tasks_poll_s: float = Field(default=5.0, gt=0)
+    task_lease_s: float = Field(default=300.0, gt=0)  # one RPC call, or one export, at the most
+    deadlines_poll_s: float = Field(default=60.0, gt=0)
+    due_soon_days: int = Field(default=7, ge=1)

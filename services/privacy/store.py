@@ -1,0 +1,165 @@
+"""SQL for the privacy service's tables; nothing else touches them."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+
+from shared.db import count  # noqa: F401 (the privacy modules count rows through store)
+
+REQUEST_COLUMNS = """id, kind, subject, customer_id, contact_email, language, details, source, identification,
+    staff_id, state, received_at, due_at, extended_by_months, extension_reason, completed_at"""
+TASK_COLUMNS = """request_id, participant, state, stage, attempts, outcome, remaining, last_error, updated_at,
+    webhook_id, sent_at"""
+
+
+async def open_request(conn: asyncpg.Connection, kind: str, subject_key: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {REQUEST_COLUMNS} FROM requests WHERE kind = $1 AND subject_key = $2 AND state <> 'completed'",
+        kind, subject_key)
+
+
+async def add_request(conn: asyncpg.Connection, request: dict[str, Any], participants: list[str]) -> asyncpg.Record | None:
+    """The new request with its tasks, or None when an open one of the same kind and subject
+    exists (the caller joins it)."""
+    row = await conn.fetchrow(
+        f"""INSERT INTO requests (id, kind, subject, subject_key, customer_id, contact_email, language, details,
+                                  source, identification, staff_id, received_at, due_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            ON CONFLICT (kind, subject_key) WHERE state <> 'completed' DO NOTHING RETURNING {REQUEST_COLUMNS}""",
+        request["id"], request["kind"], json.dumps(request["subject"]), request["subject_key"],
+        request.get("customer_id"), request.get("contact_email"), request.get("language", "lv"),
+        json.dumps(request.get("details") or {}), request["source"], request.get("identification"),
+        request.get("staff_id"), request["received_at"], request["due_at"])
+    if row is not None:
+        await conn.execute(
+            "INSERT INTO tasks (request_id, participant) SELECT $1, unnest($2::text[])", row["id"], participants)
+        await conn.execute("SELECT pg_notify('veikals_privacy_tasks', '')")
+    return row
+
+
+async def request(conn: asyncpg.Connection, request_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
+                               + (" FOR UPDATE" if lock else ""), request_id)
+
+
+async def requests_of(conn: asyncpg.Connection, customer_id: uuid.UUID, limit: int = 50) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {REQUEST_COLUMNS} FROM requests WHERE customer_id = $1 ORDER BY received_at DESC LIMIT $2",
+        customer_id, limit)
+
+
+async def queue(conn: asyncpg.Connection, state: str | None, due_within: dt.timedelta | None,
+                limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""SELECT {REQUEST_COLUMNS} FROM requests WHERE ($1::text IS NULL OR state = $1)
+              AND ($2::interval IS NULL OR (state <> 'completed' AND due_at <= now() + $2))
+            ORDER BY due_at, id LIMIT $3""", state, due_within, limit)
+
+
+async def tasks_of(conn: asyncpg.Connection, request_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE request_id = ANY($1) ORDER BY participant",
+                            request_ids)
+
+
+async def task(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str, *,
+               lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE request_id = $1 AND participant = $2"
+                               + (" FOR UPDATE" if lock else ""), request_id, participant)
+
+
+async def claim_tasks(conn: asyncpg.Connection, limit: int, lease: dt.timedelta) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""UPDATE tasks SET lease_until = now() + $2::interval, attempts = attempts + 1
+            WHERE (request_id, participant) IN (
+                SELECT request_id, participant FROM tasks WHERE state = 'pending' AND next_attempt_at <= now()
+                  AND (lease_until IS NULL OR lease_until < now())
+                ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+            RETURNING {TASK_COLUMNS}""", limit, lease)
+
+
+async def set_task(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str, state: str, *,
+                   outcome: Any = None, remaining: list[str] | None = None, stage: str | None = None,
+                   webhook_id: str | None = None, error: str | None = None) -> None:
+    await conn.execute(
+        """UPDATE tasks SET state = $3, outcome = coalesce($4::jsonb, outcome), remaining = coalesce($5, remaining),
+               stage = coalesce($6, stage), webhook_id = coalesce($7, webhook_id),
+               sent_at = CASE WHEN $7::text IS NOT NULL THEN now() ELSE sent_at END,
+               last_error = $8, lease_until = NULL, updated_at = now(),
+               next_attempt_at = CASE WHEN $3 = 'pending' THEN now() ELSE next_attempt_at END
+           WHERE request_id = $1 AND participant = $2""",
+        request_id, participant, state, None if outcome is None else json.dumps(outcome), remaining, stage,
+        webhook_id, error)
+    if state == "pending":
+        await conn.execute("SELECT pg_notify('veikals_privacy_tasks', '')")
+
+
+async def retry_later(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str, delay: dt.timedelta,
+                      error: str, give_up: bool) -> None:
+    await conn.execute(
+        """UPDATE tasks SET lease_until = NULL, last_error = $4, updated_at = now(),
+               state = CASE WHEN $5 THEN 'failed' ELSE state END, next_attempt_at = now() + $3::interval
+           WHERE request_id = $1 AND participant = $2""", request_id, participant, delay, error, give_up)
+
+
+async def task_by_webhook(conn: asyncpg.Connection, webhook_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE webhook_id = $1 FOR UPDATE", webhook_id)
+
+
+async def set_state(conn: asyncpg.Connection, request_id: uuid.UUID, state: str) -> None:
+    await conn.execute(
+        """UPDATE requests SET state = $2,
+               completed_at = CASE WHEN $2 = 'completed' THEN coalesce(completed_at, now()) END WHERE id = $1""",
+        request_id, state)
+
+
+async def extend(conn: asyncpg.Connection, request_id: uuid.UUID, months: int, due_at: dt.datetime,
+                 reason: str) -> None:
+    await conn.execute(
+        "UPDATE requests SET extended_by_months = $2, due_at = $3, extension_reason = $4 WHERE id = $1",
+        request_id, months, due_at, reason)
+
+
+# --- export parts -------------------------------------------------------------------------------
+
+async def clear_export(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str) -> None:
+    await conn.execute("DELETE FROM export_records WHERE request_id = $1 AND participant = $2",
+                       request_id, participant)
+
+
+async def add_export_records(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str,
+                             records: list[tuple[str, Any]]) -> None:
+    await conn.executemany(
+        "INSERT INTO export_records (request_id, participant, category, data) VALUES ($1, $2, $3, $4)",
+        [(request_id, participant, category, json.dumps(data)) for category, data in records])
+
+
+async def export_files(conn: asyncpg.Connection, request_id: uuid.UUID) -> list[asyncpg.Record]:
+    """(participant, category, how many records) of an export, in a stable order."""
+    return await conn.fetch(
+        """SELECT participant, category, count(*) AS records FROM export_records WHERE request_id = $1
+           GROUP BY participant, category ORDER BY participant, category""", request_id)
+
+
+async def export_columns(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str, category: str) -> list[str]:
+    return [r["key"] for r in await conn.fetch(
+        """SELECT DISTINCT jsonb_object_keys(data) AS key FROM export_records
+           WHERE request_id = $1 AND participant = $2 AND category = $3 ORDER BY 1""", request_id, participant, category)]
+
+
+async def add_link(conn: asyncpg.Connection, token_hash: bytes, request_id: uuid.UUID, ttl: dt.timedelta,
+                   downloads: int) -> None:
+    await conn.execute(
+        "INSERT INTO export_links (token_hash, request_id, expires_at, downloads_left) VALUES ($1, $2, now() + $3, $4)",
+        token_hash, request_id, ttl, downloads)
+
+
+async def use_link(conn: asyncpg.Connection, token_hash: bytes, request_id: uuid.UUID) -> bool:
+    """Count a download (False when the link is unknown, expired or used up)."""
+    return count(await conn.execute(
+        """UPDATE export_links SET downloads_left = downloads_left - 1
+           WHERE token_hash = $1 AND request_id = $2 AND expires_at > now() AND downloads_left > 0""",
+        token_hash, request_id)) == 1
