@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import datetime as dt
 import json
 import os
@@ -39,6 +40,8 @@ CALLBACKS = {
 }
 FOR_EVERY_KIND = {"privacy.erasure_requested": ("erasure.completed",),
                   "privacy.export_requested": ("export.completed",)}
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+FOR_EVERY_KIND_ANSWERS = {answer for answers in FOR_EVERY_KIND.values() for answer in answers}
 
 
 class Behaviour:
@@ -53,11 +56,13 @@ class Behaviour:
 
 class SandboxPartner:
     def __init__(self, name: str, kind: str, secret: str, callback_url: str | None,
-                 store: Path | None) -> None:
+                 store: Path | None, privacy_callback_url: str | None = None) -> None:
         self.name = name
         self.kind = kind
         self.webhook = Webhook(secret)
         self.callback_url = callback_url
+        # Answers to privacy requests go to the privacy service, which sent them.
+        self.privacy_callback_url = privacy_callback_url
         self.store = store
         self.behaviour = Behaviour()
         self.received: list[dict[str, Any]] = []
@@ -115,20 +120,24 @@ class SandboxPartner:
             with self.store.open("a") as out:
                 out.write(json.dumps(record) + "\n")
         answers = {**CALLBACKS.get(self.kind, {}), **FOR_EVERY_KIND}.get(message.get("type"), ())
-        if answers and self.callback_url:
+        if answers and self._callback_url(answers[0]):
             task = asyncio.create_task(self._call_back_all(answers, webhook_id, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return web.json_response({"status": "processed"})
 
     def _about(self, subject: dict[str, Any]) -> list[dict[str, Any]]:
-        """The stored messages that mention the subject's id, e-mails or phones."""
-        needles = [str(subject.get("customer_id") or "")] + list(subject.get("emails") or []) \
-            + list(subject.get("phones") or [])
+        """The stored messages that mention the subject's id, e-mails or phones, but not one
+        that names someone else's e-mail address (a family sharing a phone is two people)."""
+        emails = {e.lower() for e in subject.get("emails") or []}
+        needles = [str(subject.get("customer_id") or ""), *emails, *(subject.get("phones") or [])]
         needles = [n for n in needles if n]
-        return [r for r in self.received
-                if r["message"].get("type") not in FOR_EVERY_KIND
-                and any(n in json.dumps(r["message"].get("data")) for n in needles)]
+
+        def theirs(record: dict[str, Any]) -> bool:
+            text = json.dumps(record["message"].get("data"))
+            others = {e.lower() for e in EMAIL.findall(text)} - emails
+            return any(n in text for n in needles) and not others
+        return [r for r in self.received if r["message"].get("type") not in FOR_EVERY_KIND and theirs(r)]
 
     def _act_on(self, answer_type: str, data: dict[str, Any]) -> dict[str, Any]:
         """Do what the request asks, as the partner would, and say what was done."""
@@ -157,6 +166,11 @@ class SandboxPartner:
         for answer_type in answers:
             await self._call_back(answer_type, webhook_id, message)
 
+    def _callback_url(self, answer_type: str) -> str | None:
+        if answer_type in FOR_EVERY_KIND_ANSWERS and self.privacy_callback_url:
+            return self.privacy_callback_url
+        return self.callback_url
+
     async def _call_back(self, answer_type: str, webhook_id: str, message: dict[str, Any]) -> None:
         data = {"in_reply_to": webhook_id, **self._act_on(answer_type, message.get("data", {}))}
         now = dt.datetime.now(dt.timezone.utc)
@@ -171,7 +185,7 @@ class SandboxPartner:
             await asyncio.sleep(delay)
             try:
                 async with aiohttp.ClientSession() as session:
-                    async with session.post(self.callback_url, data=body, headers=headers) as resp:
+                    async with session.post(self._callback_url(answer_type), data=body, headers=headers) as resp:
                         sent["status"] = resp.status
                         if resp.status < 500:
                             return
@@ -219,12 +233,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret-env", required=True, help="variable holding the shared secret")
     parser.add_argument("--callback-url")
+    parser.add_argument("--privacy-callback-url", help="where answers to privacy requests go (the privacy service)")
     parser.add_argument("--store", type=Path)
     args = parser.parse_args()
     secret = os.environ.get(args.secret_env)
     if not secret:
         parser.error(f"{args.secret_env} is not set")
-    partner = SandboxPartner(args.name, args.kind, secret, args.callback_url, args.store)
+    partner = SandboxPartner(args.name, args.kind, secret, args.callback_url, args.store, args.privacy_callback_url)
     web.run_app(partner.app(), host=args.host, port=args.port, print=None)
 
 

@@ -166,14 +166,16 @@ class Ledger:
 
 
 async def people_of(conn: asyncpg.Connection, subject: DataSubject, *, lock: bool = False) -> list[asyncpg.Record]:
-    """Every row a data subject has here: the customer's, and those of its e-mail addresses
-    and phone numbers (a guest's), following the addresses on the customer's row."""
+    """Every row a data subject has here: the customer's, and the guest rows of its e-mail
+    addresses and phone numbers, following the addresses on the customer's row. Another
+    customer's row is never found by an address or number they share (a family's phone)."""
     customer_ids = [subject.customer_id] if subject.customer_id else []
     emails, phones = set(subject.emails), set(subject.phones)
     while True:
         rows = await conn.fetch(
-            f"""SELECT {store.PERSON_COLUMNS} FROM people WHERE customer_id = ANY($1) OR email = ANY($2)
-                OR phone = ANY($3) ORDER BY id""" + (" FOR UPDATE" if lock else ""),
+            f"""SELECT {store.PERSON_COLUMNS} FROM people WHERE customer_id = ANY($1)
+                OR (customer_id IS NULL AND (email = ANY($2) OR phone = ANY($3))) ORDER BY id"""
+            + (" FOR UPDATE" if lock else ""),
             customer_ids, sorted(emails), sorted(phones))
         wider_emails = emails | {r["email"] for r in rows if r["email"]}
         wider_phones = phones | {r["phone"] for r in rows if r["phone"]}

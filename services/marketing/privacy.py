@@ -216,8 +216,9 @@ async def erase_now(conn: asyncpg.Connection, people: list[asyncpg.Record], cust
 async def leftovers(conn: asyncpg.Connection, customer_ids: list, emails: list[str], phones: list[str]) -> list[str]:
     """The categories of the subject's data still found (the re-read that proves an erasure)."""
     remaining = []
-    if await conn.fetchval("""SELECT EXISTS (SELECT 1 FROM people WHERE customer_id = ANY($1) OR email = ANY($2)
-                              OR phone = ANY($3))""", customer_ids, emails, phones):
+    if await conn.fetchval("""SELECT EXISTS (SELECT 1 FROM people WHERE customer_id = ANY($1)
+                              OR (customer_id IS NULL AND (email = ANY($2) OR phone = ANY($3))))""",
+                           customer_ids, emails, phones):
         remaining.append("contact details, consents and profile")
     if await conn.fetchval(
             """SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE event_type = 'sms.requested'

@@ -128,18 +128,20 @@ class Found:
 
 
 async def find(conn: asyncpg.Connection, subject: DataSubject) -> Found:
-    """The orders a request is about: the customer's, and those placed with its e-mail
-    addresses or phone numbers (a guest's), following the addresses and numbers on the
-    customer's orders too (a customer who also ordered as a guest)."""
+    """The orders a request is about: the customer's, and the guest orders placed with its
+    e-mail addresses or phone numbers, following the addresses and numbers on the customer's
+    orders too (a customer who also ordered as a guest). Another customer's orders are never
+    found by an address or number they share (a family's phone)."""
     found = Found(order_ids=[], customer_ids=[subject.customer_id] if subject.customer_id else [],
                   emails=sorted(set(subject.emails)), phones=sorted(set(subject.phones)))
     while True:
         rows = await conn.fetch(
             """SELECT id, customer_id, lower(contact_email) AS email, contact_phone FROM orders
-               WHERE customer_id = ANY($1) OR lower(contact_email) = ANY($2) OR contact_phone = ANY($3)""",
+               WHERE customer_id = ANY($1)
+                  OR (customer_id IS NULL AND (lower(contact_email) = ANY($2) OR contact_phone = ANY($3)))""",
             found.customer_ids, found.emails, found.phones)
         wider = Found(order_ids=[r["id"] for r in rows],
-                      customer_ids=sorted({*found.customer_ids, *(r["customer_id"] for r in rows if r["customer_id"])}),
+                      customer_ids=found.customer_ids,
                       emails=sorted({*found.emails, *(r["email"] for r in rows if r["email"])}),
                       phones=sorted({*found.phones, *(r["contact_phone"] for r in rows if r["contact_phone"])}))
         if (wider.customer_ids, wider.emails, wider.phones) == (found.customer_ids, found.emails, found.phones):
@@ -277,8 +279,9 @@ async def leftovers(conn: asyncpg.Connection, found: Found) -> list[str]:
     """The categories of the subject's data still found (the re-read that proves an erasure)."""
     checks = {
         "orders with contact details": (
-            """SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = ANY($1) OR lower(contact_email) = ANY($2)
-               OR contact_phone = ANY($3))""", found.customer_ids, found.emails, found.phones),
+            """SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = ANY($1)
+               OR (customer_id IS NULL AND (lower(contact_email) = ANY($2) OR contact_phone = ANY($3))))""",
+            found.customer_ids, found.emails, found.phones),
         "complaints": ("SELECT EXISTS (SELECT 1 FROM complaints WHERE customer_id = ANY($1) OR order_id = ANY($2))",
                        found.customer_ids, found.order_ids),
         "shipments sent to carriers": (

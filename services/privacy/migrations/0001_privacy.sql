@@ -69,7 +69,6 @@ CREATE TABLE outgoing_mail (
     subject         text NOT NULL,
     body            text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    stage           text NOT NULL DEFAULT 'run' CHECK (stage IN ('run', 'verify')),
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     lease_until     timestamptz,

@@ -1,0 +1,206 @@
+"""The privacy service with every other service (accounts, orders, payments, marketing), real
+PostgreSQL and RabbitMQ, the SMTP sink, and the sandbox carriers, accountant, SMS gateway and
+PSP on loopback: requests fanned out to all of them."""
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+
+import pytest
+
+from services.privacy.privacy import INVENTORY, NOT_PERSONAL
+from services.privacy.service import PrivacyService
+from services.privacy.settings import PrivacySettings
+from shared.config import load_settings
+from shared.service import ServiceRuntime
+from tests.conftest import eventually, own_database
+from tests.integration.inventory import undeclared_columns
+from tests.integration.test_accounts import mailsink  # noqa: F401 (a fixture)
+from tests.integration.test_marketing import EMAIL_OFFERS, PROFILING, market  # noqa: F401 (a fixture)
+from tests.integration.test_orders import ADDRESS, free_tcp_port, shop  # noqa: F401 (a fixture)
+from tests.integration.test_payments import payments  # noqa: F401 (a fixture)
+
+
+class Privacy:
+    def __init__(self, shop, market, payments, runtime: ServiceRuntime) -> None:
+        self.shop, self.market, self.payments, self.runtime = shop, market, payments, runtime
+        self.base = f"http://127.0.0.1:{runtime.http_port}"
+        self.pool = runtime.service.pool
+        self.sink = shop.client.sink
+
+    async def call(self, method: str, path: str, token: str | None = None, body=None, *, expect: int | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.shop.http.request(method, path if path.startswith("http") else self.base + path,
+                                          json=body, headers=headers) as response:
+            raw = await response.read()
+            data = json.loads(raw) if raw and response.content_type.endswith("json") else raw
+            if expect is not None:
+                assert response.status == expect, (response.status, data)
+            if response.status >= 400:
+                assert response.content_type == "application/problem+json"
+            return response.status, data
+
+    async def completes(self, token: str, request_id: str, timeout: float = 60) -> dict:
+        async def done():
+            _, seen = await self.call("GET", f"/v1/me/privacy-requests/{request_id}", token, expect=200)
+            return seen if seen["state"] == "completed" else None
+        return await eventually(done, timeout=timeout)
+
+    async def staff_completes(self, token: str, request_id: str, timeout: float = 60) -> dict:
+        async def done():
+            _, seen = await self.call("GET", f"/v1/staff/privacy-requests/{request_id}", token, expect=200)
+            return seen if seen["state"] == "completed" else None
+        return await eventually(done, timeout=timeout)
+
+    async def mail(self, recipient: str, subject: str):
+        async def arrived():
+            return [m for m in self.sink.to(recipient) if subject in m["Subject"]] or None
+        return await eventually(arrived)
+
+
+@pytest.fixture
+async def privacy(shop, market, payments, amqp_url):  # noqa: F811
+    port = free_tcp_port()
+    sandboxes = {**shop.sandboxes, "the-sms-gateway": market.gateway}
+    for name, sandbox in sandboxes.items():
+        sandbox.privacy_callback_url = f"http://127.0.0.1:{port}/v1/partners/{name}/callbacks"
+    hosts = [host for partner in shop.orders.service.partners for host in [str(partner.endpoint).split("/")[2]]]
+    async with own_database() as database:
+        runtime = ServiceRuntime(PrivacyService, load_settings("privacy", PrivacySettings, **{
+            "amqp_url": amqp_url, "database_url": database, "http_port": port,
+            "jwks_url": f"http://127.0.0.1:{shop.accounts.http_port}/.well-known/jwks.json", "outbox_poll_s": 0.1,
+            "shutdown_grace_s": 5, "retry_delay_ms": 100, "smtp_port": shop.client.sink.port,
+            "public_url": f"http://127.0.0.1:{port}", "tasks_poll_s": 0.2, "rpc_timeout_s": 10,
+            "subject_key": "privacy-subject-key", "webhook_allowed_hosts": [
+                *hosts, str(market.runtime.service.partners.get("the-sms-gateway").endpoint).split("/")[2]],
+            "webhook_retry_schedule_s": [0.3, 0.3, 0.3]}))
+        await runtime.start()
+        try:
+            yield Privacy(shop, market, payments, runtime)
+        finally:
+            await runtime.stop()
+
+
+async def a_customer_with_history(privacy: Privacy, email: str) -> dict:
+    """An account with a paid order (a card at the PSP) and marketing consents with a profile."""
+    customer = await privacy.market.consenting_customer(email, EMAIL_OFFERS, PROFILING)
+    payments = privacy.payments
+    order = await payments.order(customer)
+    _, paid = await payments.call("POST", "/v1/payments", customer["access_token"], payments.paying(
+        order, payment_method=await payments.tokenise()), expect=201)
+    await privacy.shop.reaches(order["id"], "delivered")  # the sandbox carrier delivers it
+    return {**customer, "order": order, "payment": paid}
+
+
+async def test_an_export_holds_every_participants_data_and_only_the_requesters(privacy):
+    anna = await a_customer_with_history(privacy, "anna.export@example.lv")
+    other = await a_customer_with_history(privacy, "other.export@example.lv")
+    token = anna["access_token"]
+    _, asked = await privacy.call("POST", "/v1/me/privacy-requests", token,
+                                  {"request": {"kind": "export"}, "language": "en"}, expect=202)
+    _, again = await privacy.call("POST", "/v1/me/privacy-requests", token, {"request": {"kind": "export"}},
+                                  expect=202)
+    assert again["id"] == asked["id"] and again["joined"] is True  # an open one is joined
+    done = await privacy.completes(token, asked["id"])
+    assert {t["participant"] for t in done["tasks"]} >= {"accounts", "orders", "payments", "marketing", "privacy",
+                                                         "partner:door-carrier", "partner:the-accountant"}
+    assert all(t["state"] == "done" for t in done["tasks"])
+
+    [message] = await privacy.mail("anna.export@example.lv", "Your request is complete")
+    link = next(w for w in message.get_content().split() if "/export?token=" in w)
+    await privacy.call("GET", link, expect=401)  # the link alone opens nothing
+    await privacy.call("GET", link, other["access_token"], expect=404)  # nor another customer's sign-in
+    _, archive = await privacy.call("GET", link, token, expect=200)
+    files = zipfile.ZipFile(io.BytesIO(archive))
+    names = files.namelist()
+    assert {"summary.en.txt", "summary.lv.txt"} <= set(names)
+    summary = files.read("summary.en.txt").decode()
+    for words in ("Purpose:", "Legal basis:", "Recipients:", "Kept:", "Source:", "consent ledger", "invoices"):
+        assert words in summary
+    everything = b"".join(files.read(n) for n in names if not n.startswith("summary")).decode()
+    assert "anna.export@example.lv" in everything and anna["order"]["id"] in everything
+    assert "other.export@example.lv" not in everything and other["order"]["id"] not in everything
+    assert any(n.startswith("orders/") and n.endswith(".csv") for n in names)
+    assert any(n.startswith("partner-door-carrier/") for n in names)  # what the carrier holds
+    for _ in range(2):
+        await privacy.call("GET", link, token, expect=200)
+    await privacy.call("GET", link, token, expect=404)  # used up
+
+
+async def test_an_erasure_reaches_every_participant_and_is_verified(privacy):
+    anna = await a_customer_with_history(privacy, "anna.erase@example.lv")
+    token = anna["access_token"]
+    _, asked = await privacy.call("POST", "/v1/me/privacy-requests", token, {"request": {"kind": "erasure"},
+                                                                            "language": "en"}, expect=202)
+    done = await privacy.completes(token, asked["id"])
+    by = {t["participant"]: t for t in done["tasks"]}
+    assert by["orders"]["remaining"] == [] and by["payments"]["remaining"] == []
+    assert any(r["category"] == "fiscal records of paid orders" for r in by["orders"]["outcome"]["retained"])
+    assert by["partner:door-carrier"]["outcome"]["records_erased"] >= 1  # the carrier had the shipment
+    assert privacy.shop.sandboxes["door-carrier"].callbacks_sent[-1]["type"] == "erasure.completed"
+    assert await privacy.market.pool.fetchval("SELECT count(*) FROM people WHERE email = $1",
+                                              "anna.erase@example.lv") == 0
+    [message] = await privacy.mail("anna.erase@example.lv", "Your request is complete")
+    assert "orders: done" in message.get_content()
+
+
+async def test_support_enters_a_guests_request_extends_it_and_a_closed_account_starts_an_erasure(privacy):
+    support = await privacy.shop.staff_token("support")
+    await privacy.shop.guest_order()
+    _, asked = await privacy.call("POST", "/v1/staff/privacy-requests", support, {
+        "request": {"kind": "erasure"}, "subject": {"emails": ["guna@example.lv"]},
+        "contact_email": "guna@example.lv", "identification": "replied from the order's address with the order id",
+        "language": "en"}, expect=202)
+    _, extended = await privacy.call("POST", f"/v1/staff/privacy-requests/{asked['id']}/extend", support,
+                                     {"months": 2, "reason": "the carrier needs to confirm by post"}, expect=200)
+    assert extended["extended_by_months"] == 2 and extended["due_at"] > asked["due_at"]
+    await privacy.call("POST", f"/v1/staff/privacy-requests/{asked['id']}/extend", support,
+                       {"months": 1, "reason": "one more month, please"}, expect=409)  # three months at most
+    await privacy.mail("guna@example.lv", "We need more time")
+    await privacy.staff_completes(support, asked["id"])
+    _, queue = await privacy.call("GET", "/v1/staff/privacy-requests?state=completed", support, expect=200)
+    assert asked["id"] in [r["id"] for r in queue["items"]]
+
+    # Closing an account starts its erasure (P22).
+    closing = await privacy.shop.client.customer("closing@example.lv")
+    await privacy.shop.client.call("POST", "/v1/me/close", closing["access_token"],
+                                   {"password": "correct horse battery"}, expect=202)
+
+    async def started():
+        return await privacy.pool.fetchval("SELECT id FROM requests WHERE source = 'account_closed'")
+    request_id = await eventually(started)
+    await privacy.staff_completes(support, str(request_id))
+    status = await privacy.runtime.service.rpc.call("privacy", "request_status", str(request_id))
+    assert status["state"] == "completed" and status["tasks"]["accounts"] == "done"
+
+
+async def test_a_customer_cannot_see_anothers_requests_and_bad_input_is_refused(privacy):
+    first = await privacy.shop.client.customer("first.dsr@example.lv")
+    second = await privacy.shop.client.customer("second.dsr@example.lv")
+    _, asked = await privacy.call("POST", "/v1/me/privacy-requests", first["access_token"],
+                                  {"request": {"kind": "objection", "purpose": "profiling"}}, expect=202)
+    await privacy.call("GET", f"/v1/me/privacy-requests/{asked['id']}", second["access_token"], expect=404)
+    _, theirs = await privacy.call("GET", "/v1/me/privacy-requests", second["access_token"], expect=200)
+    assert theirs["items"] == []
+    await privacy.call("GET", "/v1/staff/privacy-requests", first["access_token"], expect=403)
+    for body in ({"request": {"kind": "rewrite history"}}, {"request": {"kind": "objection", "purpose": "spam"}},
+                 {"request": {"kind": "export", "extra": 1}}):
+        await privacy.call("POST", "/v1/me/privacy-requests", second["access_token"], body, expect=422)
+    support = await privacy.shop.staff_token("support")
+    await privacy.call("POST", "/v1/staff/privacy-requests", support, {
+        "request": {"kind": "export"}, "subject": {}, "contact_email": "x@example.lv",
+        "identification": "nobody at all was identified"}, expect=422)
+    assert await privacy.pool.fetchval("SELECT count(*) FROM requests") == 1
+    await privacy.completes(first["access_token"], asked["id"])
+
+
+async def test_every_personal_column_is_declared(privacy):
+    undeclared, tables = await undeclared_columns(privacy.pool, INVENTORY, NOT_PERSONAL)
+    assert undeclared == set(), f"declare these in services/privacy/privacy.py: {sorted(undeclared)}"
+    assert {"requests", "tasks", "export_records"} <= tables
+
+
+async def test_an_unknown_request_status_is_none(privacy):
+    assert await privacy.runtime.service.rpc.call("privacy", "request_status", str(uuid.uuid4())) is None
