@@ -435,6 +435,7 @@ def sandboxes() -> list[Service]:
             args=("--name", partner.name, "--kind", partner.kind, "--port", str(endpoint.port),
                   "--secret-env", partner.secret_env[0],
                   "--callback-url", f"{callee.url}/v1/partners/{partner.name}/callbacks",
+                  "--privacy-callback-url", f"{by_name['privacy'].url}/v1/partners/{partner.name}/callbacks",
                   "--store", str(SANDBOX_DIR / f"{partner.name}.jsonl")),
             ready_path="/healthz"))
     if (psp := psp_sandbox()) is not None:
