@@ -104,7 +104,7 @@ class TaskPath(BaseModel):
 
 class QueueQuery(BaseModel):
     state: Literal["open", "completed", "attention"] = omittable()
-    due_within_days: Int = omittable(ge=0, le=365)
+    due_within_days: int = omittable(ge=0, le=365)
     limit: int = Field(default=50, ge=1, le=200)
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 from enum import StrEnum
+from importlib.resources import files
 from pathlib import Path
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter
 
 PARTNER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
-DEFAULT_FILE = Path(__file__).resolve().parents[2] / "deploy" / "partners.local.json"
+# Package data of ``deploy``: found wherever that package is imported from, a checkout or a wheel.
+DEFAULT_FILE = Path(str(files("deploy").joinpath("partners.local.json")))
 
 
 class PartnerKind(StrEnum):
