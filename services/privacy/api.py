@@ -5,14 +5,16 @@ arrived by e-mail, filter by state and due date, extend, retry a task, record a 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
+import secrets
 import uuid
 from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
 
-from services.privacy import archive, domain, fanout, mail, schemas, store
+from services.privacy import archive, domain, fanout, guests, mail, schemas, store
 from services.privacy.intake import Intake
 from shared.auth import Principal
 from shared.contracts.privacy import DataInventory, DataSubject
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from services.privacy.service import PrivacyService
 
 NOT_FOUND = HTTPProblem(404, "No such request", "You have no request with this id.")
+WRONG_CODE = HTTPProblem(404, "Wrong or expired code", "Ask for a new code if this one has expired.")
 SUPPORT = staff("support", "admin")
 
 
@@ -108,12 +111,18 @@ class PrivacyApi:
                        query: schemas.LinkQuery) -> web.StreamResponse:
         """The archive, for the signed-in requester holding the mailed link (a forwarded link
         alone opens nothing)."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await self.one_of_mine(conn, caller, params.id)
-            if row["kind"] != "export" or row["state"] != "completed":
-                raise HTTPProblem(409, "Not ready", "The export is not complete yet.")
-            if not await store.use_link(conn, domain.token_hash(query.token), row["id"]):
-                raise HTTPProblem(404, "Unknown or expired link", "The link has expired or was used up; ask again.")
+            await self.use_link(conn, row, query.token)
+        return await self.send_archive(request, row)
+
+    async def use_link(self, conn: asyncpg.Connection, row: asyncpg.Record, token: str) -> None:
+        if row["kind"] != "export" or row["state"] != "completed":
+            raise HTTPProblem(409, "Not ready", "The export is not complete yet.")
+        if not await store.use_link(conn, domain.token_hash(token), row["id"]):
+            raise HTTPProblem(404, "Unknown or expired link", "The link has expired or was used up; ask again.")
+
+    async def send_archive(self, request: web.Request, row: asyncpg.Record) -> web.StreamResponse:
         try:
             inventories = await self.inventories()
         except (BrokerUnavailable, RpcTimeout):
@@ -129,6 +138,71 @@ class PrivacyApi:
                     await response.write(piece)
         await response.write_eof()
         return response
+
+    # --- guests -----------------------------------------------------------------------------------
+
+    async def guest_ask(self, request: web.Request, body: schemas.GuestRequestIn) -> web.Response:
+        """The same answer for every address: a code goes to it (nothing says whether it has orders)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await guests.send_code(conn, body.email, "request", body.language, asked={
+                "kind": body.request.kind, "details": details_of(body.request), "language": body.language})
+        return web.Response(status=202, content_type="application/json", text=schemas.Accepted(
+            status="code_sent", detail="A code is on its way to the address; confirm with it within 30 minutes."
+        ).model_dump_json())
+
+    async def guest_confirm(self, request: web.Request, body: schemas.GuestCode) -> web.Response:
+        async with self.pool.acquire() as conn, conn.transaction():
+            used = await guests.use_code(conn, body.email, body.code, "request")
+            if used is not None:
+                asked = json.loads(used["asked"])
+                row, joined = await self.intake.submit(
+                    conn, asked["kind"], DataSubject(emails=[body.email]), source="guest", details=asked["details"],
+                    contact_email=body.email, language=asked["language"])
+                status_token = secrets.token_urlsafe(24)
+                await conn.execute("UPDATE requests SET guest_token_hash = $2 WHERE id = $1",
+                                   row["id"], domain.token_hash(status_token))
+                [view] = await self.views(conn, [row], joined=joined)
+        if used is None:  # a wrong guess is counted (committed) before the answer
+            raise WRONG_CODE
+        return web.Response(status=202, content_type="application/json", text=schemas.GuestRequestCreated(
+            request=view, status_token=status_token).model_dump_json())
+
+    async def guest_request(self, conn: asyncpg.Connection, request_id: uuid.UUID, token: str) -> asyncpg.Record:
+        row = await store.request(conn, request_id)
+        if row is None or row["guest_token_hash"] is None or not hmac.compare_digest(
+                row["guest_token_hash"], domain.token_hash(token)):
+            raise NOT_FOUND
+        return row
+
+    async def guest_status(self, request: web.Request, params: schemas.IdPath,
+                           query: schemas.LinkQuery) -> schemas.RequestView:
+        async with self.pool.acquire() as conn:
+            [view] = await self.views(conn, [await self.guest_request(conn, params.id, query.token)])
+        return view
+
+    async def guest_download_code(self, request: web.Request, params: schemas.IdPath,
+                                  query: schemas.LinkQuery) -> web.Response:
+        """A fresh code to the request's address, for the export's link (a forwarded link alone opens nothing)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await store.request(conn, params.id)
+            if row is None or row["customer_id"] is not None or not await store.link_exists(
+                    conn, domain.token_hash(query.token), params.id):
+                raise HTTPProblem(404, "Unknown or expired link", "The link has expired or was used up; ask again.")
+            await guests.send_code(conn, row["contact_email"], "download", row["language"], request_id=row["id"])
+        return web.Response(status=202, content_type="application/json", text=schemas.Accepted(
+            status="code_sent", detail="A code is on its way to the request's address.").model_dump_json())
+
+    async def guest_download(self, request: web.Request, params: schemas.IdPath,
+                             query: schemas.DownloadQuery) -> web.StreamResponse:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await store.request(conn, params.id)
+            used = None if row is None or row["customer_id"] is not None else await guests.use_code(
+                conn, row["contact_email"], query.code, "download", row["id"])
+            if used is not None:
+                await self.use_link(conn, row, query.token)
+        if used is None:
+            raise WRONG_CODE
+        return await self.send_archive(request, row)
 
     # --- staff ------------------------------------------------------------------------------------
 
@@ -232,6 +306,21 @@ class PrivacyApi:
             E("GET", "/v1/me/privacy-requests/{id}/export", self.download,
               "Download your export (a ZIP) with the link we mailed", params=path, query=schemas.LinkQuery,
               auth=CUSTOMER, problems=(404, 409, 503), tags=me),
+            E("POST", "/v1/guest-privacy-requests", self.guest_ask,
+              "A guest's request, by the e-mail address they ordered with: a one-time code goes to it",
+              body=schemas.GuestRequestIn, response=schemas.Accepted, status=202, tags=["guests"]),
+            E("POST", "/v1/guest-privacy-requests/confirm", self.guest_confirm,
+              "Start the request with the mailed code (the answer carries the token of its status page)",
+              body=schemas.GuestCode, response=schemas.GuestRequestCreated, status=202, problems=(404,),
+              tags=["guests"]),
+            E("GET", "/v1/guest-privacy-requests/{id}", self.guest_status, "A guest's request and its progress",
+              params=path, query=schemas.LinkQuery, response=schemas.RequestView, problems=(404,), tags=["guests"]),
+            E("POST", "/v1/guest-privacy-requests/{id}/download-code", self.guest_download_code,
+              "Mail a fresh code for the export's link (token: the link's)", params=path, query=schemas.LinkQuery,
+              response=schemas.Accepted, status=202, problems=(404,), tags=["guests"]),
+            E("GET", "/v1/guest-privacy-requests/{id}/export", self.guest_download,
+              "Download the export (a ZIP) with the mailed link and a fresh code", params=path,
+              query=schemas.DownloadQuery, problems=(404, 409, 503), tags=["guests"]),
             E("POST", "/v1/staff/privacy-requests", self.staff_submit,
               "Enter a request that arrived by e-mail or letter (support)", body=schemas.StaffRequestIn,
               response=schemas.StaffRequestView, status=202, auth=SUPPORT, tags=["staff"]),

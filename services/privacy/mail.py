@@ -54,6 +54,21 @@ async def completed(conn: asyncpg.Connection, request: asyncpg.Record, link: str
     text = ("Your request is complete. What each part of the shop did:\n" if english
             else "Jūsu pieprasījums ir izpildīts. Ko darīja katra veikala daļa:\n") + "\n".join(lines) + "\n"
     if link:
-        text += (f"\nYour data: {link}\nThe link works for seven days, three times, after you sign in.\n" if english
-                 else f"\nJūsu dati: {link}\nSaite darbojas septiņas dienas, trīs reizes, pēc pieteikšanās.\n")
+        text += (f"\nYour data: {link}\nThe link works for a few days and a few times; it asks you to sign in "
+                 "(or, without an account, for a code we mail you).\n" if english
+                 else f"\nJūsu dati: {link}\nSaite darbojas dažas dienas un dažas reizes; tā prasa pieteikties "
+                 "(vai, bez konta, kodu, ko nosūtīsim).\n")
     await send(conn, request, "Your request is complete" if english else "Jūsu pieprasījums ir izpildīts", text)
+
+
+async def code(conn: asyncpg.Connection, email: str, code: str, purpose: str, language: str) -> None:
+    """A guest's one-time code (the request's row does not exist yet, or is not theirs to name)."""
+    if language == "lv":
+        what = "pieprasījumu par jūsu datiem" if purpose == "request" else "jūsu datu lejupielādi"
+        subject, body = ("Jūsu Veikala kods", f"Lai apstiprinātu {what}, ievadiet šo kodu:\n\ncode: {code}\n\n"
+                         "Kods derīgs 30 minūtes. Ja to nelūdzāt jūs, neko nedariet.\n")
+    else:
+        what = "your request about your data" if purpose == "request" else "the download of your data"
+        subject, body = ("Your Veikals code", f"To confirm {what}, enter this code:\n\ncode: {code}\n\n"
+                         "The code works for 30 minutes. If you did not ask for it, do nothing.\n")
+    await mail.queue_mail(conn, MAIL_CHANNEL, email, subject, body)

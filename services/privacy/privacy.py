@@ -33,6 +33,11 @@ INVENTORY = DataInventory(participant="privacy", entries=[
         retention=Retention(period_days=7, after="the export is completed (setting export_link_ttl_s)", clause="P27"),
         clauses=["P27"]),
     InventoryEntry(
+        category="guests' one-time codes", table="guest_codes", fields=["email", "code_hash", "asked", "request_id"],
+        purpose="verify that a guest holds the address before their request runs or their export is opened",
+        legal_basis=LegalBasis.LEGAL_OBLIGATION,
+        retention=Retention(period_days=1, after="the code is made (it works 30 minutes)"), clauses=["P26"]),
+    InventoryEntry(
         category="mail to requesters", table="outgoing_mail", fields=["request_id", "recipient", "subject", "body"],
         purpose="tell the requester of receipt, extension and outcome", legal_basis=LegalBasis.LEGAL_OBLIGATION,
         retention=Retention(period_days=7, after="the message is sent"), recipients=["email"], clauses=["P26", "P27"]),
@@ -40,7 +45,8 @@ INVENTORY = DataInventory(participant="privacy", entries=[
 
 NOT_PERSONAL = {
     *(("requests", c) for c in ("id", "kind", "subject_key", "language", "source", "state", "received_at", "due_at",
-                                "extended_by_months", "extension_reason", "completed_at")),
+                                "extended_by_months", "extension_reason", "completed_at", "guest_token_hash")),
+    *(("guest_codes", c) for c in ("id", "purpose", "attempts", "created_at", "expires_at", "used_at")),
     *(("tasks", c) for c in ("request_id", "participant", "state", "stage", "attempts", "next_attempt_at",
                              "lease_until", "sent_at", "webhook_id", "last_error", "updated_at")),
     *(("export_records", c) for c in ("request_id", "participant", "seq")),
@@ -57,6 +63,7 @@ async def sweep(conn: asyncpg.Connection, settings: PrivacySettings) -> dict[str
         WHERE q.id = r.request_id AND q.state = 'completed' AND q.completed_at < now() - $1::interval""",
                        dt.timedelta(seconds=settings.export_link_ttl_s))
     await steps.delete("export links", "DELETE FROM export_links WHERE expires_at < now()")
+    await steps.delete("guest codes", "DELETE FROM guest_codes WHERE created_at < now() - interval '1 day'")
     await steps.delete("requests", """DELETE FROM requests WHERE state = 'completed'
         AND received_at < now() - $1::interval""", dt.timedelta(days=REQUESTS.period_days))
     return steps.done

@@ -49,6 +49,33 @@ class RequestIn(Body):
     language: Language = "lv"
 
 
+class GuestRequestIn(Body):
+    """A guest's request, by the e-mail address they ordered with: a code goes to it."""
+    email: Email
+    request: What
+    language: Language = "lv"
+
+
+class GuestCode(Body):
+    email: Email
+    code: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{8}$")]
+
+
+class GuestRequestCreated(BaseModel):
+    request: "RequestView"
+    status_token: str = Field(description="opens GET /v1/guest-privacy-requests/{id}?token=...; keep it")
+
+
+class DownloadQuery(BaseModel):
+    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{20,100}$")]
+    code: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{8}$")]
+
+
+class Accepted(BaseModel):
+    status: str
+    detail: str
+
+
 class SubjectIn(Body):
     """Who the request is about, as support identified them: an account, or the e-mail
     addresses and phone numbers a guest used."""
@@ -156,3 +183,6 @@ class RequestChanged(BaseModel):
     state: str
     what: Literal["received", "extended", "completed", "attention", "task_manual"]
     at: dt.datetime
+
+
+GuestRequestCreated.model_rebuild()

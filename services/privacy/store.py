@@ -11,7 +11,7 @@ import asyncpg
 from shared.db import count  # noqa: F401 (the privacy modules count rows through store)
 
 REQUEST_COLUMNS = """id, kind, subject, customer_id, contact_email, language, details, source, identification,
-    staff_id, state, received_at, due_at, extended_by_months, extension_reason, completed_at"""
+    staff_id, guest_token_hash, state, received_at, due_at, extended_by_months, extension_reason, completed_at"""
 TASK_COLUMNS = """request_id, participant, state, stage, attempts, outcome, remaining, last_error, updated_at,
     webhook_id, sent_at"""
 
@@ -163,3 +163,9 @@ async def use_link(conn: asyncpg.Connection, token_hash: bytes, request_id: uuid
         """UPDATE export_links SET downloads_left = downloads_left - 1
            WHERE token_hash = $1 AND request_id = $2 AND expires_at > now() AND downloads_left > 0""",
         token_hash, request_id)) == 1
+
+
+async def link_exists(conn: asyncpg.Connection, token_hash: bytes, request_id: uuid.UUID) -> bool:
+    return await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM export_links WHERE token_hash = $1 AND request_id = $2
+                          AND expires_at > now() AND downloads_left > 0)""", token_hash, request_id)

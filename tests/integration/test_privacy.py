@@ -10,6 +10,7 @@ import zipfile
 
 import pytest
 
+from deploy.mailsink import code_in
 from services.privacy.privacy import INVENTORY, NOT_PERSONAL
 from services.privacy.service import PrivacyService
 from services.privacy.settings import PrivacySettings
@@ -204,3 +205,48 @@ async def test_every_personal_column_is_declared(privacy):
 
 async def test_an_unknown_request_status_is_none(privacy):
     assert await privacy.runtime.service.rpc.call("privacy", "request_status", str(uuid.uuid4())) is None
+
+
+async def test_a_guest_is_verified_by_a_code_and_downloads_with_a_fresh_one(privacy):
+    guest = {"name": "Ilze Guest", "email": "ilze.guest@example.lv", "phone": "+37129000077"}
+    first, second = [await privacy.shop.guest_order(guest=guest) for _ in range(2)]
+    ask = {"request": {"kind": "export"}, "language": "en"}
+    _, answer = await privacy.call("POST", "/v1/guest-privacy-requests", body={**ask, "email": guest["email"]},
+                                   expect=202)
+    _, stranger = await privacy.call("POST", "/v1/guest-privacy-requests", body={**ask, "email": "nobody@example.lv"},
+                                     expect=202)
+    assert answer == stranger  # nothing tells whether an address has orders
+    [message] = await privacy.mail(guest["email"], "Your Veikals code")
+    code = code_in(message)
+    wrong = "AAAAAAAA" if code != "AAAAAAAA" else "BBBBBBBB"
+    await privacy.call("POST", "/v1/guest-privacy-requests/confirm", body={"email": guest["email"], "code": wrong},
+                       expect=404)
+    assert await privacy.pool.fetchval("SELECT count(*) FROM requests") == 0  # a wrong code does nothing
+    _, created = await privacy.call("POST", "/v1/guest-privacy-requests/confirm",
+                                    body={"email": guest["email"], "code": code}, expect=202)
+    await privacy.call("POST", "/v1/guest-privacy-requests/confirm", body={"email": guest["email"], "code": code},
+                       expect=404)  # once
+    request_id, status_token = created["request"]["id"], created["status_token"]
+
+    async def done():
+        _, seen = await privacy.call("GET", f"/v1/guest-privacy-requests/{request_id}?token={status_token}",
+                                     expect=200)
+        return seen["state"] == "completed"
+    await eventually(done, timeout=60)
+    await privacy.call("GET", f"/v1/guest-privacy-requests/{request_id}?token={'x' * 32}", expect=404)
+
+    [complete] = await privacy.mail(guest["email"], "Your request is complete")
+    link = next(w for w in complete.get_content().split() if "/export?token=" in w)
+    token = link.split("token=")[1]
+    await privacy.call("GET", f"{link}&code={wrong}", expect=404)  # the link alone opens nothing
+    await privacy.call("POST", f"/v1/guest-privacy-requests/{request_id}/download-code?token={token}", expect=202)
+
+    async def download_code():
+        codes = [m for m in privacy.sink.to(guest["email"]) if m["Subject"] == "Your Veikals code"]
+        return codes[1] if len(codes) > 1 else None
+    fresh = code_in(await eventually(download_code))
+    _, archive = await privacy.call("GET", f"{link}&code={fresh}", expect=200)
+    everything = b"".join(zipfile.ZipFile(io.BytesIO(archive)).read(n) for n in
+                          zipfile.ZipFile(io.BytesIO(archive)).namelist()).decode()
+    assert first["id"] in everything and second["id"] in everything
+    await privacy.call("GET", f"{link}&code={fresh}", expect=404)  # a code opens it once

@@ -9,9 +9,10 @@ CREATE TABLE requests (
     contact_email      text,                    -- where the outcome is told
     language           text NOT NULL DEFAULT 'lv' CHECK (language IN ('lv', 'en')),
     details            jsonb NOT NULL DEFAULT '{}',  -- objection: purpose; withdrawal: purpose, channel
-    source             text NOT NULL CHECK (source IN ('customer', 'staff', 'account_closed')),
+    source             text NOT NULL CHECK (source IN ('customer', 'guest', 'staff', 'account_closed')),
     identification     text,                    -- how staff verified who asked (P26)
     staff_id           uuid,
+    guest_token_hash   bytea,                   -- a guest's key to the request's status page
     state              text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'completed', 'attention')),
     received_at        timestamptz NOT NULL DEFAULT now(),
     due_at             timestamptz NOT NULL,
@@ -76,3 +77,18 @@ CREATE TABLE outgoing_mail (
     last_error      text
 );
 CREATE INDEX outgoing_mail_due ON outgoing_mail (next_attempt_at) WHERE sent_at IS NULL;
+
+-- One-time codes mailed to a guest's address: to make a request, or to download its export.
+CREATE TABLE guest_codes (
+    id          uuid PRIMARY KEY,
+    email       text NOT NULL,
+    code_hash   bytea NOT NULL,
+    purpose     text NOT NULL CHECK (purpose IN ('request', 'download')),
+    asked       jsonb,                          -- the request the code will start
+    request_id  uuid REFERENCES requests (id) ON DELETE CASCADE,  -- the export it opens
+    attempts    integer NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    used_at     timestamptz
+);
+CREATE INDEX guest_codes_email ON guest_codes (email, created_at DESC);
