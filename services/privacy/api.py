@@ -309,7 +309,7 @@ class PrivacyApi:
             E("POST", "/v1/guest-privacy-requests", self.guest_ask,
               "A guest's request, by the e-mail address they ordered with: a one-time code goes to it",
               body=schemas.GuestRequestIn, response=schemas.Accepted, status=202, tags=["guests"]),
-            E("POST", "/v1/guest-privacy-requests/confirm", self.guest_confirm,
+            E("POST", "/v1/guest-privacy-confirmations", self.guest_confirm,
               "Start the request with the mailed code (the answer carries the token of its status page)",
               body=schemas.GuestCode, response=schemas.GuestRequestCreated, status=202, problems=(404,),
               tags=["guests"]),

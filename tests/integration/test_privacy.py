@@ -219,12 +219,12 @@ async def test_a_guest_is_verified_by_a_code_and_downloads_with_a_fresh_one(priv
     [message] = await privacy.mail(guest["email"], "Your Veikals code")
     code = code_in(message)
     wrong = "AAAAAAAA" if code != "AAAAAAAA" else "BBBBBBBB"
-    await privacy.call("POST", "/v1/guest-privacy-requests/confirm", body={"email": guest["email"], "code": wrong},
+    await privacy.call("POST", "/v1/guest-privacy-confirmations", body={"email": guest["email"], "code": wrong},
                        expect=404)
     assert await privacy.pool.fetchval("SELECT count(*) FROM requests") == 0  # a wrong code does nothing
-    _, created = await privacy.call("POST", "/v1/guest-privacy-requests/confirm",
+    _, created = await privacy.call("POST", "/v1/guest-privacy-confirmations",
                                     body={"email": guest["email"], "code": code}, expect=202)
-    await privacy.call("POST", "/v1/guest-privacy-requests/confirm", body={"email": guest["email"], "code": code},
+    await privacy.call("POST", "/v1/guest-privacy-confirmations", body={"email": guest["email"], "code": code},
                        expect=404)  # once
     request_id, status_token = created["request"]["id"], created["status_token"]
 
