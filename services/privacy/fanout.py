@@ -141,9 +141,10 @@ class TaskRunner(NotifiedPoller):
         while True:
             chunk = ExportChunk.model_validate(await self.rpc.call(participant, "privacy_export", ExportRequest(
                 request_id=request_id, subject=subject, cursor=cursor).model_dump(mode="json")))
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, conn.transaction():
                 await store.add_export_records(conn, request_id, participant,
                                                [(r.category, r.data) for r in chunk.records])
+                await store.renew_lease(conn, request_id, participant, self.lease)  # a long history is not claimed twice
             records += len(chunk.records)
             if chunk.next_cursor is None:
                 return records

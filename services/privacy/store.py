@@ -97,6 +97,12 @@ async def set_task(conn: asyncpg.Connection, request_id: uuid.UUID, participant:
         await conn.execute("SELECT pg_notify('veikals_privacy_tasks', '')")
 
 
+async def renew_lease(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str,
+                      lease: dt.timedelta) -> None:
+    await conn.execute("UPDATE tasks SET lease_until = now() + $3::interval WHERE request_id = $1 AND participant = $2",
+                       request_id, participant, lease)
+
+
 async def retry_later(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str, delay: dt.timedelta,
                       error: str, give_up: bool) -> None:
     await conn.execute(
