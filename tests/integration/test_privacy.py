@@ -250,3 +250,31 @@ async def test_a_guest_is_verified_by_a_code_and_downloads_with_a_fresh_one(priv
                           zipfile.ZipFile(io.BytesIO(archive)).namelist()).decode()
     assert first["id"] in everything and second["id"] in everything
     await privacy.call("GET", f"{link}&code={fresh}", expect=404)  # a code opens it once
+
+
+async def test_a_complaint_holds_the_order_data_until_it_is_resolved_and_its_period_over(privacy):
+    anna = await a_customer_with_history(privacy, "anna.held@example.lv")
+    token, shop = anna["access_token"], privacy.shop
+    _, complaint, _ = await shop.call("POST", f"/v1/me/orders/{anna['order']['id']}/complaints", token,
+                                      {"description": "The mug arrived broken."}, expect=201)
+    _, asked = await privacy.call("POST", "/v1/me/privacy-requests", token, {"request": {"kind": "erasure"}},
+                                  expect=202)
+
+    async def held():
+        _, seen = await privacy.call("GET", f"/v1/me/privacy-requests/{asked['id']}", token, expect=200)
+        by = {t["participant"]: t for t in seen["tasks"]}
+        others_done = all(t["state"] == "done" for p, t in by.items() if p != "orders")
+        return by["orders"] if by["orders"]["state"] == "held" and others_done else None
+    orders_task = await eventually(held, timeout=60)
+    assert orders_task["outcome"]["held"][0]["hold"] == f"complaint {complaint['id']}"
+
+    # Resolved, and the limitation period over (the clock moved on): the sweep completes it.
+    support = await shop.staff_token("support")
+    await shop.call("POST", f"/v1/staff/complaints/{complaint['id']}/resolve", support,
+                    {"resolution": "A new mug was sent.", "reason": "the customer's complaint by e-mail"}, expect=200)
+    await shop.pool.execute("UPDATE complaints SET resolved_at = now() - interval '3 years' WHERE id = $1",
+                            uuid.UUID(complaint["id"]))
+    swept = await privacy.runtime.service.rpc.call("orders", "run_retention_sweep")
+    assert swept["held erasures"] == 1
+    done = await privacy.completes(token, asked["id"])
+    assert {t["participant"]: t["state"] for t in done["tasks"]}["orders"] == "done"
