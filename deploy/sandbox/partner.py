@@ -39,7 +39,8 @@ CALLBACKS = {
     "sms": {"sms.requested": ("sms.delivered",)},
 }
 FOR_EVERY_KIND = {"privacy.erasure_requested": ("erasure.completed",),
-                  "privacy.export_requested": ("export.completed",)}
+                  "privacy.export_requested": ("export.completed",),
+                  "privacy.rectification_requested": ("rectification.completed",)}
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 FOR_EVERY_KIND_ANSWERS = {answer for answers in FOR_EVERY_KIND.values() for answer in answers}
 
@@ -151,6 +152,14 @@ class SandboxPartner:
         if answer_type == "invoice.booked":
             return {"invoice_id": data.get("invoice_id"), "booked_on": dt.date.today().isoformat()}
         found = self._about(data.get("subject") or {})
+        if answer_type == "rectification.completed":
+            corrections = {k: v for k, v in (data.get("corrections") or {}).items() if v}
+            for record in found:  # as a processor would: the stored contact details corrected
+                recipient = record["message"].get("data", {}).get("recipient")
+                if isinstance(recipient, dict):
+                    recipient.update({k: v for k, v in corrections.items() if k in recipient})
+            self._rewrite_store()
+            return {"request_id": data.get("request_id"), "records_rectified": len(found)}
         if answer_type == "erasure.completed":
             for record in found:
                 self.received.remove(record)

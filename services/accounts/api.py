@@ -17,6 +17,7 @@ from services.accounts import domain, mail, schemas, store
 from shared.auth import Principal
 from shared.http import CUSTOMER, SIGNED_IN, Endpoint, HTTPProblem, staff
 from shared.logging import get_logger
+from shared.outbox import Outbox
 from shared.subjects import Subject
 
 if TYPE_CHECKING:
@@ -30,6 +31,15 @@ NOT_FOUND = HTTPProblem(404, "Not found", "There is no such item in your account
 ACCEPTED_REGISTRATION = schemas.Accepted(
     status="verification sent",
     detail="If the address can receive mail, a message with a verification link is on its way.")
+
+
+async def change_profile(conn: asyncpg.Connection, outbox: Outbox, account_id: uuid.UUID,
+                         change: schemas.ProfileChange) -> None:
+    """Correct the name or phone (the customer, or a rectification request) and tell others."""
+    changed = await store.update_profile(conn, account_id, change.name, change.phone)
+    await outbox.add(conn, "profile_changed", schemas.ProfileChanged(
+        customer_id=account_id, name=changed["name"], phone=changed["phone"],
+        changed_at=changed["updated_at"]).model_dump(mode="json"), subject=Subject.customer(account_id))
 
 
 class AccountsApi:
@@ -233,10 +243,7 @@ class AccountsApi:
                              body: schemas.ProfileChange) -> schemas.Profile:
         account_id = account_of(caller)
         async with self.pool.acquire() as conn, conn.transaction():
-            changed = await store.update_profile(conn, account_id, body.name, body.phone)
-            await self.outbox.add(conn, "profile_changed", schemas.ProfileChanged(
-                customer_id=account_id, name=changed["name"], phone=changed["phone"],
-                changed_at=changed["updated_at"]).model_dump(mode="json"), subject=Subject.customer(account_id))
+            await change_profile(conn, self.outbox, account_id, body)
             return await self.profile(conn, account_id)
 
     async def change_email(self, request: web.Request, caller: Principal, body: schemas.EmailChange) -> schemas.Accepted:

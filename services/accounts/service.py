@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.accounts import domain, mail, store
-from services.accounts.api import AccountsApi, account_of, create_staff_account
+from services.accounts import domain, mail, schemas, store
+from services.accounts.api import AccountsApi, account_of, change_profile, create_staff_account
 from services.accounts.privacy import INVENTORY, RetentionSweep, erase, export_chunk, inventory, sweep
 from services.accounts.settings import AccountsSettings
 from services.accounts.tokens import SigningKeys
@@ -94,6 +94,17 @@ class AccountsService(Service):
                 "address": None if address is None else {
                     k: address[k] for k in ("recipient", "phone", "line1", "line2", "city",
                                             "postal_code", "country")}}
+
+    @rpc(changes_state=True)
+    async def rectify(self, conn: asyncpg.Connection, customer_id: str, corrections: dict[str, Any]) -> list[str]:
+        """Art. 16: correct the customer's name or phone (a rectification request); the fields
+        corrected (none when there is no open account)."""
+        change = schemas.ProfileChange.model_validate(corrections)
+        account = await store.profile(conn, uuid.UUID(customer_id))
+        if account is None or account["closed_at"] is not None:
+            return []
+        await change_profile(conn, self.outbox, uuid.UUID(customer_id), change)
+        return sorted(change.model_dump(exclude_none=True))
 
     # --- the privacy participant -----------------------------------------------------------
 

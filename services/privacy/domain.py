@@ -11,7 +11,7 @@ from typing import Iterable, Literal
 
 from shared.contracts.privacy import DataSubject
 
-Kind = Literal["export", "erasure", "objection", "withdrawal"]
+Kind = Literal["export", "erasure", "rectification", "objection", "withdrawal"]
 SERVICES = ("accounts", "orders", "payments", "marketing")
 OWN = "privacy"  # the privacy service's own records of the subject's requests
 # Partner kinds that hold a customer's data as our processors (P13-P15, P18).
@@ -43,10 +43,13 @@ def subject_key(secret: bytes, kind: str, subject: DataSubject) -> bytes:
 
 def participants(kind: str, processors: Iterable[str]) -> list[str]:
     """The tasks a request becomes: an export and an erasure go to every service, the
-    privacy service's own records and every processor; an objection and a consent withdrawal
-    go to marketing, which holds the consents and the profiles."""
+    privacy service's own records and every processor; a rectification to accounts and every
+    processor; an objection and a consent withdrawal to marketing, which holds the consents
+    and the profiles."""
     if kind in ("objection", "withdrawal"):
         return ["marketing"]
+    if kind == "rectification":  # the account (its change reaches the services that copy it), and Art. 19
+        return ["accounts", *(f"partner:{name}" for name in processors)]
     return [*SERVICES, OWN, *(f"partner:{name}" for name in processors)]
 
 

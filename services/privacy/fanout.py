@@ -26,7 +26,7 @@ from services.privacy.settings import PrivacySettings
 from shared.contracts.privacy import (
     DataSubject, ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest, LegalBasis, Retained,
 )
-from shared.contracts.webhooks import ErasureRequested, ExportRequested
+from shared.contracts.webhooks import Corrections, ErasureRequested, ExportRequested, RectificationRequested
 from shared.logging import get_logger, redact_text
 from shared.messaging import RpcClient
 from shared.outbox import Outbox
@@ -95,6 +95,10 @@ class TaskRunner(NotifiedPoller):
         if kind == "export":
             records = await self.export_from(participant, request_id, subject)
             await self.finish(request_id, participant, "done", outcome={"records": records})
+        elif kind == "rectification":
+            corrected = [] if subject.customer_id is None else await self.rpc.call(
+                participant, "rectify", str(subject.customer_id), details_of(request), request_id=f"{key}:rectify")
+            await self.finish(request_id, participant, "done", outcome={"corrected": corrected})
         elif kind == "objection":
             found = await self.rpc.call(participant, "apply_objection", subject.model_dump(mode="json"),
                                         details_of(request)["purpose"], request_id=f"{key}:object")
@@ -179,9 +183,12 @@ class TaskRunner(NotifiedPoller):
         partner = self.partners.get(participant.removeprefix("partner:"))
         if partner is None:
             raise LookupError(f"{participant} is no longer registered")
-        message = (ExportRequested if request["kind"] == "export" else ErasureRequested)(
-            request_id=request["id"], subject=DataSubject.model_validate_json(request["subject"]),
-            due_on=request["due_at"].date())
+        common = {"request_id": request["id"], "subject": DataSubject.model_validate_json(request["subject"]),
+                  "due_on": request["due_at"].date()}
+        if request["kind"] == "rectification":
+            message = RectificationRequested(**common, corrections=Corrections(**details_of(request)))
+        else:
+            message = (ExportRequested if request["kind"] == "export" else ErasureRequested)(**common)
         async with self.pool.acquire() as conn, conn.transaction():
             webhook_id = await enqueue(conn, partner, message)
             await store.set_task(conn, request["id"], participant, "waiting", webhook_id=webhook_id)

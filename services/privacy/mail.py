@@ -10,9 +10,10 @@ from services.privacy import store
 from shared import mail
 
 MAIL_CHANNEL = "veikals_privacy_mail"
-KINDS = {"lv": {"export": "datu kopija", "erasure": "dzēšana", "objection": "iebildums", "withdrawal": "piekrišanas atsaukšana"},
-         "en": {"export": "a copy of your data", "erasure": "erasure", "objection": "objection",
-                "withdrawal": "withdrawal of consent"}}
+KINDS = {"lv": {"export": "datu kopija", "erasure": "dzēšana", "rectification": "labošana", "objection": "iebildums",
+                "withdrawal": "piekrišanas atsaukšana"},
+         "en": {"export": "a copy of your data", "erasure": "erasure", "rectification": "correction",
+                "objection": "objection", "withdrawal": "withdrawal of consent"}}
 
 
 def day(moment) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts.privacy import DataSubject
-from shared.fields import Email, Int, omittable, text
+from shared.fields import Email, Int, Phone, omittable, text
 
 Reason = text(500, min_length=10, trim=False)
 Language = Literal["lv", "en"]
@@ -28,6 +28,21 @@ class Erasure(Body):
     kind: Literal["erasure"]
 
 
+class Rectification(Body):
+    """Correct your name or phone (Art. 16); everyone who received them is told (Art. 19)."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [{"required": ["name"]},
+                                                                          {"required": ["phone"]}]})
+    kind: Literal["rectification"]
+    name: text(200) = omittable()
+    phone: Phone = omittable()
+
+    @model_validator(mode="after")
+    def _something(self) -> "Rectification":
+        if self.name is None and self.phone is None:
+            raise ValueError("give the corrected name, phone or both")
+        return self
+
+
 class Objection(Body):
     """Object to direct marketing or profiling (Art. 21)."""
     kind: Literal["objection"]
@@ -41,7 +56,7 @@ class Withdrawal(Body):
     channel: Literal["email", "sms"] = omittable()
 
 
-What = Annotated[Union[Export, Erasure, Objection, Withdrawal], Field(discriminator="kind")]
+What = Annotated[Union[Export, Erasure, Rectification, Objection, Withdrawal], Field(discriminator="kind")]
 
 
 class RequestIn(Body):

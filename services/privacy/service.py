@@ -106,7 +106,8 @@ class PrivacyService(Service):
     async def on_partner_callback(self, conn: asyncpg.Connection, partner: Partner,
                                   reply: contracts.PartnerReply) -> None:
         """A processor confirms an erasure, or sends what it holds for an export."""
-        if not isinstance(reply, (contracts.ErasureCompleted, contracts.ExportCompleted)):
+        if not isinstance(reply, (contracts.ErasureCompleted, contracts.ExportCompleted,
+                                  contracts.RectificationCompleted)):
             return
         task = await store.task_by_webhook(conn, reply.in_reply_to)
         if task is None or task["request_id"] != reply.request_id:
@@ -118,6 +119,8 @@ class PrivacyService(Service):
             await store.add_export_records(conn, reply.request_id, task["participant"],
                                            [("records held by the processor", r) for r in reply.records])
             outcome = {"records": len(reply.records)}
+        elif isinstance(reply, contracts.RectificationCompleted):
+            outcome = {"records_rectified": reply.records_rectified}
         else:
             outcome = {"records_erased": reply.records_erased}
         await store.set_task(conn, reply.request_id, task["participant"], "done", outcome=outcome)

@@ -125,6 +125,18 @@ class ExportRequested(_SubjectRequest):
     event_type: ClassVar[str] = "privacy.export_requested"
 
 
+class Corrections(_Data):
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+
+
+class RectificationRequested(_SubjectRequest):
+    """To every processor that received the subject's data: correct it (Art. 16, 19; P20)."""
+
+    event_type: ClassVar[str] = "privacy.rectification_requested"
+    corrections: Corrections
+
+
 class SmsRequested(WebhookEvent):
     """A text message for the SMS gateway to send (a marketing campaign's, to a number whose
     holder consented). ``message_id`` is ours: the gateway sends each one once."""
@@ -170,6 +182,12 @@ class SmsDelivered(PartnerReply):
     message_id: uuid.UUID
 
 
+class RectificationCompleted(PartnerReply):
+    event_type: ClassVar[str] = "rectification.completed"
+    request_id: uuid.UUID
+    records_rectified: int = Field(ge=0)
+
+
 class ExportCompleted(PartnerReply):
     event_type: ClassVar[str] = "export.completed"
     request_id: uuid.UUID
@@ -178,10 +196,10 @@ class ExportCompleted(PartnerReply):
 
 EVENTS: dict[str, type[WebhookEvent]] = {
     m.event_type: m for m in (ShipmentCreated, InvoiceIssued, SmsRequested, ErasureRequested, ExportRequested,
-                              PartnerPing)}
+                              RectificationRequested, PartnerPing)}
 REPLIES: dict[str, type[PartnerReply]] = {
     m.event_type: m for m in (ShipmentAccepted, ShipmentDelivered, InvoiceBooked, SmsDelivered, ErasureCompleted,
-                              ExportCompleted)}
+                              ExportCompleted, RectificationCompleted)}
 
 
 def envelope_schema(model: type[WebhookEvent] | type[PartnerReply], direction: str) -> dict[str, Any]:

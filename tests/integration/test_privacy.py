@@ -278,3 +278,27 @@ async def test_a_complaint_holds_the_order_data_until_it_is_resolved_and_its_per
     assert swept["held erasures"] == 1
     done = await privacy.completes(token, asked["id"])
     assert {t["participant"]: t["state"] for t in done["tasks"]}["orders"] == "done"
+
+
+async def test_a_rectification_corrects_the_account_and_reaches_the_processors_that_received_it(privacy):
+    anna = await a_customer_with_history(privacy, "anna.fix@example.lv")
+    token = anna["access_token"]
+    await privacy.call("POST", "/v1/me/privacy-requests", token, {"request": {"kind": "rectification"}}, expect=422)
+    _, asked = await privacy.call("POST", "/v1/me/privacy-requests", token, {"request": {
+        "kind": "rectification", "name": "Anna Labotā", "phone": "+37120000999"}}, expect=202)
+    done = await privacy.completes(token, asked["id"])
+    by = {t["participant"]: t for t in done["tasks"]}
+    assert set(by) == {"accounts", *(p for p in by if p.startswith("partner:"))}
+    assert by["accounts"]["outcome"] == {"corrected": ["name", "phone"]}
+    assert by["partner:door-carrier"]["outcome"]["records_rectified"] >= 1
+    _, me, _ = await privacy.shop.client.call("GET", "/v1/me", token, expect=200)
+    assert (me["name"], me["phone"]) == ("Anna Labotā", "+37120000999")
+    shipment = next(r for r in privacy.shop.sandboxes["door-carrier"].received
+                    if r["message"]["type"] == "shipment.created"
+                    and r["message"]["data"]["recipient"]["email"] == "anna.fix@example.lv")
+    assert shipment["message"]["data"]["recipient"]["name"] == "Anna Labotā"
+
+    async def marketing_knows():  # accounts' profile_changed reached marketing
+        return await privacy.market.pool.fetchval(
+            "SELECT name FROM people WHERE customer_id = $1", uuid.UUID(anna["id"])) == "Anna Labotā"
+    await eventually(marketing_knows)

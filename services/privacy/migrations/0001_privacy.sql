@@ -2,13 +2,13 @@
 
 CREATE TABLE requests (
     id                 uuid PRIMARY KEY,
-    kind               text NOT NULL CHECK (kind IN ('export', 'erasure', 'objection', 'withdrawal')),
+    kind               text NOT NULL CHECK (kind IN ('export', 'erasure', 'rectification', 'objection', 'withdrawal')),
     subject            jsonb NOT NULL,          -- shared.contracts.privacy.DataSubject
     subject_key        bytea NOT NULL,          -- keyed hash of the subject: joins a duplicate request
     customer_id        uuid,                    -- the requester, when signed in (their status page)
     contact_email      text,                    -- where the outcome is told
     language           text NOT NULL DEFAULT 'lv' CHECK (language IN ('lv', 'en')),
-    details            jsonb NOT NULL DEFAULT '{}',  -- objection: purpose; withdrawal: purpose, channel
+    details            jsonb NOT NULL DEFAULT '{}',  -- rectification: the corrections; objection: purpose; ...
     source             text NOT NULL CHECK (source IN ('customer', 'guest', 'staff', 'account_closed')),
     identification     text,                    -- how staff verified who asked (P26)
     staff_id           uuid,
