@@ -31,10 +31,17 @@ class Running:
     port: int
     log: Path
     dsn: str
+    env: dict[str, str]
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the service (again, after a kill), its output added to the same log."""
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", f"services.{self.log.stem}"], cwd=ROOT,
+                                         env=self.env, stdout=out, stderr=subprocess.STDOUT)
 
 
 @contextlib.asynccontextmanager
@@ -50,6 +57,7 @@ async def running_suite(amqp_url: str, logs: Path, smtp_port: int, env: dict[str
         # As in var/secrets.env: the PEM on one line.
         "VEIKALS_ACCOUNTS_JWT_SIGNING_KEY": new_signing_key().replace("\n", "\\n"),
         "VEIKALS_ACCOUNTS_SMTP_PORT": str(smtp_port), "VEIKALS_MARKETING_SMTP_PORT": str(smtp_port),
+        "VEIKALS_PRIVACY_SMTP_PORT": str(smtp_port),
         "VEIKALS_ACCOUNTS_ARGON2_MEMORY_KIB": "8192",
         **{f"VEIKALS_{name.upper()}_SUBJECT_KEY": uuid.uuid4().hex for name in SERVICES},
         "VEIKALS_MARKETING_LINK_KEY": uuid.uuid4().hex, "VEIKALS_MARKETING_SUPPRESSION_KEY": uuid.uuid4().hex,
@@ -72,10 +80,9 @@ async def running_suite(amqp_url: str, logs: Path, smtp_port: int, env: dict[str
                         prefix + "HTTP_PORT": str(ports[name]), prefix + "SHUTDOWN_GRACE_S": "10",
                         prefix + "JWKS_URL": f"http://127.0.0.1:{ports['accounts']}/.well-known/jwks.json"}
             log = logs / f"{name}.log"
-            with open(log, "w") as out:
-                proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT,
-                                        env=proc_env, stdout=out, stderr=subprocess.STDOUT)
-            procs[name] = Running(proc, ports[name], log, dsn)
+            log.write_text("")
+            procs[name] = Running(None, ports[name], log, dsn, proc_env)  # type: ignore[arg-type]
+            procs[name].start()
         async with aiohttp.ClientSession() as http:
             async def all_ready():
                 for name, service in procs.items():

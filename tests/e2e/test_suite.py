@@ -93,7 +93,12 @@ async def test_a_customer_and_an_admin_as_the_frontend_and_an_operator_would(sui
         await a_guest_consents_and_unsubscribes(http, suite["marketing"].url, admin["access_token"], mailsink)
 
 
-async def a_guest_buys_and_pays(http: aiohttp.ClientSession, orders: str, payments: str, admin: str) -> None:
+GUNA = {"name": "Guna", "email": "guna@example.lv", "phone": "+37129000002"}
+RIGA = {"line1": "Brīvības iela 1", "city": "Rīga", "postal_code": "LV-1010", "country": "LV"}
+
+
+async def a_guest_buys_and_pays(http: aiohttp.ClientSession, orders: str, payments: str, admin: str, *,
+                                carrier: str = "sandbox-carrier", contact: dict = GUNA, address: dict = RIGA) -> None:
     """Across the processes: a product, a guest order, the card to the sandbox PSP (where
     payments' config says), the token to payments, and the order paid by its event."""
     staff = {"Authorization": f"Bearer {admin}"}
@@ -103,9 +108,8 @@ async def a_guest_buys_and_pays(http: aiohttp.ClientSession, orders: str, paymen
         assert response.status == 201, await response.text()
         product = await response.json()
     async with http.post(f"{orders}/v1/guest-orders", json={
-            "carrier": "sandbox-carrier", "lines": [{"product_id": product["id"], "quantity": 1}],
-            "contact": {"name": "Guna", "email": "guna@example.lv", "phone": "+37129000002"},
-            "address": {"line1": "Brīvības iela 1", "city": "Rīga", "postal_code": "LV-1010", "country": "LV"}}) as response:
+            "carrier": carrier, "lines": [{"product_id": product["id"], "quantity": 1}],
+            "contact": contact, "address": address}) as response:
         assert response.status == 201, await response.text()
         order = await response.json()
     async with http.get(f"{payments}/v1/psp/config") as response:
