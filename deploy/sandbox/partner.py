@@ -40,7 +40,8 @@ CALLBACKS = {
 }
 FOR_EVERY_KIND = {"privacy.erasure_requested": ("erasure.completed",),
                   "privacy.export_requested": ("export.completed",),
-                  "privacy.rectification_requested": ("rectification.completed",)}
+                  "privacy.rectification_requested": ("rectification.completed",),
+                  "privacy.objection_received": ("objection.applied",)}
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 FOR_EVERY_KIND_ANSWERS = {answer for answers in FOR_EVERY_KIND.values() for answer in answers}
 
@@ -152,6 +153,8 @@ class SandboxPartner:
         if answer_type == "invoice.booked":
             return {"invoice_id": data.get("invoice_id"), "booked_on": dt.date.today().isoformat()}
         found = self._about(data.get("subject") or {})
+        if answer_type == "objection.applied":
+            return {"request_id": data.get("request_id")}
         if answer_type == "rectification.completed":
             corrections = {k: v for k, v in (data.get("corrections") or {}).items() if v}
             for record in found:  # as a processor would: the stored contact details corrected

@@ -16,6 +16,7 @@ SERVICES = ("accounts", "orders", "payments", "marketing")
 OWN = "privacy"  # the privacy service's own records of the subject's requests
 # Partner kinds that hold a customer's data as our processors (P13-P15, P18).
 PROCESSOR_KINDS = ("carrier", "accounting", "hosting", "psp", "email", "sms")
+SENDERS = ("email", "sms")  # the processors that send marketing for us
 MAX_EXTENSION_MONTHS = 2
 MAX_ATTEMPTS = 8
 FINISHED = ("done", "manual")
@@ -41,16 +42,16 @@ def subject_key(secret: bytes, kind: str, subject: DataSubject) -> bytes:
     return hmac.new(secret, canonical.encode(), hashlib.sha256).digest()
 
 
-def participants(kind: str, processors: Iterable[str]) -> list[str]:
+def participants(kind: str, processors: Iterable[tuple[str, str]]) -> list[str]:
     """The tasks a request becomes: an export and an erasure go to every service, the
     privacy service's own records and every processor; a rectification to accounts and every
     processor; an objection and a consent withdrawal to marketing, which holds the consents
-    and the profiles."""
-    if kind in ("objection", "withdrawal"):
-        return ["marketing"]
+    and the profiles, and the e-mail and SMS senders."""
+    if kind in ("objection", "withdrawal"):  # and the senders that received the addresses (Art. 19)
+        return ["marketing", *(f"partner:{name}" for name, partner_kind in processors if partner_kind in SENDERS)]
     if kind == "rectification":  # the account (its change reaches the services that copy it), and Art. 19
-        return ["accounts", *(f"partner:{name}" for name in processors)]
-    return [*SERVICES, OWN, *(f"partner:{name}" for name in processors)]
+        return ["accounts", *(f"partner:{name}" for name, _ in processors)]
+    return [*SERVICES, OWN, *(f"partner:{name}" for name, _ in processors)]
 
 
 def backoff(attempts: int) -> dt.timedelta:

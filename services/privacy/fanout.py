@@ -26,7 +26,9 @@ from services.privacy.settings import PrivacySettings
 from shared.contracts.privacy import (
     DataSubject, ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest, LegalBasis, Retained,
 )
-from shared.contracts.webhooks import Corrections, ErasureRequested, ExportRequested, RectificationRequested
+from shared.contracts.webhooks import (
+    Corrections, ErasureRequested, ExportRequested, ObjectionReceived, RectificationRequested,
+)
 from shared.logging import get_logger, redact_text
 from shared.messaging import RpcClient
 from shared.outbox import Outbox
@@ -187,6 +189,8 @@ class TaskRunner(NotifiedPoller):
                   "due_on": request["due_at"].date()}
         if request["kind"] == "rectification":
             message = RectificationRequested(**common, corrections=Corrections(**details_of(request)))
+        elif request["kind"] in ("objection", "withdrawal"):
+            message = ObjectionReceived(**common, reason=request["kind"], **details_of(request))
         else:
             message = (ExportRequested if request["kind"] == "export" else ErasureRequested)(**common)
         async with self.pool.acquire() as conn, conn.transaction():

@@ -22,8 +22,9 @@ class Intake:
     partners: PartnerRegistry
     subject_secret: bytes
 
-    def processors(self) -> list[str]:
-        return [p.name for p in self.partners if p.kind in domain.PROCESSOR_KINDS]
+    def processors(self) -> list[tuple[str, str]]:
+        """(name, kind) of every registered processor."""
+        return [(p.name, p.kind.value) for p in self.partners if p.kind in domain.PROCESSOR_KINDS]
 
     async def submit(self, conn: asyncpg.Connection, kind: str, subject: DataSubject, *, source: str,
                      details: dict[str, Any] | None = None, customer_id: uuid.UUID | None = None,

@@ -105,9 +105,10 @@ class PrivacyService(Service):
 
     async def on_partner_callback(self, conn: asyncpg.Connection, partner: Partner,
                                   reply: contracts.PartnerReply) -> None:
-        """A processor confirms an erasure, or sends what it holds for an export."""
+        """A processor confirms an erasure, a correction or an objection, or sends what it holds
+        for an export."""
         if not isinstance(reply, (contracts.ErasureCompleted, contracts.ExportCompleted,
-                                  contracts.RectificationCompleted)):
+                                  contracts.RectificationCompleted, contracts.ObjectionApplied)):
             return
         task = await store.task_by_webhook(conn, reply.in_reply_to)
         if task is None or task["request_id"] != reply.request_id:
@@ -121,6 +122,8 @@ class PrivacyService(Service):
             outcome = {"records": len(reply.records)}
         elif isinstance(reply, contracts.RectificationCompleted):
             outcome = {"records_rectified": reply.records_rectified}
+        elif isinstance(reply, contracts.ObjectionApplied):
+            outcome = {"applied": True}
         else:
             outcome = {"records_erased": reply.records_erased}
         await store.set_task(conn, reply.request_id, task["participant"], "done", outcome=outcome)

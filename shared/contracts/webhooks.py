@@ -14,7 +14,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -137,6 +137,16 @@ class RectificationRequested(_SubjectRequest):
     corrections: Corrections
 
 
+class ObjectionReceived(_SubjectRequest):
+    """To the e-mail and SMS senders: the subject objected to, or withdrew consent for,
+    direct marketing or profiling; send them nothing more for it (Art. 7(3), 19, 21; P28, P29)."""
+
+    event_type: ClassVar[str] = "privacy.objection_received"
+    reason: Literal["objection", "withdrawal"]
+    purpose: Literal["direct_marketing", "profiling"] | None = None
+    channel: Literal["email", "sms"] | None = None
+
+
 class SmsRequested(WebhookEvent):
     """A text message for the SMS gateway to send (a marketing campaign's, to a number whose
     holder consented). ``message_id`` is ours: the gateway sends each one once."""
@@ -188,6 +198,11 @@ class RectificationCompleted(PartnerReply):
     records_rectified: int = Field(ge=0)
 
 
+class ObjectionApplied(PartnerReply):
+    event_type: ClassVar[str] = "objection.applied"
+    request_id: uuid.UUID
+
+
 class ExportCompleted(PartnerReply):
     event_type: ClassVar[str] = "export.completed"
     request_id: uuid.UUID
@@ -196,10 +211,10 @@ class ExportCompleted(PartnerReply):
 
 EVENTS: dict[str, type[WebhookEvent]] = {
     m.event_type: m for m in (ShipmentCreated, InvoiceIssued, SmsRequested, ErasureRequested, ExportRequested,
-                              RectificationRequested, PartnerPing)}
+                              RectificationRequested, ObjectionReceived, PartnerPing)}
 REPLIES: dict[str, type[PartnerReply]] = {
     m.event_type: m for m in (ShipmentAccepted, ShipmentDelivered, InvoiceBooked, SmsDelivered, ErasureCompleted,
-                              ExportCompleted, RectificationCompleted)}
+                              ExportCompleted, RectificationCompleted, ObjectionApplied)}
 
 
 def envelope_schema(model: type[WebhookEvent] | type[PartnerReply], direction: str) -> dict[str, Any]:

@@ -194,7 +194,11 @@ async def test_a_customer_cannot_see_anothers_requests_and_bad_input_is_refused(
         "request": {"kind": "export"}, "subject": {}, "contact_email": "x@example.lv",
         "identification": "nobody at all was identified"}, expect=422)
     assert await privacy.pool.fetchval("SELECT count(*) FROM requests") == 1
-    await privacy.completes(first["access_token"], asked["id"])
+    done = await privacy.completes(first["access_token"], asked["id"])
+    # Marketing applies the objection; the SMS gateway, which received the number, is told (Art. 19).
+    assert {t["participant"] for t in done["tasks"]} == {"marketing", "partner:the-sms-gateway"}
+    [told] = [r for r in privacy.market.gateway.received if r["message"]["type"] == "privacy.objection_received"]
+    assert (told["message"]["data"]["reason"], told["message"]["data"]["purpose"]) == ("objection", "profiling")
 
 
 async def test_every_personal_column_is_declared(privacy):
