@@ -12,6 +12,7 @@ chunk at a time: no process holds a whole history.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import secrets
@@ -58,11 +59,10 @@ class TaskRunner(NotifiedPoller):
     async def work(self) -> None:
         while not self.stopping:
             async with self.pool.acquire() as conn:
-                claimed = await store.claim_tasks(conn, 10, self.lease)
+                claimed = await store.claim_tasks(conn, self.settings.task_concurrency, self.lease)
             if not claimed:
                 return
-            for task in claimed:
-                await self.run(task)
+            await asyncio.gather(*(self.run(task) for task in claimed))  # each catches its own failure
 
     async def run(self, task: asyncpg.Record) -> None:
         request_id, participant = task["request_id"], task["participant"]
@@ -80,8 +80,9 @@ class TaskRunner(NotifiedPoller):
         except Exception as exc:  # a participant unreachable, slow or failing: later, with backoff
             give_up = task["attempts"] >= domain.MAX_ATTEMPTS
             error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
-            async with self.pool.acquire() as conn, conn.transaction():
-                await store.retry_later(conn, request_id, participant, domain.backoff(task["attempts"]), error, give_up)
+            async with self.pool.acquire() as conn, conn.transaction():  # attempts counts this one: 5 s first
+                await store.retry_later(conn, request_id, participant, domain.backoff(task["attempts"] - 1), error,
+                                        give_up)
                 if give_up:
                     TASKS_FAILED.labels(participant, "gave_up").inc()
                     await self.settle(conn, request_id)
@@ -117,8 +118,10 @@ class TaskRunner(NotifiedPoller):
             if outcome.held:  # the participant completes it when the hold ends, and tells us
                 await self.finish(request_id, participant, "held", outcome=outcome.model_dump(mode="json"))
                 return
-            await self.finish(request_id, participant, "pending", outcome=outcome.model_dump(mode="json"),
-                              stage="verify")
+            async with self.pool.acquire() as conn:  # a verification that fails is retried alone
+                await conn.execute("UPDATE tasks SET stage = 'verify', outcome = $3 WHERE request_id = $1 "
+                                   "AND participant = $2", request_id, participant, outcome.model_dump_json())
+            await self.verify(request_id, participant, subject, task["attempts"])
         else:
             await self.verify(request_id, participant, subject, task["attempts"])
 

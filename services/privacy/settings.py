@@ -16,5 +16,7 @@ class PrivacySettings(ServiceSettings, SmtpSettings):
     export_downloads: int = Field(default=3, ge=1, le=20)
     tasks_poll_s: float = Field(default=5.0, gt=0)
     task_lease_s: float = Field(default=300.0, gt=0)  # one RPC call, or one export, at the most
+    # Tasks run at once by one instance (each one RPC call, or one export, at a time).
+    task_concurrency: int = Field(default=16, ge=1, le=200)
     deadlines_poll_s: float = Field(default=60.0, gt=0)
     due_soon_days: int = Field(default=7, ge=1)
