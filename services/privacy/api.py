@@ -51,7 +51,7 @@ class PrivacyApi:
         tasks: dict[uuid.UUID, list[schemas.TaskView]] = {}
         for t in await store.tasks_of(conn, [r["id"] for r in rows]):
             tasks.setdefault(t["request_id"], []).append(schemas.TaskView(
-                participant=t["participant"], state=t["state"], attempts=t["attempts"],
+                participant=t["participant"], state=t["state"], attempts=t["attempts"], sent_at=t["sent_at"],
                 outcome=json.loads(t["outcome"]) if t["outcome"] else None, remaining=t["remaining"],
                 last_error=t["last_error"], updated_at=t["updated_at"]))
         model = schemas.StaffRequestView if for_staff else schemas.RequestView

@@ -154,6 +154,7 @@ class TaskView(BaseModel):
     participant: str
     state: str
     attempts: int
+    sent_at: dt.datetime | None = Field(description="when a processor was sent the request")
     outcome: dict | None
     remaining: list[str] | None
     last_error: str | None

@@ -38,6 +38,10 @@ REQUESTS = Gauge("veikals_privacy_requests", "Data-subject requests not complete
                  "(open, attention: a task failed, due_soon, overdue)", ["state"])
 
 
+PROCESSORS_LATE = Gauge("veikals_privacy_processor_tasks_late",
+                        "Requests sent to a processor that has not confirmed within PROCESSOR_ANSWER_S")
+
+
 class DeadlineWatch(NotifiedPoller):
     """Counts the open requests by how close they are to their deadline (P26), for alerts."""
 
@@ -54,6 +58,12 @@ class DeadlineWatch(NotifiedPoller):
                FROM requests WHERE state <> 'completed'""", dt.timedelta(days=self.settings.due_soon_days))
         for state in ("open", "attention", "overdue", "due_soon"):
             REQUESTS.labels(state).set(row[state])
+        late = await self.pool.fetchval(
+            "SELECT count(*) FROM tasks WHERE state = 'waiting' AND sent_at < now() - $1::interval",
+            dt.timedelta(seconds=self.settings.processor_answer_s))
+        PROCESSORS_LATE.set(late)
+        if late:
+            log.warning("processors have not answered privacy requests in time", tasks=late)
         if row["overdue"]:
             log.error("data-subject requests are overdue", overdue=row["overdue"])
 

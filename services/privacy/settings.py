@@ -19,4 +19,6 @@ class PrivacySettings(ServiceSettings, SmtpSettings):
     # Tasks run at once by one instance (each one RPC call, or one export, at a time).
     task_concurrency: int = Field(default=16, ge=1, le=200)
     deadlines_poll_s: float = Field(default=60.0, gt=0)
+    # A processor that has not confirmed a request this long after it was sent is shown as late.
+    processor_answer_s: int = Field(default=3 * 86400, ge=60)
     due_soon_days: int = Field(default=7, ge=1)
