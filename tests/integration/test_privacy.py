@@ -85,12 +85,16 @@ async def privacy(shop, market, payments, amqp_url):  # noqa: F811
 
 
 async def a_customer_with_history(privacy: Privacy, email: str) -> dict:
-    """An account with a paid order (a card at the PSP) and marketing consents with a profile."""
+    """An account with a paid order (a card saved at the PSP), a membership, and marketing
+    consents with a profile."""
     customer = await privacy.market.consenting_customer(email, EMAIL_OFFERS, PROFILING)
     payments = privacy.payments
     order = await payments.order(customer)
     _, paid = await payments.call("POST", "/v1/payments", customer["access_token"], payments.paying(
-        order, payment_method=await payments.tokenise()), expect=201)
+        order, payment_method=await payments.tokenise(), save_card=True), expect=201)
+    card_id = await payments.pool.fetchval("SELECT id FROM cards WHERE customer_id = $1", uuid.UUID(customer["id"]))
+    await payments.call("POST", "/v1/me/membership", customer["access_token"], {"card_id": str(card_id)},
+                        expect=201)
     await privacy.shop.reaches(order["id"], "delivered")  # the sandbox carrier delivers it
     return {**customer, "order": order, "payment": paid}
 
@@ -122,6 +126,7 @@ async def test_an_export_holds_every_participants_data_and_only_the_requesters(p
         assert words in summary
     everything = b"".join(files.read(n) for n in names if not n.startswith("summary")).decode()
     assert "anna.export@example.lv" in everything and anna["order"]["id"] in everything
+    assert any(n.startswith("payments/") and "membership" in n for n in names)
     assert "other.export@example.lv" not in everything and other["order"]["id"] not in everything
     assert any(n.startswith("orders/") and n.endswith(".csv") for n in names)
     assert any(n.startswith("partner-door-carrier/") for n in names)  # what the carrier holds
