@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
+from services.accounts.client import contact_details
 from services.marketing import domain, pages, schemas, store
 from services.marketing.consents import Ledger, UnknownWording
 from shared.auth import Principal
 from shared.http import CUSTOMER, Endpoint, FieldError, HTTPProblem, staff
-from shared.messaging import BrokerUnavailable, RpcTimeout
 from shared.subjects import Subject
 
 if TYPE_CHECKING:
@@ -62,22 +62,11 @@ class MarketingApi:
         self.settings = service.settings
         self.link_key = self.settings.link_key.get_secret_value().encode()
 
-    async def contact_details(self, customer_id: uuid.UUID) -> dict:
-        """What accounts knows of the customer: name, e-mail address, phone."""
-        try:
-            details = await self.rpc.call("accounts", "checkout_details", str(customer_id))
-        except (BrokerUnavailable, RpcTimeout):
-            raise HTTPProblem(503, "Your account cannot be read now", "Try again in a moment.",
-                              headers={"Retry-After": "5"})
-        if details is None:
-            raise HTTPProblem(404, "No such account", "There is no open account with this id.")
-        return details
-
     async def customer(self, conn: asyncpg.Connection, customer_id: uuid.UUID,
                        language: str | None = None) -> asyncpg.Record:
         """The customer's row, locked; their contact details are read from accounts the first time."""
         person = await store.person_of_customer(conn, customer_id)
-        contact = None if person is not None else await self.contact_details(customer_id)
+        contact = None if person is not None else await contact_details(self.rpc, customer_id)
         return await self.ledger.customer(conn, customer_id, contact, language)
 
     async def grant(self, conn: asyncpg.Connection, person: asyncpg.Record, consent, version: str, source: str,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
+from services.accounts.client import contact_details
 from services.privacy import archive, domain, fanout, guests, mail, schemas, store
 from services.privacy.intake import Intake
 from shared.auth import Principal
@@ -70,13 +71,7 @@ class PrivacyApi:
 
     async def submit(self, request: web.Request, caller: Principal, body: schemas.RequestIn) -> web.Response:
         customer_id = customer_of(caller)
-        try:
-            account = await self.rpc.call("accounts", "checkout_details", str(customer_id))
-        except (BrokerUnavailable, RpcTimeout):
-            raise HTTPProblem(503, "Your account cannot be read now", "Try again in a moment.",
-                              headers={"Retry-After": "5"})
-        if account is None:
-            raise HTTPProblem(404, "No such account", "There is no open account with this id.")
+        account = await contact_details(self.rpc, customer_id)
         # The account's address and number too: orders placed with them as a guest are theirs.
         subject = DataSubject(customer_id=customer_id, emails=[account["email"]],
                               phones=[account["phone"]] if account.get("phone") else [])
