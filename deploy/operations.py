@@ -109,6 +109,9 @@ async def replay(amqp_url: str, queue: str, *, dry_run: bool, limit: int | None 
     queue = queue.removesuffix(".dead-letter")
     if queue not in work_queues():
         raise LookupError(f"no work queue {queue!r} (veikals dlq list names them)")
+    if queue.startswith("rpc-") and not dry_run:  # its caller stopped waiting long ago, its deadline is past
+        raise LookupError(f"{queue}: a dead RPC request is not replayed (its caller has given up); "
+                          "list it with --dry-run, and call again from the caller")
     broker = Broker(amqp_url, name="veikals-dlq")
     await broker.connect()
     moved: list[DeadLetter] = []

@@ -66,7 +66,7 @@ class MarketingApi:
                        language: str | None = None) -> asyncpg.Record:
         """The customer's row, locked; their contact details are read from accounts the first time."""
         person = await store.person_of_customer(conn, customer_id)
-        contact = None if person is not None else await contact_details(self.rpc, customer_id)
+        contact = None if person is not None and person["email"] else await contact_details(self.rpc, customer_id)
         return await self.ledger.customer(conn, customer_id, contact, language)
 
     async def grant(self, conn: asyncpg.Connection, person: asyncpg.Record, consent, version: str, source: str,
@@ -211,11 +211,12 @@ class MarketingApi:
     async def staff_lookup(self, request: web.Request, caller: Principal, body: schemas.Whom) -> schemas.StaffConsentView:
         async with self.pool.acquire() as conn, conn.transaction():
             person, access_id = await self.staff_person(conn, caller, body, ["consents", "consent ledger"])
-            if person is None:
-                raise HTTPProblem(404, "No consents", "Marketing holds nothing for this customer or address.")
-            return schemas.StaffConsentView(
-                access_id=access_id, consents=await self.ledger.state(conn, person),
-                ledger=[schemas.LedgerEntry.model_validate(dict(r)) for r in await store.ledger(conn, person["id"])])
+            if person is not None:
+                return schemas.StaffConsentView(
+                    access_id=access_id, consents=await self.ledger.state(conn, person),
+                    ledger=[schemas.LedgerEntry.model_validate(dict(r)) for r in await store.ledger(conn, person["id"])])
+        # The look is recorded (committed) even when it found nothing.
+        raise HTTPProblem(404, "No consents", "Marketing holds nothing for this customer or address.")
 
     async def staff_grant(self, request: web.Request, caller: Principal, body: schemas.StaffGrant) -> schemas.Accepted:
         async with self.pool.acquire() as conn, conn.transaction():

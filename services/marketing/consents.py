@@ -47,6 +47,10 @@ class Ledger:
                        contact: dict[str, Any] | None, language: str | None = None) -> asyncpg.Record:
         """The customer's row, locked; made from ``contact`` (accounts' details) the first time."""
         person = await store.person_of_customer(conn, customer_id, lock=True)
+        if person is not None and person["email"] is None and contact:  # made by an objection, unknown then
+            email = contact.get("email") and contact["email"].strip().lower()
+            person = await store.update_contact(conn, customer_id, email=email, phone=contact.get("phone"),
+                                                name=contact.get("name"), **self.keys(email, contact.get("phone")))
         if person is None:
             details = dict(contact or {})
             email = details.get("email") and details["email"].strip().lower()
@@ -166,19 +170,14 @@ class Ledger:
 
 
 async def people_of(conn: asyncpg.Connection, subject: DataSubject, *, lock: bool = False) -> list[asyncpg.Record]:
-    """Every row a data subject has here: the customer's, and the guest rows of its e-mail
-    addresses and phone numbers, following the addresses on the customer's row. Another
-    customer's row is never found by an address or number they share (a family's phone)."""
+    """Every row a data subject has here: the customer's, and the guest rows of the request's
+    e-mail addresses and phone numbers or of the customer's own (account-verified) address.
+    Nothing is followed through a phone number, which no one verified and a family may share;
+    another customer's row is never found by an address or number."""
     customer_ids = [subject.customer_id] if subject.customer_id else []
-    emails, phones = set(subject.emails), set(subject.phones)
-    while True:
-        rows = await conn.fetch(
-            f"""SELECT {store.PERSON_COLUMNS} FROM people WHERE customer_id = ANY($1)
-                OR (customer_id IS NULL AND (email = ANY($2) OR phone = ANY($3))) ORDER BY id"""
-            + (" FOR UPDATE" if lock else ""),
-            customer_ids, sorted(emails), sorted(phones))
-        wider_emails = emails | {r["email"] for r in rows if r["email"]}
-        wider_phones = phones | {r["phone"] for r in rows if r["phone"]}
-        if (wider_emails, wider_phones) == (emails, phones):
-            return rows
-        emails, phones = wider_emails, wider_phones
+    own = await conn.fetch("SELECT email FROM people WHERE customer_id = ANY($1) AND email IS NOT NULL", customer_ids)
+    emails = sorted({*subject.emails, *(r["email"] for r in own)})
+    return await conn.fetch(
+        f"""SELECT {store.PERSON_COLUMNS} FROM people WHERE customer_id = ANY($1)
+            OR (customer_id IS NULL AND (email = ANY($2) OR phone = ANY($3))) ORDER BY id"""
+        + (" FOR UPDATE" if lock else ""), customer_ids, emails, sorted(set(subject.phones)))

@@ -170,9 +170,13 @@ class Texts(Body):
     en: text(4000)
 
 
+# One line: it becomes a mail header (a line break there would fail every message).
+OneLine = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$")]
+
+
 class Subjects(Body):
-    lv: text(200)
-    en: text(200)
+    lv: OneLine
+    en: OneLine
 
 
 class Audience(Body):
@@ -185,7 +189,7 @@ class Audience(Body):
 
 
 class CampaignIn(Body):
-    name: text(200)
+    name: OneLine
     channel: Literal["email", "sms"]
     subject: Subjects = omittable(description="the e-mail's subject; the campaign's name when omitted")
     body: Texts

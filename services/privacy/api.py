@@ -72,9 +72,9 @@ class PrivacyApi:
     async def submit(self, request: web.Request, caller: Principal, body: schemas.RequestIn) -> web.Response:
         customer_id = customer_of(caller)
         account = await contact_details(self.rpc, customer_id)
-        # The account's address and number too: orders placed with them as a guest are theirs.
-        subject = DataSubject(customer_id=customer_id, emails=[account["email"]],
-                              phones=[account["phone"]] if account.get("phone") else [])
+        # The account's (verified) address too: orders placed with it as a guest are theirs. Not
+        # its phone number, which no one verified and which may be someone else's too.
+        subject = DataSubject(customer_id=customer_id, emails=[account["email"]])
         async with self.pool.acquire() as conn, conn.transaction():
             row, joined = await self.intake.submit(
                 conn, body.request.kind, subject, source="customer", details=details_of(body.request),
@@ -106,10 +106,11 @@ class PrivacyApi:
                        query: schemas.LinkQuery) -> web.StreamResponse:
         """The archive, for the signed-in requester holding the mailed link (a forwarded link
         alone opens nothing)."""
+        inventories = await self.readable_inventories()  # before a download is counted
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self.one_of_mine(conn, caller, params.id)
             await self.use_link(conn, row, query.token)
-        return await self.send_archive(request, row)
+        return await self.send_archive(request, row, inventories)
 
     async def use_link(self, conn: asyncpg.Connection, row: asyncpg.Record, token: str) -> None:
         if row["kind"] != "export" or row["state"] != "completed":
@@ -117,12 +118,15 @@ class PrivacyApi:
         if not await store.use_link(conn, domain.token_hash(token), row["id"]):
             raise HTTPProblem(404, "Unknown or expired link", "The link has expired or was used up; ask again.")
 
-    async def send_archive(self, request: web.Request, row: asyncpg.Record) -> web.StreamResponse:
+    async def readable_inventories(self) -> list[DataInventory]:
         try:
-            inventories = await self.inventories()
+            return await self.inventories()
         except (BrokerUnavailable, RpcTimeout):
             raise HTTPProblem(503, "The export cannot be put together now", "Try again in a moment.",
                               headers={"Retry-After": "5"})
+
+    async def send_archive(self, request: web.Request, row: asyncpg.Record,
+                           inventories: list[DataInventory]) -> web.StreamResponse:
         response = web.StreamResponse(headers={
             "Content-Type": "application/zip",
             "Content-Disposition": f'attachment; filename="veikals-export-{row["id"]}.zip"'})
@@ -189,6 +193,7 @@ class PrivacyApi:
 
     async def guest_download(self, request: web.Request, params: schemas.IdPath,
                              query: schemas.DownloadQuery) -> web.StreamResponse:
+        inventories = await self.readable_inventories()  # before the code and a download are used
         async with self.pool.acquire() as conn, conn.transaction():
             row = await store.request(conn, params.id)
             used = None if row is None or row["customer_id"] is not None else await guests.use_code(
@@ -197,7 +202,7 @@ class PrivacyApi:
                 await self.use_link(conn, row, query.token)
         if used is None:
             raise WRONG_CODE
-        return await self.send_archive(request, row)
+        return await self.send_archive(request, row, inventories)
 
     # --- staff ------------------------------------------------------------------------------------
 
@@ -267,6 +272,8 @@ class PrivacyApi:
                 raise HTTPProblem(409, f"The task is {task['state']}", "Only a failed, waiting or held task is retried.")
             # A processor is asked again (a new message); a service runs its step again.
             await store.set_task(conn, params.id, params.participant, "pending", error=None)
+            await conn.execute("UPDATE tasks SET attempts = 0 WHERE request_id = $1 AND participant = $2",
+                               params.id, params.participant)  # all its retries again
             await fanout.settle(conn, params.id, self.outbox, self.settings)
             [view] = await self.views(conn, [await store.request(conn, params.id)], for_staff=True)
         return view
@@ -275,8 +282,9 @@ class PrivacyApi:
                      body: schemas.ManualOutcome) -> schemas.StaffRequestView:
         async with self.pool.acquire() as conn, conn.transaction():
             task = await self.locked_task(conn, params)
-            if task["state"] in domain.FINISHED:
-                raise HTTPProblem(409, f"The task is {task['state']}", "A finished task keeps its outcome.")
+            if task["state"] not in ("failed", "waiting", "held"):  # done, or being run now
+                raise HTTPProblem(409, f"The task is {task['state']}",
+                                  "Only a failed, waiting or held task takes an outcome by hand.")
             await store.set_task(conn, params.id, params.participant, "manual", outcome={
                 "manual": body.outcome, "reason": body.reason, "by": caller.subject})
             row = await store.request(conn, params.id)

@@ -35,10 +35,13 @@ def due_at(received: dt.datetime, extended_by_months: int = 0) -> dt.datetime:
     return add_months(received, 1 + extended_by_months)
 
 
-def subject_key(secret: bytes, kind: str, subject: DataSubject) -> bytes:
-    """The keyed hash that finds an open request of the same kind for the same subject."""
+def subject_key(secret: bytes, kind: str, subject: DataSubject, details: dict | None = None) -> bytes:
+    """The keyed hash that finds an open request the same as this one: the same kind, subject
+    and, for a correction, objection or withdrawal, the same details (an objection to
+    profiling does not swallow a later one to direct marketing)."""
     canonical = json.dumps({"kind": kind, "customer_id": str(subject.customer_id or ""),
-                            "emails": sorted(subject.emails), "phones": sorted(subject.phones)}, sort_keys=True)
+                            "emails": sorted(subject.emails), "phones": sorted(subject.phones),
+                            "details": details or {}}, sort_keys=True)
     return hmac.new(secret, canonical.encode(), hashlib.sha256).digest()
 
 

@@ -81,6 +81,7 @@ class TaskRunner(NotifiedPoller):
             give_up = task["attempts"] >= domain.MAX_ATTEMPTS
             error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
             async with self.pool.acquire() as conn, conn.transaction():  # attempts counts this one: 5 s first
+                await store.request(conn, request_id, lock=True)
                 await store.retry_later(conn, request_id, participant, domain.backoff(task["attempts"] - 1), error,
                                         give_up)
                 if give_up:
@@ -197,13 +198,22 @@ class TaskRunner(NotifiedPoller):
         else:
             message = (ExportRequested if request["kind"] == "export" else ErasureRequested)(**common)
         async with self.pool.acquire() as conn, conn.transaction():
+            await store.request(conn, request["id"], lock=True)
+            task = await store.task(conn, request["id"], participant, lock=True)
+            if task is None or task["state"] != "pending":
+                return
             webhook_id = await enqueue(conn, partner, message)
             await store.set_task(conn, request["id"], participant, "waiting", webhook_id=webhook_id)
 
     # --- after each step ----------------------------------------------------------------------
 
     async def finish(self, request_id: uuid.UUID, participant: str, state: str, **changes: Any) -> None:
+        """Record the step, unless staff took the task over meanwhile (it is no longer pending)."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await store.request(conn, request_id, lock=True)  # request, then task: the order everywhere
+            task = await store.task(conn, request_id, participant, lock=True)
+            if task is None or task["state"] != "pending":
+                return
             await store.set_task(conn, request_id, participant, state, **changes)
             await self.settle(conn, request_id)
 

@@ -30,6 +30,7 @@ def new_code() -> str:
 async def send_code(conn: asyncpg.Connection, email: str, purpose: str, language: str, *,
                     asked: dict | None = None, request_id: uuid.UUID | None = None) -> None:
     """Mail a code to ``email`` (unless enough went there this hour: the answer is the same)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('guest-code:' || $1))", email)  # one at a time
     recent = await conn.fetchval(
         "SELECT count(*) FROM guest_codes WHERE email = $1 AND created_at > now() - interval '1 hour'", email)
     if recent >= MAX_CODES_PER_HOUR:

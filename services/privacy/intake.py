@@ -31,7 +31,9 @@ class Intake:
                      contact_email: str | None = None, language: str = "lv", identification: str | None = None,
                      staff_id: uuid.UUID | None = None) -> tuple[asyncpg.Record, bool]:
         """The request (new, or the open one it joins) and whether it was joined."""
-        key = domain.subject_key(self.subject_secret, kind, subject)
+        if details and details.get("purpose") == "profiling":
+            details = {k: v for k, v in details.items() if k != "channel"}  # profiling has no channel
+        key = domain.subject_key(self.subject_secret, kind, subject, details)
         now = dt.datetime.now(dt.timezone.utc)
         row = await store.add_request(conn, {
             "id": uuid.uuid4(), "kind": kind, "subject": subject.model_dump(mode="json"), "subject_key": key,

@@ -100,7 +100,7 @@ class SubjectIn(Body):
 
     customer_id: uuid.UUID = omittable()
     emails: list[Email] = Field(default_factory=list, max_length=5)
-    phones: list[Annotated[str, Field(pattern=r"^\+?[0-9]{6,15}$")]] = Field(default_factory=list, max_length=5)
+    phones: list[Phone] = Field(default_factory=list, max_length=5)
 
     @model_validator(mode="after")
     def _someone(self) -> "SubjectIn":

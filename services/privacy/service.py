@@ -94,13 +94,13 @@ class PrivacyService(Service):
     async def on_account_closed(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
         """P22: closing an account starts its erasure."""
         closed = AccountClosed.model_validate(data)
-        subject = DataSubject(customer_id=closed.customer_id, emails=[closed.email],
-                              phones=[closed.phone] if closed.phone else [])
+        subject = DataSubject(customer_id=closed.customer_id, emails=[closed.email])  # not an unverified phone
         await self.intake.submit(conn, "erasure", subject, source="account_closed", customer_id=closed.customer_id,
                                  contact_email=closed.email)
 
     async def held_released(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
         done = HeldErasureCompleted.model_validate(data)
+        await store.request(conn, done.request_id, lock=True)
         task = await store.task(conn, done.request_id, done.participant, lock=True)
         if task is not None and task["state"] == "held":  # now verify what it erased
             await store.set_task(conn, done.request_id, done.participant, "pending", stage="verify")
@@ -121,7 +121,7 @@ class PrivacyService(Service):
                                   contracts.RectificationCompleted, contracts.ObjectionApplied)):
             return
         task = await store.task_by_webhook(conn, reply.in_reply_to)
-        if task is None or task["request_id"] != reply.request_id:
+        if task is None or task["request_id"] != reply.request_id or task["participant"] != f"partner:{partner.name}":
             raise HTTPProblem(422, "Unknown request", "No request of ours to you has this id.")
         if task["state"] != "waiting":
             return  # answered before

@@ -108,11 +108,17 @@ async def retry_later(conn: asyncpg.Connection, request_id: uuid.UUID, participa
     await conn.execute(
         """UPDATE tasks SET lease_until = NULL, last_error = $4, updated_at = now(),
                state = CASE WHEN $5 THEN 'failed' ELSE state END, next_attempt_at = now() + $3::interval
-           WHERE request_id = $1 AND participant = $2""", request_id, participant, delay, error, give_up)
+           WHERE request_id = $1 AND participant = $2 AND state = 'pending'""",
+        request_id, participant, delay, error, give_up)
 
 
 async def task_by_webhook(conn: asyncpg.Connection, webhook_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE webhook_id = $1 FOR UPDATE", webhook_id)
+    """The task a processor's answer is for, locked (its request first: the order everywhere)."""
+    found = await conn.fetchrow("SELECT request_id, participant FROM tasks WHERE webhook_id = $1", webhook_id)
+    if found is None:
+        return None
+    await request(conn, found["request_id"], lock=True)
+    return await task(conn, found["request_id"], found["participant"], lock=True)
 
 
 async def set_state(conn: asyncpg.Connection, request_id: uuid.UUID, state: str) -> None:

@@ -71,6 +71,8 @@ class DataSubject(_Contract):
         out = []
         for phone in value:
             normalized = re.sub(r"[\s().-]", "", phone)
+            if normalized.startswith("00"):  # as shared.fields.Phone stores it
+                normalized = "+" + normalized[2:]
             if not _PHONE.match(normalized):
                 raise ValueError(f"not a phone number (digits, optional leading +): {phone!r}")
             out.append(normalized)

@@ -311,3 +311,21 @@ async def test_a_rectification_corrects_the_account_and_reaches_the_processors_t
         return await privacy.market.pool.fetchval(
             "SELECT name FROM people WHERE customer_id = $1", uuid.UUID(anna["id"])) == "Anna Labotā"
     await eventually(marketing_knows)
+
+
+async def test_a_shared_or_borrowed_phone_number_opens_no_one_elses_orders(privacy):
+    victim = {"name": "Vija Guest", "email": "vija.guest@example.lv", "phone": "+37129000123"}
+    theirs = await privacy.shop.guest_order(guest=victim)
+    taker = await privacy.shop.client.customer("taker@example.lv", phone=victim["phone"])  # the same number
+    token = taker["access_token"]
+    _, objected = await privacy.call("POST", "/v1/me/privacy-requests", token,
+                                     {"request": {"kind": "objection", "purpose": "profiling"}}, expect=202)
+    _, again = await privacy.call("POST", "/v1/me/privacy-requests", token,
+                                  {"request": {"kind": "objection", "purpose": "direct_marketing"}}, expect=202)
+    assert again["id"] != objected["id"] and again["joined"] is False  # another objection, not the same one
+    _, asked = await privacy.call("POST", "/v1/me/privacy-requests", token, {"request": {"kind": "erasure"}},
+                                  expect=202)
+    await privacy.completes(token, asked["id"])
+    assert await privacy.shop.status(theirs["id"]) == "created"  # the guest's order is untouched
+    assert await privacy.shop.pool.fetchval("SELECT contact_email FROM orders WHERE id = $1",
+                                            uuid.UUID(theirs["id"])) == victim["email"]
