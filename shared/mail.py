@@ -94,13 +94,16 @@ class MailSender(NotifiedPoller):
                 await self._send(row)
 
     async def _claim(self) -> list[asyncpg.Record]:
+        # The lease covers the whole batch at the relay's slowest: a message still in hand is not
+        # claimed again by another instance.
+        lease = max(LEASE, dt.timedelta(seconds=self.batch_size * self.settings.smtp_timeout_s + 60))
         return await self.pool.fetch(
             """UPDATE outgoing_mail SET lease_until = now() + $2::interval, attempts = attempts + 1
                WHERE id IN (SELECT id FROM outgoing_mail
                             WHERE sent_at IS NULL AND next_attempt_at <= now() AND attempts < $3
                               AND (lease_until IS NULL OR lease_until < now())
                             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-               RETURNING id, recipient, subject, body, attempts""", self.batch_size, LEASE, MAX_ATTEMPTS)
+               RETURNING id, recipient, subject, body, attempts""", self.batch_size, lease, MAX_ATTEMPTS)
 
     async def _send(self, row: asyncpg.Record) -> None:
         s = self.settings

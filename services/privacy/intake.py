@@ -35,15 +35,18 @@ class Intake:
             details = {k: v for k, v in details.items() if k != "channel"}  # profiling has no channel
         key = domain.subject_key(self.subject_secret, kind, subject, details)
         now = dt.datetime.now(dt.timezone.utc)
-        row = await store.add_request(conn, {
-            "id": uuid.uuid4(), "kind": kind, "subject": subject.model_dump(mode="json"), "subject_key": key,
-            "customer_id": customer_id, "contact_email": contact_email, "language": language, "details": details,
-            "source": source, "identification": identification, "staff_id": staff_id, "received_at": now,
-            "due_at": domain.due_at(now)}, domain.participants(kind, self.processors()))
-        if row is None:
-            joined = await store.open_request(conn, kind, key)
-            assert joined is not None
-            return joined, True
+        for _ in range(3):  # the open request it would join may complete meanwhile: then it is new
+            row = await store.add_request(conn, {
+                "id": uuid.uuid4(), "kind": kind, "subject": subject.model_dump(mode="json"), "subject_key": key,
+                "customer_id": customer_id, "contact_email": contact_email, "language": language,
+                "details": details, "source": source, "identification": identification, "staff_id": staff_id,
+                "received_at": now, "due_at": domain.due_at(now)}, domain.participants(kind, self.processors()))
+            if row is not None:
+                break
+            if (joined := await store.open_request(conn, kind, key)) is not None:
+                return joined, True
+        else:
+            raise RuntimeError("the request neither joined an open one nor could be added")
         await self.outbox.add(conn, "request_changed", schemas.RequestChanged(
             request_id=row["id"], kind=kind, state=row["state"], what="received", at=now).model_dump(mode="json"),
             subject=Subject.customer(customer_id) if customer_id else None)
