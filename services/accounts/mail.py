@@ -9,7 +9,6 @@ import asyncpg
 from services.accounts.settings import AccountsSettings
 from services.payments.schemas import MembershipNotice
 from shared import mail
-from shared.mail import MAX_ATTEMPTS  # noqa: F401 (tests read it here)
 
 NOTIFY_CHANNEL = "veikals_accounts_mail"
 

@@ -175,9 +175,4 @@ async def people_of(conn: asyncpg.Connection, subject: DataSubject, *, lock: boo
     Nothing is followed through a phone number, which no one verified and a family may share;
     another customer's row is never found by an address or number."""
     customer_ids = [subject.customer_id] if subject.customer_id else []
-    own = await conn.fetch("SELECT email FROM people WHERE customer_id = ANY($1) AND email IS NOT NULL", customer_ids)
-    emails = sorted({*subject.emails, *(r["email"] for r in own)})
-    return await conn.fetch(
-        f"""SELECT {store.PERSON_COLUMNS} FROM people WHERE customer_id = ANY($1)
-            OR (customer_id IS NULL AND (email = ANY($2) OR phone = ANY($3))) ORDER BY id"""
-        + (" FOR UPDATE" if lock else ""), customer_ids, emails, sorted(set(subject.phones)))
+    return await store.people_of(conn, customer_ids, subject.emails, list(set(subject.phones)), lock=lock)

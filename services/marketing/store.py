@@ -376,3 +376,14 @@ async def confirmation(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.R
     return await conn.fetchrow(
         """SELECT c.person_id, p.language FROM consent_confirmations c JOIN people p ON p.id = c.person_id
            WHERE c.token_hash = $1 AND c.expires_at > now()""", token_hash)
+
+
+async def people_of(conn: asyncpg.Connection, customer_ids: list[uuid.UUID], emails: list[str], phones: list[str],
+                    *, lock: bool = False) -> list[asyncpg.Record]:
+    """The customers' rows, and the guest rows of these addresses and numbers (or of the
+    customers' own addresses)."""
+    own = await conn.fetch("SELECT email FROM people WHERE customer_id = ANY($1) AND email IS NOT NULL", customer_ids)
+    return await conn.fetch(
+        f"""SELECT {PERSON_COLUMNS} FROM people WHERE customer_id = ANY($1)
+            OR (customer_id IS NULL AND (email = ANY($2) OR phone = ANY($3))) ORDER BY id"""
+        + (" FOR UPDATE" if lock else ""), customer_ids, sorted({*emails, *(r["email"] for r in own)}), sorted(phones))

@@ -158,8 +158,7 @@ class PrivacyApi:
                     conn, asked["kind"], DataSubject(emails=[body.email]), source="guest", details=asked["details"],
                     contact_email=body.email, language=asked["language"])
                 status_token = secrets.token_urlsafe(24)
-                await conn.execute("UPDATE requests SET guest_token_hash = $2 WHERE id = $1",
-                                   row["id"], domain.token_hash(status_token))
+                await store.set_guest_token(conn, row["id"], domain.token_hash(status_token))
                 [view] = await self.views(conn, [row], joined=joined)
         if used is None:  # a wrong guess is counted (committed) before the answer
             raise WRONG_CODE
@@ -271,9 +270,7 @@ class PrivacyApi:
             if task["state"] not in ("failed", "waiting", "held"):
                 raise HTTPProblem(409, f"The task is {task['state']}", "Only a failed, waiting or held task is retried.")
             # A processor is asked again (a new message); a service runs its step again.
-            await store.set_task(conn, params.id, params.participant, "pending", error=None)
-            await conn.execute("UPDATE tasks SET attempts = 0 WHERE request_id = $1 AND participant = $2",
-                               params.id, params.participant)  # all its retries again
+            await store.retry_afresh(conn, params.id, params.participant)
             await fanout.settle(conn, params.id, self.outbox, self.settings)
             [view] = await self.views(conn, [await store.request(conn, params.id)], for_staff=True)
         return view

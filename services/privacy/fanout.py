@@ -120,8 +120,7 @@ class TaskRunner(NotifiedPoller):
                 await self.finish(request_id, participant, "held", outcome=outcome.model_dump(mode="json"))
                 return
             async with self.pool.acquire() as conn:  # a verification that fails is retried alone
-                await conn.execute("UPDATE tasks SET stage = 'verify', outcome = $3 WHERE request_id = $1 "
-                                   "AND participant = $2", request_id, participant, outcome.model_dump_json())
+                await store.to_verify(conn, request_id, participant, outcome.model_dump_json())
             await self.verify(request_id, participant, subject, task["attempts"])
         else:
             await self.verify(request_id, participant, subject, task["attempts"])
@@ -166,11 +165,7 @@ class TaskRunner(NotifiedPoller):
         subject = DataSubject.model_validate_json(request["subject"])
         if request["kind"] == "export":
             async with self.pool.acquire() as conn:
-                rows = await conn.fetch(
-                    """SELECT kind, source, state, received_at, due_at, completed_at FROM requests
-                       WHERE customer_id = $1 OR subject->>'customer_id' = $1::text
-                          OR subject->'emails' ?| $2::text[] ORDER BY received_at""",
-                    subject.customer_id, subject.emails)
+                rows = await store.requests_about(conn, subject.customer_id, subject.emails)
                 await store.clear_export(conn, request["id"], domain.OWN)
                 await store.add_export_records(conn, request["id"], domain.OWN, [
                     ("data-subject requests", {k: (v.isoformat() if isinstance(v, dt.datetime) else v)

@@ -50,17 +50,11 @@ class DeadlineWatch(NotifiedPoller):
         self.settings = settings
 
     async def work(self) -> None:
-        row = await self.pool.fetchrow(
-            """SELECT count(*) FILTER (WHERE state = 'open') AS open,
-                      count(*) FILTER (WHERE state = 'attention') AS attention,
-                      count(*) FILTER (WHERE due_at < now()) AS overdue,
-                      count(*) FILTER (WHERE due_at >= now() AND due_at < now() + $1::interval) AS due_soon
-               FROM requests WHERE state <> 'completed'""", dt.timedelta(days=self.settings.due_soon_days))
+        async with self.pool.acquire() as conn:
+            row = await store.deadline_counts(conn, dt.timedelta(days=self.settings.due_soon_days))
+            late = await store.late_processor_tasks(conn, dt.timedelta(seconds=self.settings.processor_answer_s))
         for state in ("open", "attention", "overdue", "due_soon"):
             REQUESTS.labels(state).set(row[state])
-        late = await self.pool.fetchval(
-            "SELECT count(*) FROM tasks WHERE state = 'waiting' AND sent_at < now() - $1::interval",
-            dt.timedelta(seconds=self.settings.processor_answer_s))
         PROCESSORS_LATE.set(late)
         if late:
             log.warning("processors have not answered privacy requests in time", tasks=late)

@@ -181,3 +181,42 @@ async def link_exists(conn: asyncpg.Connection, token_hash: bytes, request_id: u
     return await conn.fetchval(
         """SELECT EXISTS (SELECT 1 FROM export_links WHERE token_hash = $1 AND request_id = $2
                           AND expires_at > now() AND downloads_left > 0)""", token_hash, request_id)
+
+
+async def to_verify(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str, outcome: str) -> None:
+    """The erasure's answer kept; what is left of the task is its re-read."""
+    await conn.execute("UPDATE tasks SET stage = 'verify', outcome = $3 WHERE request_id = $1 AND participant = $2",
+                       request_id, participant, outcome)
+
+
+async def retry_afresh(conn: asyncpg.Connection, request_id: uuid.UUID, participant: str) -> None:
+    """Staff's retry: the task pending again, with all its attempts."""
+    await set_task(conn, request_id, participant, "pending")
+    await conn.execute("UPDATE tasks SET attempts = 0 WHERE request_id = $1 AND participant = $2",
+                       request_id, participant)
+
+
+async def set_guest_token(conn: asyncpg.Connection, request_id: uuid.UUID, token_hash: bytes) -> None:
+    await conn.execute("UPDATE requests SET guest_token_hash = $2 WHERE id = $1", request_id, token_hash)
+
+
+async def requests_about(conn: asyncpg.Connection, customer_id: uuid.UUID | None, emails: list[str]) -> list[asyncpg.Record]:
+    """The requests a subject made or that named them (the privacy service's own export)."""
+    return await conn.fetch(
+        """SELECT kind, source, state, received_at, due_at, completed_at FROM requests
+           WHERE customer_id = $1 OR subject->>'customer_id' = $1::text OR subject->'emails' ?| $2::text[]
+           ORDER BY received_at""", customer_id, emails)
+
+
+async def deadline_counts(conn: asyncpg.Connection, due_soon: dt.timedelta) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE state = 'open') AS open,
+                  count(*) FILTER (WHERE state = 'attention') AS attention,
+                  count(*) FILTER (WHERE due_at < now()) AS overdue,
+                  count(*) FILTER (WHERE due_at >= now() AND due_at < now() + $1::interval) AS due_soon
+           FROM requests WHERE state <> 'completed'""", due_soon)
+
+
+async def late_processor_tasks(conn: asyncpg.Connection, after: dt.timedelta) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM tasks WHERE state = 'waiting' AND sent_at < now() - $1::interval", after)

@@ -11,6 +11,7 @@ import pytest
 
 from deploy.mailsink import MailSink, code_in
 from services.accounts import mail, schemas, store
+from shared import mail as shared_mail
 from services.accounts.privacy import INVENTORY, NOT_PERSONAL
 from services.accounts.api import AccountsApi
 from services.accounts.service import AccountsService, create_staff_account
@@ -570,7 +571,7 @@ async def test_a_message_that_cannot_be_composed_is_given_up_and_the_rest_go(acc
     await mailsink.wait_for("fine@example.lv")
     error = await eventually(lambda: pool.fetchval(
         """SELECT last_error FROM outgoing_mail WHERE recipient LIKE 'line%'
-           AND attempts = $1 AND sent_at IS NULL""", mail.MAX_ATTEMPTS))
+           AND attempts = $1 AND sent_at IS NULL""", shared_mail.MAX_ATTEMPTS))
     assert "cannot be composed" in error
 
 

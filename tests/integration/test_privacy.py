@@ -20,7 +20,7 @@ from tests.conftest import eventually, own_database
 from tests.integration.inventory import undeclared_columns
 from tests.integration.test_accounts import mailsink  # noqa: F401 (a fixture)
 from tests.integration.test_marketing import EMAIL_OFFERS, PROFILING, market  # noqa: F401 (a fixture)
-from tests.integration.test_orders import ADDRESS, free_tcp_port, shop  # noqa: F401 (a fixture)
+from tests.integration.test_orders import free_tcp_port, shop  # noqa: F401 (a fixture)
 from tests.integration.test_payments import payments  # noqa: F401 (a fixture)
 
 
