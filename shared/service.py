@@ -18,10 +18,10 @@ from typing import Any, Awaitable, Callable, ClassVar, Literal
 import asyncpg
 from aiohttp import web
 
-from shared import db, http
+from shared import db, http, retention
 from shared.auth import Principal, TokenVerifier, check_token
 from shared.config import ServiceSettings, load_settings
-from shared.contracts.privacy import DataInventory
+from shared.contracts.privacy import DataInventory, RetentionReport
 from shared.contracts.webhooks import PartnerPing, PartnerReply
 from shared.inbox import RpcCalls, first_delivery
 from shared.logging import configure_logging, get_logger
@@ -112,6 +112,8 @@ class Service:
     migrations: ClassVar[Path | None] = None
     version: ClassVar[str] = "1"
     inventory: ClassVar[DataInventory]
+    # How the retention clock of each of its entries with a period is read (beside the inventory).
+    retention_clocks: ClassVar[retention.Clocks] = {}
     settings_class: ClassVar[type[ServiceSettings]] = ServiceSettings
 
     def __init__(self, deps: Dependencies) -> None:
@@ -189,6 +191,14 @@ class Service:
     async def privacy_inventory(self) -> DataInventory:
         """The personal data this service holds (the privacy participant contract)."""
         return self.inventory.model_copy(update={"entries": [*self.inventory.entries, *SHARED_INVENTORY]})
+
+    @rpc(changes_state=False)
+    async def privacy_retention(self) -> RetentionReport:
+        """For each category with a retention period, the oldest record held and whether it is
+        overdue (the privacy participant contract; the privacy service's retention report)."""
+        inventory = await self.privacy_inventory()
+        async with self.pool.acquire() as conn:
+            return await retention.report(conn, inventory, {**retention.SHARED_CLOCKS, **self.retention_clocks})
 
 
 def _members(service: Service, marker: str) -> dict[str, tuple[Any, Any]]:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from services.accounts import domain, mail, schemas, store
 from services.accounts.api import AccountsApi, account_of, change_profile, create_staff_account
-from services.accounts.privacy import INVENTORY, RetentionSweep, erase, export_chunk, inventory, sweep
+from services.accounts.privacy import CLOCKS, INVENTORY, RetentionSweep, erase, export_chunk, inventory, sweep
 from services.accounts.settings import AccountsSettings
 from services.accounts.tokens import SigningKeys
 from shared.auth import Principal, TokenVerifier, authenticate, authorize
@@ -35,6 +35,7 @@ class AccountsService(Service):
     name = "accounts"
     migrations = Path(__file__).parent / "migrations"
     inventory = INVENTORY
+    retention_clocks = CLOCKS
     settings_class = AccountsSettings
 
     def __init__(self, deps: Dependencies) -> None:

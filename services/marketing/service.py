@@ -35,6 +35,7 @@ class MarketingService(Service):
     name = "marketing"
     migrations = Path(__file__).parent / "migrations"
     inventory = privacy.INVENTORY
+    retention_clocks = privacy.CLOCKS
     settings_class = MarketingSettings
 
     def __init__(self, deps: Dependencies) -> None:

@@ -35,6 +35,7 @@ class OrdersService(Service):
     name = "orders"
     migrations = Path(__file__).parent / "migrations"
     inventory = privacy.INVENTORY
+    retention_clocks = privacy.CLOCKS
     settings_class = OrdersSettings
 
     def __init__(self, deps: Dependencies) -> None:

@@ -34,6 +34,7 @@ class PaymentsService(Service):
     name = "payments"
     migrations = Path(__file__).parent / "migrations"
     inventory = privacy.INVENTORY
+    retention_clocks = privacy.CLOCKS
     settings_class = PaymentsSettings
 
     def __init__(self, deps: Dependencies) -> None:

@@ -46,6 +46,7 @@ class PrivacyApi:
         self.intake: Intake = service.intake
         self.settings = service.settings
         self.own_inventory = service.privacy_inventory
+        self.retention_report = service.retention_report
 
     async def views(self, conn: asyncpg.Connection, rows: list[asyncpg.Record], *, for_staff: bool = False,
                     joined: bool = False) -> list:
@@ -292,6 +293,9 @@ class PrivacyApi:
             [view] = await self.views(conn, [await store.request(conn, params.id)], for_staff=True)
         return view
 
+    async def retention(self, request: web.Request, caller: Principal) -> schemas.RetentionReportView:
+        return await self.retention_report()
+
     def endpoints(self) -> list[Endpoint]:
         E, me, path, task = Endpoint, ["me"], schemas.IdPath, schemas.TaskPath
         return [
@@ -321,6 +325,9 @@ class PrivacyApi:
             E("GET", "/v1/guest-privacy-requests/{id}/export", self.guest_download,
               "Download the export (a ZIP) with the mailed link and a fresh code", params=path,
               query=schemas.DownloadQuery, problems=(404, 409, 503), tags=["guests"]),
+            E("GET", "/v1/staff/retention-report", self.retention,
+              "Each service's oldest record held against its declared retention, and what is overdue",
+              response=schemas.RetentionReportView, auth=SUPPORT, tags=["staff"]),
             E("POST", "/v1/staff/privacy-requests", self.staff_submit,
               "Enter a request that arrived by e-mail or letter (support)", body=schemas.StaffRequestIn,
               response=schemas.StaffRequestView, status=202, auth=SUPPORT, tags=["staff"]),

@@ -190,6 +190,47 @@ class StaffRequestList(BaseModel):
     items: list[StaffRequestView]
 
 
+# --- the retention report ----------------------------------------------------------------------
+
+class RetentionRow(BaseModel):
+    """One category of one participant: the oldest record held against its declared retention."""
+    participant: str
+    category: str
+    table: str
+    period_days: int
+    after: str = Field(description="what starts the period")
+    oldest: dt.datetime | None = Field(description="when the period of the oldest record held started")
+    due: dt.datetime | None = Field(description="when the sweep was to remove that record")
+    records: int = Field(description="records held whose period has started")
+    past_due: int = Field(description="of those, records past their period")
+    overdue: bool = Field(description="the oldest is more than a day past its period: the sweep has not removed it")
+    error: str | None = Field(description="why the figures could not be read")
+
+
+class ParticipantRetention(BaseModel):
+    participant: str
+    state: Literal["answered", "unreachable", "failed"]
+    error: str | None = Field(description="why it did not answer, or what it answered instead")
+    at: dt.datetime | None = Field(description="when it read its figures")
+
+
+class RetentionSummary(BaseModel):
+    ok: bool = Field(description="every participant answered, every row was read, and none is overdue")
+    participants: int
+    unreachable: list[str] = Field(description="participants that did not answer in time")
+    failed: list[str] = Field(description="participants that answered with an error")
+    rows: int
+    overdue: int = Field(description="rows whose oldest record is overdue")
+    unreadable: int = Field(description="rows whose figures could not be read")
+
+
+class RetentionReportView(BaseModel):
+    at: dt.datetime
+    summary: RetentionSummary
+    participants: list[ParticipantRetention]
+    rows: list[RetentionRow]
+
+
 # --- events on privacy.events -------------------------------------------------------------------
 
 class RequestChanged(BaseModel):

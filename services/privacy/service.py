@@ -18,7 +18,7 @@ import asyncpg
 from prometheus_client import Gauge
 
 from services.accounts.schemas import AccountClosed
-from services.privacy import fanout, privacy, store
+from services.privacy import fanout, privacy, retention, schemas, store
 from services.privacy.api import PrivacyApi
 from services.privacy.intake import Intake
 from services.privacy.mail import MAIL_CHANNEL
@@ -66,6 +66,7 @@ class PrivacyService(Service):
     name = "privacy"
     migrations = Path(__file__).parent / "migrations"
     inventory = privacy.INVENTORY
+    retention_clocks = privacy.CLOCKS
     settings_class = PrivacySettings
 
     def __init__(self, deps: Dependencies) -> None:
@@ -150,6 +151,12 @@ class PrivacyService(Service):
         return {"id": str(row["id"]), "kind": row["kind"], "state": row["state"],
                 "received_at": row["received_at"].isoformat(), "due_at": row["due_at"].isoformat(),
                 "tasks": {t["participant"]: t["state"] for t in tasks}}
+
+    @rpc(changes_state=False)
+    async def retention_report(self) -> schemas.RetentionReportView:
+        """Each participant's oldest record held against its declared retention, and what is
+        overdue (``n.rpc.privacy.retention_report()``; staff: ``GET /v1/staff/retention-report``)."""
+        return await retention.gather(self.rpc, self.privacy_retention, self.settings.retention_report_timeout_s)
 
     @rpc(changes_state=True)
     async def run_retention_sweep(self, conn: asyncpg.Connection) -> dict[str, int]:

@@ -22,3 +22,5 @@ class PrivacySettings(ServiceSettings, SmtpSettings):
     # A processor that has not confirmed a request this long after it was sent is shown as late.
     processor_answer_s: int = Field(default=3 * 86400, ge=60)
     due_soon_days: int = Field(default=7, ge=1)
+    # How long the retention report waits for each participant; one that takes longer is shown unreachable.
+    retention_report_timeout_s: float = Field(default=10.0, gt=0, le=60)

@@ -2,7 +2,7 @@
 
 The privacy service asks every participant (each service, and each processor adapter) to
 export or erase one data subject's data; each participant answers with these messages. Over
-RPC a participant serves three methods:
+RPC a participant serves four methods:
 
 - ``privacy_inventory() -> DataInventory``: what personal data it holds, declared in code.
 - ``privacy_export(ExportRequest) -> ExportChunk``: one bounded chunk of the subject's data;
@@ -11,6 +11,9 @@ RPC a participant serves three methods:
 - ``privacy_erase(ErasureRequest) -> ErasureOutcome``: what was erased, what is retained (with
   legal basis and until when) and what is held by a legal hold; ``re-check`` with
   ``ErasureRequest(verify_only=True)`` re-reads and lists what is still there.
+- ``privacy_retention() -> RetentionReport``: for each category with a retention period, when
+  the period of the oldest record still held started, and whether it is overdue (read-only:
+  the privacy service's retention report, which shows that the sweeps run).
 
 Requests and answers travel as JSON (``model_dump(mode="json")``) and are validated on both
 sides with ``model_validate``.
@@ -28,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MAX_CHUNK_RECORDS = 500
 # P25: accounting records (invoices, payments) are kept seven years (Accounting Law, art. 10).
 ACCOUNTING_PERIOD = dt.timedelta(days=7 * 366)
-PARTICIPANT_METHODS = ("privacy_inventory", "privacy_export", "privacy_erase")
+PARTICIPANT_METHODS = ("privacy_inventory", "privacy_export", "privacy_erase", "privacy_retention")
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9]{6,15}$")
@@ -185,4 +188,29 @@ class HeldErasureCompleted(_Contract):
     request_id: uuid.UUID
     participant: str
     erased: list[Erased] = Field(default_factory=list)
+    at: dt.datetime
+
+
+class RetentionAge(_Contract):
+    """How long one category of data with a retention period has been kept: a row of the
+    retention report. A record's period starts at the event its entry names (``after``); the
+    sweep removes it ``period_days`` later."""
+
+    category: str
+    table: str
+    period_days: int = Field(ge=1)
+    after: str
+    oldest: dt.datetime | None = Field(
+        default=None, description="when the period of the oldest record still held started (None: no record's has)")
+    due: dt.datetime | None = Field(default=None, description="oldest + period: when the sweep was to remove it")
+    records: int = Field(default=0, ge=0, description="records held whose period has started")
+    past_due: int = Field(default=0, ge=0, description="of those, records past their period")
+    overdue: bool = Field(default=False, description="the oldest is past its period by more than a day: "
+                                                      "the sweeps, which run hourly, have not removed it")
+    error: str | None = Field(default=None, description="why the figures could not be read (they are then empty)")
+
+
+class RetentionReport(_Contract):
+    participant: str
+    entries: list[RetentionAge] = Field(default_factory=list)
     at: dt.datetime
