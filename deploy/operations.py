@@ -1,5 +1,6 @@
-"""Operator commands (``veikals migrate``, ``veikals sweep``, ``veikals dlq``): what a deploy
-runs as Jobs and CronJobs, and what an operator runs after fixing the cause of dead letters.
+"""Operator commands (``veikals migrate``, ``veikals sweep``, ``veikals dlq``, ``veikals audit``):
+what a deploy runs as Jobs and CronJobs, what an operator runs after fixing the cause of dead
+letters, and the audit log's verification and checkpoints.
 
 Each reads the named service's settings from the environment (``VEIKALS_<SERVICE>_*``), as
 the service itself does.
@@ -43,20 +44,41 @@ async def migrate(name: str) -> list[str]:
         await pool.close()
 
 
-async def sweep(name: str, timeout: float = 600.0) -> dict[str, int]:
-    """Ask a running instance of the service to run its retention sweep now."""
+async def call(name: str, method: str, *args, timeout: float = 600.0):
+    """Call ``method`` of a running instance of the service over RPC (as ``nameko shell`` would)."""
     cls = service_class(name)
-    if not hasattr(cls, "run_retention_sweep"):
-        raise LookupError(f"the {name} service keeps nothing that a sweep deletes")
-    broker = Broker(load_settings(name, cls.settings_class).amqp_url, name="veikals-sweep")
+    if not hasattr(cls, method):
+        raise LookupError(f"the {name} service has no {method}")
+    broker = Broker(load_settings(name, cls.settings_class).amqp_url, name="veikals-operator")
     await broker.connect()
-    client = RpcClient(broker, "veikals-sweep", timeout=timeout)
+    client = RpcClient(broker, "veikals-operator", timeout=timeout)
     await client.start()
     try:
-        return await client.call(name, "run_retention_sweep")
+        return await client.call(name, method, *args)
     finally:
         await client.stop()
         await broker.close()
+
+
+async def sweep(name: str, timeout: float = 600.0) -> dict[str, int]:
+    """Ask a running instance of the service to run its retention sweep now."""
+    if not hasattr(service_class(name), "run_retention_sweep"):
+        raise LookupError(f"the {name} service keeps nothing that a sweep deletes")
+    return await call(name, "run_retention_sweep", timeout=timeout)
+
+
+async def verify_audit_log(anchor: str | None = None) -> dict:
+    """The privacy service's check of its audit log's hash chain; ``anchor`` is a checkpoint
+    kept elsewhere, ``seq:hash``."""
+    seq, _, digest = (anchor or "").partition(":")
+    if anchor and not (seq.isdigit() and len(digest) == 64):
+        raise LookupError("an anchor is seq:hash, as 'veikals audit checkpoint' prints it")
+    return await call("privacy", "verify_audit_log", int(seq) if anchor else None, digest or None)
+
+
+async def audit_checkpoint() -> dict:
+    """Record the audit log's chain end now; the operator keeps what it prints elsewhere."""
+    return await call("privacy", "audit_checkpoint")
 
 
 # --- dead letters -------------------------------------------------------------------------

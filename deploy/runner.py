@@ -630,6 +630,21 @@ def sweep_command(service: str) -> None:
     print(json.dumps(done, indent=2, sort_keys=True))
 
 
+def audit_command(args: argparse.Namespace) -> bool:
+    try:
+        if args.audit_command == "checkpoint":
+            mark = asyncio.run(operations.audit_checkpoint())
+            print(f"{mark['seq']}:{mark['hash']}")
+            return True
+        found = asyncio.run(operations.verify_audit_log(args.anchor))
+    except LookupError as exc:
+        raise Failed(str(exc))
+    except Exception as exc:
+        raise Failed(f"The privacy service did not answer: {describe(exc)}")
+    print(json.dumps(found, indent=2, sort_keys=True))
+    return bool(found["intact"])
+
+
 def dlq_command(args: argparse.Namespace) -> bool:
     url = load_settings("accounts").amqp_url  # any service's: they share the broker
     try:
@@ -817,6 +832,13 @@ def main(argv: list[str] | None = None) -> int:
                         ("sweep", "ask a running service to run its retention sweep now (a CronJob)")]:
         sub = commands.add_parser(name, help=help_, description=help_)
         sub.add_argument("service", choices=SERVICES)
+    help_ = "verify the audit log's hash chain, or print a checkpoint of it to keep elsewhere"
+    audit_parser = commands.add_parser("audit", help=help_, description=help_)
+    audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
+    verify_parser = audit_commands.add_parser("verify", help="walk the chain; name the first entry changed, "
+                                                             "removed or moved (exit 1 if one is)")
+    verify_parser.add_argument("--anchor", help="a checkpoint kept elsewhere, seq:hash")
+    audit_commands.add_parser("checkpoint", help="record the chain's end now and print it (seq:hash)")
     help_ = "list dead-lettered messages per queue, or replay them to their queue"
     dlq_parser = commands.add_parser("dlq", help=help_, description=help_)
     dlq_commands = dlq_parser.add_subparsers(dest="dlq_command", required=True)
@@ -831,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     actions["migrate"] = lambda: migrate_command(args.service)
     actions["sweep"] = lambda: sweep_command(args.service)
     actions["dlq"] = lambda: dlq_command(args)
+    actions["audit"] = lambda: audit_command(args)
 
     configure_logging("veikals-runner", "warning")  # keep library info logs off the terminal
     try:

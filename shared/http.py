@@ -210,8 +210,15 @@ class Endpoint:
     # headers; the handler verifies it).
     raw_body: bool = False
     signed: bool = False
+    # A staff route says which categories of personal data it shows or acts on; each call is
+    # then an audit-log entry (P16), which the handler writes. ``()``: it touches none. A staff
+    # route that says nothing is refused, so none is left out by forgetting.
+    audited: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.auth is not None and self.auth.kind == "staff" and self.audited is None:
+            raise ValueError(f"{self.method} {self.path}: a staff route must declare the personal data it "
+                             "reads (audited=(categories...)), or audited=() when it reads none")
         names = set(_path_names(self.path))
         declared = set(self.params.model_fields) if self.params is not None else set()
         if names != declared:
@@ -438,6 +445,8 @@ def openapi_document(service: str, version: str, endpoints: list[Endpoint]) -> d
             op["security"] = [{"bearer": sorted(ep.auth.roles)}]
             op["description"] = ep.auth.describe()
             op["x-veikals-access"] = {"kind": ep.auth.kind, "roles": sorted(ep.auth.roles)}
+        if ep.audited is not None:
+            op["x-veikals-audited"] = list(ep.audited)
         elif ep.signed:
             op["security"] = [{"webhookSignature": []}]
         parameters = []

@@ -57,13 +57,13 @@ OUTBOX_INVENTORY = InventoryEntry(
     purpose="deliver each change to the services that act on it, exactly once",
     legal_basis=LegalBasis.CONTRACT,
     retention=Retention(period_days=PUBLISHED_RETENTION.days, after="the event is published"),
-    recipients=["the shop's own services"])
+    recipients=[])  # our own services only: no recipient outside the shop
 RPC_REPLY_INVENTORY = InventoryEntry(
     category="replies to state-changing calls", table="rpc_calls", fields=["reply"],
     purpose="answer a repeated call with its first reply instead of acting twice",
     legal_basis=LegalBasis.CONTRACT,
     retention=Retention(period_days=RPC_REPLY_RETENTION.days, after="the call"),
-    recipients=["the shop's own services"])
+    recipients=[])  # our own services only: no recipient outside the shop
 
 
 @dataclass(frozen=True)

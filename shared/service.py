@@ -22,6 +22,7 @@ from shared import db, http, retention
 from shared.auth import Principal, TokenVerifier, check_token
 from shared.config import ServiceSettings, load_settings
 from shared.contracts.privacy import DataInventory, RetentionReport
+from shared.contracts.audit import StaffAccessed
 from shared.contracts.webhooks import PartnerPing, PartnerReply
 from shared.inbox import RpcCalls, first_delivery
 from shared.logging import configure_logging, get_logger
@@ -159,6 +160,12 @@ class Service:
 
     async def readiness(self) -> dict[str, str]:
         checks = {"broker": "ok" if self.deps.broker.connected else "unreachable"}
+    async def staff_accessed(self, conn: asyncpg.Connection, access: StaffAccessed) -> None:
+        """Tell the audit log that staff looked at personal data (P16), in the transaction of
+        the look: published as ``staff_accessed`` without a subject, so the record outlives
+        the customer's erasure. (The privacy service, which keeps the log, writes it directly.)"""
+        await self.outbox.add(conn, "staff_accessed", access.model_dump(mode="json"))
+
         try:
             async with asyncio.timeout(2):
                 await self.pool.fetchval("SELECT 1")
@@ -276,7 +283,7 @@ class ServiceRuntime:
             await loop.start()
             self._background.append(loop)
 
-        endpoints = [*service.endpoints(), *staff_endpoints(self._pool, partners),
+        endpoints = [*service.endpoints(), *staff_endpoints(self._pool, partners, service.staff_accessed),
                      callback_endpoint(self._pool, partners, name, service.on_partner_callback)]
         app = http.make_app(name, version=service.version, endpoints=endpoints,
                             readiness=service.readiness, authenticate=service.authenticate)

@@ -169,17 +169,18 @@ TOMBSTONE_INVENTORY = InventoryEntry(
     category="erased data subjects (tombstones)", table="erased_subjects", fields=["subject", "erased_at"],
     purpose="drop late events about a subject after its erasure, so none writes the data back",
     legal_basis=LegalBasis.LEGAL_OBLIGATION,
-    retention=Retention(after="the erasure; a keyed hash that names no one without the service's key"),
+    retention=Retention(after="the service is retired (a late event may come at any time); a keyed hash that "
+                                  "names no one without the service's key"),
     clauses=["P22"])
 
 SUBJECT_VERSION_INVENTORY = InventoryEntry(
     category="event order per data subject", table="subject_versions_seen", fields=["subject"],
     purpose="apply only the newest state of a subject that events carry",
     legal_basis=LegalBasis.CONTRACT,
-    retention=Retention(after="until the subject is erased; a keyed hash that names no one by itself"))
+    retention=Retention(after="the subject is erased; a keyed hash that names no one by itself"))
 
 PUBLISHED_VERSION_INVENTORY = InventoryEntry(
     category="event counters per data subject", table="subject_versions", fields=["subject"],
     purpose="number the events about each subject in the order they happened",
     legal_basis=LegalBasis.CONTRACT,
-    retention=Retention(after="kept for the service's life; a keyed hash that names no one by itself"))
+    retention=Retention(after="the service is retired; a keyed hash that names no one by itself"))

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from services.accounts import domain, mail, schemas, store
 from shared.auth import Principal
+from shared.contracts.audit import StaffAccessed
 from shared.http import CUSTOMER, SIGNED_IN, Endpoint, HTTPProblem, staff
 from shared.logging import get_logger
 from shared.outbox import Outbox
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from services.accounts.service import AccountsService
 
 log = get_logger(__name__)
+
+# What a staff look-up of a customer shows (recorded in the audit log, P16).
+CUSTOMER_RECORD = ("contact details", "delivery addresses")
 
 MAX_ADDRESSES = 20
 WRONG_LOGIN = HTTPProblem(401, "Wrong e-mail or password", "Check both and try again.")
@@ -351,10 +355,10 @@ class AccountsApi:
             row = customer_id and await store.profile(conn, customer_id)
             if not row:
                 raise HTTPProblem(404, "No such customer", "No customer account matches.")
-            categories = ["contact details", "delivery addresses"]
+            categories = list(CUSTOMER_RECORD)
             access = await store.record_staff_access(conn, staff_id, customer_id, body.reason, categories)
             # No subject: the audit record outlives the customer's erasure (P16).
-            await self.outbox.add(conn, "staff_accessed", schemas.StaffAccessed(
+            await self.outbox.add(conn, "staff_accessed", StaffAccessed(
                 access_id=access["id"], staff_id=staff_id, customer_id=customer_id, reason=body.reason,
                 categories=categories, at=access["at"]).model_dump(mode="json"))
             addresses = await store.addresses(conn, customer_id)
@@ -421,13 +425,14 @@ class AccountsApi:
               response=schemas.TokenPair, problems=(401, 429), tags=["staff"]),
             E("POST", "/v1/staff/accounts", self.create_staff, "Create a staff account (admin)",
               body=schemas.StaffAccountIn, response=schemas.StaffAccount, status=201, auth=admin,
-              problems=(409,), tags=["staff"]),
+              problems=(409,), tags=["staff"], audited=()),
             E("POST", "/v1/staff/customer-lookups", self.lookup_customer,
               "Look at a customer's data (support; recorded with its reason)",
               body=schemas.CustomerLookup, response=schemas.CustomerRecord, auth=support,
-              problems=(404,), tags=["staff"]),
+              problems=(404,), tags=["staff"], audited=CUSTOMER_RECORD),
             E("GET", "/v1/staff/usage-stats", self.usage_stats, "Sign-ins per day and network (admin)",
-              query=schemas.UsageQuery, response=schemas.UsageStats, auth=admin, tags=["staff"]),
+              query=schemas.UsageQuery, response=schemas.UsageStats, auth=admin, tags=["staff"],
+              audited=()),  # counts per day and network, no one in them
         ]
 
 

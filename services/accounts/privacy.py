@@ -76,7 +76,7 @@ def inventory(session_log_days: int) -> DataInventory:
             purpose="send verification codes and account notices",
             legal_basis=LegalBasis.CONTRACT,
             retention=Retention(period_days=7, after="the message is sent"),
-            recipients=["e-mail sender"], clauses=["P15"]),
+            recipients=["email"], clauses=["P15"]),
         InventoryEntry(
             category="sign-in throttling", table="throttle", fields=["key"],
             purpose="stop password guessing (keyed hashes of addresses and networks, never in the clear)",

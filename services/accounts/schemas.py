@@ -233,14 +233,3 @@ class AccountClosed(Event):
     email: str
     phone: str | None
     closed_at: dt.datetime
-
-
-class StaffAccessed(Event):
-    """A staff member looked at a customer's data (P16), for the audit log."""
-    type: Literal["staff_accessed"] = "staff_accessed"
-    access_id: uuid.UUID
-    staff_id: uuid.UUID
-    customer_id: uuid.UUID
-    reason: str
-    categories: list[str]
-    at: dt.datetime

@@ -19,12 +19,14 @@ from services.accounts.client import contact_details
 from services.marketing import domain, pages, schemas, store
 from services.marketing.consents import Ledger, UnknownWording
 from shared.auth import Principal
+from shared.contracts.audit import StaffAccessed
 from shared.http import CUSTOMER, Endpoint, FieldError, HTTPProblem, staff
-from shared.subjects import Subject
 
 if TYPE_CHECKING:
     from services.marketing.service import MarketingService
 
+# What a staff look-up of someone's consents shows (recorded in the audit log, P16).
+CONSENT_RECORD = ("consents", "consent ledger")
 BAD_LINK = HTTPProblem(404, "Unknown or expired link",
                        "This link is not one of ours, or it has expired. Your consents are unchanged.")
 ANSWERS = {
@@ -202,15 +204,15 @@ class MarketingApi:
         customer_id = whom.customer_id or (person["customer_id"] if person else None)
         access = await store.record_access(conn, customer_of(caller), person and person["id"], customer_id,
                                            whom.reason, categories)
-        await self.outbox.add(conn, "staff_accessed", schemas.StaffAccessed(
+        # No subject: the audit record outlives the customer's erasure (P16).
+        await self.outbox.add(conn, "staff_accessed", StaffAccessed(
             access_id=access["id"], staff_id=customer_of(caller), customer_id=customer_id, reason=whom.reason,
-            categories=categories, at=access["at"]).model_dump(mode="json"),
-            subject=Subject.customer(customer_id) if customer_id else None)
+            categories=categories, at=access["at"]).model_dump(mode="json"))
         return person, access["id"]
 
     async def staff_lookup(self, request: web.Request, caller: Principal, body: schemas.Whom) -> schemas.StaffConsentView:
         async with self.pool.acquire() as conn, conn.transaction():
-            person, access_id = await self.staff_person(conn, caller, body, ["consents", "consent ledger"])
+            person, access_id = await self.staff_person(conn, caller, body, list(CONSENT_RECORD))
             if person is not None:
                 return schemas.StaffConsentView(
                     access_id=access_id, consents=await self.ledger.state(conn, person),
@@ -220,14 +222,14 @@ class MarketingApi:
 
     async def staff_grant(self, request: web.Request, caller: Principal, body: schemas.StaffGrant) -> schemas.Accepted:
         async with self.pool.acquire() as conn, conn.transaction():
-            person, _ = await self.staff_person(conn, caller, body, ["consents"], create=True, language=body.language)
+            person, _ = await self.staff_person(conn, caller, body, list(CONSENT_RECORD), create=True, language=body.language)
             assert person is not None
             return await self.grant(conn, person, body.consent, body.wording_version, "support", customer_of(caller))
 
     async def staff_withdrawal(self, request: web.Request, caller: Principal,
                                body: schemas.StaffWithdrawal) -> schemas.Accepted:
         async with self.pool.acquire() as conn, conn.transaction():
-            person, _ = await self.staff_person(conn, caller, body, ["consents"])
+            person, _ = await self.staff_person(conn, caller, body, list(CONSENT_RECORD))
             if person is None or not await self.ledger.withdraw(
                     conn, person, body.consent.purpose, schemas.channel_of(body.consent), "support",
                     customer_of(caller)):
@@ -317,24 +319,28 @@ class MarketingApi:
               response=schemas.ProfileAnswer, auth=CUSTOMER, tags=me),
             E("POST", "/v1/staff/consent-lookups", self.staff_lookup,
               "A customer's or address's consents and ledger (support; recorded with its reason)",
-              body=schemas.Whom, response=schemas.StaffConsentView, auth=support, problems=(404,), tags=["staff"]),
+              body=schemas.Whom, response=schemas.StaffConsentView, auth=support, problems=(404,), tags=["staff"],
+              audited=CONSENT_RECORD),
             E("POST", "/v1/staff/consents/grant", self.staff_grant,
               "Record a consent the customer asked for by e-mail (support; recorded; e-mail ones are confirmed by link)",
               body=schemas.StaffGrant, response=schemas.Accepted, auth=support, problems=(404, 409, 503),
-              tags=["staff"]),
+              tags=["staff"], audited=CONSENT_RECORD),
             E("POST", "/v1/staff/consents/withdraw", self.staff_withdrawal,
               "Withdraw a consent on the customer's e-mailed request (support; recorded)",
-              body=schemas.StaffWithdrawal, response=schemas.Accepted, auth=support, tags=["staff"]),
+              body=schemas.StaffWithdrawal, response=schemas.Accepted, auth=support, tags=["staff"],
+              audited=CONSENT_RECORD),
             E("POST", "/v1/staff/campaigns", self.new_campaign, "Create a campaign (a draft)",
-              body=schemas.CampaignIn, response=schemas.Campaign, status=201, auth=marketing, tags=["campaigns"]),
+              body=schemas.CampaignIn, response=schemas.Campaign, status=201, auth=marketing, tags=["campaigns"],
+              audited=()),  # campaigns show counts, never recipients
             E("GET", "/v1/staff/campaigns", self.list_campaigns, "Campaigns, newest first",
-              query=schemas.CampaignQuery, response=schemas.CampaignList, auth=marketing, tags=["campaigns"]),
+              query=schemas.CampaignQuery, response=schemas.CampaignList, auth=marketing, tags=["campaigns"],
+              audited=()),
             E("GET", "/v1/staff/campaigns/{id}", self.read_campaign, "One campaign and its progress", params=path,
-              response=schemas.Campaign, auth=marketing, problems=(404,), tags=["campaigns"]),
+              response=schemas.Campaign, auth=marketing, problems=(404,), tags=["campaigns"], audited=()),
             E("POST", "/v1/staff/campaigns/{id}/send", self.send_campaign,
               "Send a draft: to those who consent at this moment", params=path, response=schemas.Campaign,
-              auth=marketing, problems=(404, 409), tags=["campaigns"]),
+              auth=marketing, problems=(404, 409), tags=["campaigns"], audited=()),
             E("POST", "/v1/staff/campaigns/{id}/cancel", self.cancel_campaign,
               "Cancel a draft, or stop a campaign being sent", params=path, response=schemas.Campaign,
-              auth=marketing, problems=(404, 409), tags=["campaigns"]),
+              auth=marketing, problems=(404, 409), tags=["campaigns"], audited=()),
         ]

@@ -56,7 +56,7 @@ INVENTORY = DataInventory(participant="marketing", entries=[
         category="objections", table="objections", fields=["person_id", "purpose", "source", "at"],
         purpose="stop direct marketing or profiling for whoever objected (Art. 21)",
         legal_basis=LegalBasis.LEGAL_OBLIGATION,
-        retention=Retention(after="until the person consents afresh or is erased", clause="P29"), clauses=["P29"]),
+        retention=Retention(after="the person consents afresh or is erased", clause="P29"), clauses=["P29"]),
     InventoryEntry(
         category="preference profile", table="profiles",
         fields=["person_id", "orders", "spend_cents", "currency", "first_order_at", "last_order_at"],
@@ -78,7 +78,7 @@ INVENTORY = DataInventory(participant="marketing", entries=[
         category="suppressed addresses", table="suppressions", fields=["key"],
         purpose="never market to an erased e-mail address or phone number without fresh consent",
         legal_basis=LegalBasis.LEGITIMATE_INTEREST,
-        retention=Retention(after="until its holder consents afresh; a keyed hash that names no one without "
+        retention=Retention(after="its holder consents afresh; a keyed hash that names no one without "
                                   "the service's key", clause="P22"), clauses=["P22", "P28"]),
     InventoryEntry(
         category="staff access records", table="staff_access", fields=["staff_id", "person_id", "customer_id", "reason"],

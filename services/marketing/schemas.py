@@ -239,10 +239,3 @@ class ConsentChanged(BaseModel):
     at: dt.datetime
 
 
-class StaffAccessed(BaseModel):
-    access_id: uuid.UUID
-    staff_id: uuid.UUID
-    customer_id: uuid.UUID | None
-    reason: str
-    categories: list[str]
-    at: dt.datetime

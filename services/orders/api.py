@@ -29,6 +29,8 @@ log = get_logger(__name__)
 NOT_FOUND = HTTPProblem(404, "No such order", "There is no such order in your account.")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 LOOKUP_LIMIT = 100
+# What a staff look-up of a customer's orders shows (recorded in the audit log, P16).
+ORDER_RECORD = ("orders", "contact details", "delivery address", "complaints")
 
 
 def customer_of(caller: Principal) -> uuid.UUID:
@@ -272,7 +274,7 @@ class OrdersApi:
             customer_id = rows[0]["customer_id"]
             access_id = await self.lifecycle.staff_accessed(
                 conn, customer_of(caller), customer_id, body.order_id, body.reason,
-                ["orders", "contact details", "delivery address", "complaints"])
+                list(ORDER_RECORD))
             complaints = await store.complaints_of(conn, customer_id=customer_id,
                                                    order_ids=[r["id"] for r in rows])
             orders = await views(conn, rows[:LOOKUP_LIMIT])
@@ -349,20 +351,22 @@ class OrdersApi:
               "What you bought, by month and category (paid orders)", query=schemas.SummaryQuery,
               response=schemas.PurchaseSummary, auth=CUSTOMER, tags=me),
             E("POST", "/v1/staff/products", self.add_product, "Add a product (admin)", body=schemas.ProductIn,
-              response=schemas.Product, status=201, auth=admin, problems=(409,), tags=["staff"]),
+              response=schemas.Product, status=201, auth=admin, problems=(409,), tags=["staff"], audited=()),
             E("PATCH", "/v1/staff/products/{id}", self.change_product, "Change a product (admin)", params=path,
-              body=schemas.ProductChange, response=schemas.Product, auth=admin, problems=(404,), tags=["staff"]),
+              body=schemas.ProductChange, response=schemas.Product, auth=admin, problems=(404,), tags=["staff"],
+              audited=()),
             E("POST", "/v1/staff/order-lookups", self.lookup,
               "Look at a customer's orders (support; recorded with its reason)", body=schemas.OrderLookup,
-              response=schemas.OrderRecord, auth=support, problems=(404,), tags=["staff"]),
+              response=schemas.OrderRecord, auth=support, problems=(404,), tags=["staff"], audited=ORDER_RECORD),
             E("POST", "/v1/staff/complaints", self.staff_complaint,
               "Open a complaint for a customer (support; recorded)", body=schemas.StaffComplaintIn,
-              response=schemas.Complaint, status=201, auth=support, problems=(404,), tags=["staff"]),
+              response=schemas.Complaint, status=201, auth=support, problems=(404,), tags=["staff"],
+              audited=("orders", "complaints")),
             E("POST", "/v1/staff/complaints/{id}/resolve", self.resolve_complaint,
               "Resolve a complaint (support; recorded)", params=path, body=schemas.Resolution,
-              response=schemas.Complaint, auth=support, problems=(404, 409), tags=["staff"]),
+              response=schemas.Complaint, auth=support, problems=(404, 409), tags=["staff"], audited=("complaints",)),
             E("POST", "/v1/staff/orders/{id}/cancel", self.staff_cancel,
               "Cancel an order for a customer (support; recorded; a paid one is refunded)", params=path,
               body=schemas.StatusChange, response=schemas.Order, auth=support, problems=(404, 409),
-              tags=["staff"]),
+              tags=["staff"], audited=("orders",)),
         ]

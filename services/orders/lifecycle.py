@@ -17,6 +17,7 @@ from services.orders import domain, schemas, store
 from services.orders.settings import OrdersSettings
 from services.payments.schemas import PaymentSucceeded, RefundSucceeded
 from shared.contracts import webhooks as contracts
+from shared.contracts.audit import StaffAccessed
 from shared.logging import get_logger
 from shared.outbox import Outbox
 from shared.subjects import Subject
@@ -250,8 +251,8 @@ class Lifecycle:
         """Record a staff look at a customer's orders, and tell the audit log (P16). The event
         names no subject: the record outlives the customer's erasure."""
         access = await store.record_staff_access(conn, staff_id, customer_id, order_id, reason, categories)
-        await self.outbox.add(conn, "staff_accessed", schemas.StaffAccessed(
-            access_id=access["id"], staff_id=staff_id, customer_id=customer_id, order_id=order_id,
-            reason=reason, categories=categories, at=access["at"]).model_dump(mode="json"))
+        await self.outbox.add(conn, "staff_accessed", StaffAccessed(
+            access_id=access["id"], staff_id=staff_id, customer_id=customer_id, reason=reason,
+            categories=categories, at=access["at"], about=order_id and f"order {order_id}").model_dump(mode="json"))
         log.info("staff looked at orders", staff=str(staff_id), access=str(access["id"]))
         return access["id"]

@@ -351,16 +351,6 @@ class ComplaintChanged(BaseModel):
     at: dt.datetime
 
 
-class StaffAccessed(BaseModel):
-    access_id: uuid.UUID
-    staff_id: uuid.UUID
-    customer_id: uuid.UUID | None
-    order_id: uuid.UUID | None
-    reason: str
-    categories: list[str]
-    at: dt.datetime
-
-
 class Accepted(BaseModel):
     status: str
     detail: str

@@ -22,6 +22,7 @@ from services.payments.billing import AlreadyMember
 from services.payments.charges import acts_on
 from shared import inputs
 from shared.auth import Principal
+from shared.contracts.audit import StaffAccessed
 from shared.http import CUSTOMER, Endpoint, FieldError, HTTPProblem, read_body, staff
 from shared.inbox import first_delivery
 from shared.logging import get_logger
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from services.payments.service import PaymentsService
 
 log = get_logger(__name__)
+
+# What a staff refund acts on (recorded in the audit log, P16).
+REFUND_RECORD = ("payments", "refunds")
 
 MAX_WEBHOOK_BYTES = 256 * 1024
 NO_PAYMENT = HTTPProblem(404, "No such payment", "There is no such payment in your account.")
@@ -85,6 +89,7 @@ class PaymentsApi:
         self.psp: psp.Psp = service.psp
         self.charges = service.charges
         self.billing = service.billing
+        self.outbox = service.outbox
 
     # --- cards ---------------------------------------------------------------------------------
 
@@ -318,6 +323,11 @@ class PaymentsApi:
             except domain.RefundTooLarge as exc:
                 raise HTTPProblem(409, "More than is left to refund",
                                   f"{exc.left} cents of this payment are left to refund.")
+            # No subject: the audit record outlives the customer's erasure (P16).
+            await self.outbox.add(conn, "staff_accessed", StaffAccessed(
+                access_id=refund["id"], staff_id=uuid.UUID(caller.subject), customer_id=payment["customer_id"],
+                reason=body.reason, categories=list(REFUND_RECORD), at=refund["created_at"],
+                about=f"payment {payment['id']}").model_dump(mode="json"))
         refund = await self.charges.send_refund(refund)
         if refund["status"] == "failed":
             raise HTTPProblem(409, "Refund refused by the payment provider", refund["failure_message"])
@@ -389,7 +399,7 @@ class PaymentsApi:
               auth=CUSTOMER, problems=(409,), tags=me),
             E("POST", "/v1/staff/refunds", self.refund, "Refund a payment to its card (accounting, admin)",
               body=schemas.RefundIn, response=schemas.Refund, status=201, auth=staff("accounting", "admin"),
-              problems=(404, 409), tags=["staff"]),
+              problems=(404, 409), tags=["staff"], audited=REFUND_RECORD),
             E("POST", "/v1/psp/webhooks", self.webhook, "An event from the PSP (Stripe-Signature signed)",
               body=schemas.StripeEvent, response=schemas.EventReceived, raw_body=True, problems=(401,),
               tags=["psp"]),

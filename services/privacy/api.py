@@ -1,6 +1,8 @@
 """The privacy service's HTTP routes: a customer's requests (submit, status with each
-participant's progress, the export's download) and the staff queue (enter a request that
-arrived by e-mail, filter by state and due date, extend, retry a task, record a manual outcome).
+participant's progress, the export's download), the staff queue (enter a request that
+arrived by e-mail, filter by state and due date, extend, retry a task, record a manual outcome)
+and the audit log (admin). Every staff look is an audit entry; what staff do to a request is
+recorded, as theirs, by the database's triggers (``store.act_as``).
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import datetime as dt
 import hmac
 import json
 import secrets
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -15,7 +18,8 @@ import asyncpg
 from aiohttp import web
 
 from services.accounts.client import contact_details
-from services.privacy import archive, domain, fanout, guests, mail, schemas, store
+from services.privacy import archive, audit, domain, fanout, guests, mail, notice, records, schemas, store
+from services.privacy.document import html
 from services.privacy.intake import Intake
 from shared.auth import Principal
 from shared.contracts.privacy import DataInventory, DataSubject
@@ -28,6 +32,12 @@ if TYPE_CHECKING:
 NOT_FOUND = HTTPProblem(404, "No such request", "You have no request with this id.")
 WRONG_CODE = HTTPProblem(404, "Wrong or expired code", "Ask for a new code if this one has expired.")
 SUPPORT = staff("support", "admin")
+ADMIN = staff("admin")
+STAFF = staff()
+# What staff see of a request (recorded in the audit log, P16).
+REQUEST_RECORD = ("data-subject requests", "outcomes of each participant")
+AUDIT_RECORD = ("audit log",)
+RECORD_FRESH_S = 60.0  # the notice and the record are rebuilt from the participants' declarations this often
 
 
 def customer_of(caller: Principal) -> uuid.UUID:
@@ -46,6 +56,8 @@ class PrivacyApi:
         self.intake: Intake = service.intake
         self.settings = service.settings
         self.own_inventory = service.privacy_inventory
+        self.partners = service.partners
+        self._record: tuple[float, records.RecordOfProcessing] | None = None
         self.retention_report = service.retention_report
 
     async def views(self, conn: asyncpg.Connection, rows: list[asyncpg.Record], *, for_staff: bool = False,
@@ -77,6 +89,7 @@ class PrivacyApi:
         # its phone number, which no one verified and which may be someone else's too.
         subject = DataSubject(customer_id=customer_id, emails=[account["email"]])
         async with self.pool.acquire() as conn, conn.transaction():
+            await store.act_as(conn, f"staff:{caller.subject}")
             row, joined = await self.intake.submit(
                 conn, body.request.kind, subject, source="customer", details=details_of(body.request),
                 customer_id=customer_id, contact_email=account["email"], language=body.language)
@@ -213,14 +226,18 @@ class PrivacyApi:
                 conn, body.request.kind, body.subject.subject(), source="staff", details=details_of(body.request),
                 customer_id=None, contact_email=body.contact_email, language=body.language,
                 identification=body.identification, staff_id=customer_of(caller))
+            await audit.staff_look(conn, customer_of(caller), action="entered a request", categories=REQUEST_RECORD,
+                                   subject_id=row["customer_id"], request_id=row["id"], detail={"joined": joined})
             [view] = await self.views(conn, [row], for_staff=True, joined=joined)
         return web.Response(status=202, text=view.model_dump_json(), content_type="application/json")
 
     async def staff_queue(self, request: web.Request, caller: Principal,
                           query: schemas.QueueQuery) -> schemas.StaffRequestList:
         within = None if query.due_within_days is None else dt.timedelta(days=query.due_within_days)
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             rows = await store.queue(conn, query.state, within, query.limit)
+            await audit.staff_look(conn, customer_of(caller), action="read the request queue",
+                                   categories=REQUEST_RECORD, detail={"requests": len(rows)})
             return schemas.StaffRequestList(items=await self.views(conn, rows, for_staff=True))
 
     async def staff_request(self, conn: asyncpg.Connection, request_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record:
@@ -231,14 +248,18 @@ class PrivacyApi:
 
     async def staff_read(self, request: web.Request, caller: Principal,
                          params: schemas.IdPath) -> schemas.StaffRequestView:
-        async with self.pool.acquire() as conn:
-            [view] = await self.views(conn, [await self.staff_request(conn, params.id)], for_staff=True)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self.staff_request(conn, params.id)
+            await audit.staff_look(conn, customer_of(caller), action="read a request", categories=REQUEST_RECORD,
+                                   subject_id=row["customer_id"], request_id=row["id"])
+            [view] = await self.views(conn, [row], for_staff=True)
         return view
 
     async def extend(self, request: web.Request, caller: Principal, params: schemas.IdPath,
                      body: schemas.Extension) -> schemas.StaffRequestView:
         """P27: up to two more months, with a reason the requester is told within the first month."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await store.act_as(conn, f"staff:{caller.subject}")
             row = await self.staff_request(conn, params.id, lock=True)
             if row["state"] == "completed":
                 raise HTTPProblem(409, "Already completed", "A completed request needs no more time.")
@@ -255,10 +276,14 @@ class PrivacyApi:
             await self.outbox.add(conn, "request_changed", schemas.RequestChanged(
                 request_id=row["id"], kind=row["kind"], state=row["state"], what="extended",
                 at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
+            await audit.staff_look(conn, customer_of(caller), action="extended a request", categories=REQUEST_RECORD,
+                                   subject_id=row["customer_id"], request_id=row["id"])
             [view] = await self.views(conn, [row], for_staff=True)
         return view
 
-    async def locked_task(self, conn: asyncpg.Connection, params: schemas.TaskPath) -> asyncpg.Record:
+    async def locked_task(self, conn: asyncpg.Connection, caller: Principal,
+                          params: schemas.TaskPath) -> asyncpg.Record:
+        await store.act_as(conn, f"staff:{caller.subject}")
         await self.staff_request(conn, params.id, lock=True)
         task = await store.task(conn, params.id, params.participant, lock=True)
         if task is None:
@@ -267,19 +292,22 @@ class PrivacyApi:
 
     async def retry(self, request: web.Request, caller: Principal, params: schemas.TaskPath) -> schemas.StaffRequestView:
         async with self.pool.acquire() as conn, conn.transaction():
-            task = await self.locked_task(conn, params)
+            task = await self.locked_task(conn, caller, params)
             if task["state"] not in ("failed", "waiting", "held"):
                 raise HTTPProblem(409, f"The task is {task['state']}", "Only a failed, waiting or held task is retried.")
             # A processor is asked again (a new message); a service runs its step again.
             await store.retry_afresh(conn, params.id, params.participant)
             await fanout.settle(conn, params.id, self.outbox, self.settings)
-            [view] = await self.views(conn, [await store.request(conn, params.id)], for_staff=True)
+            row = await store.request(conn, params.id)
+            await audit.staff_look(conn, customer_of(caller), action=f"retried the task of {params.participant}",
+                                   categories=REQUEST_RECORD, subject_id=row["customer_id"], request_id=row["id"])
+            [view] = await self.views(conn, [row], for_staff=True)
         return view
 
     async def manual(self, request: web.Request, caller: Principal, params: schemas.TaskPath,
                      body: schemas.ManualOutcome) -> schemas.StaffRequestView:
         async with self.pool.acquire() as conn, conn.transaction():
-            task = await self.locked_task(conn, params)
+            task = await self.locked_task(conn, caller, params)
             if task["state"] not in ("failed", "waiting", "held"):  # done, or being run now
                 raise HTTPProblem(409, f"The task is {task['state']}",
                                   "Only a failed, waiting or held task takes an outcome by hand.")
@@ -290,11 +318,64 @@ class PrivacyApi:
                 request_id=row["id"], kind=row["kind"], state=row["state"], what="task_manual",
                 at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"))
             await fanout.settle(conn, params.id, self.outbox, self.settings)
-            [view] = await self.views(conn, [await store.request(conn, params.id)], for_staff=True)
+            row = await store.request(conn, params.id)
+            await audit.staff_look(conn, customer_of(caller), action=f"recorded the outcome of {params.participant}",
+                                   categories=REQUEST_RECORD, subject_id=row["customer_id"], request_id=row["id"])
+            [view] = await self.views(conn, [row], for_staff=True)
         return view
+
+    async def audit_log(self, request: web.Request, caller: Principal,
+                        query: schemas.AuditQuery) -> schemas.AuditPage:
+        """The audit log, newest first, filtered (admin); the read is itself an entry."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await store.audit_entries(
+                conn, subject_id=query.subject, actor=query.staff and f"staff:{query.staff}", since=query.since,
+                until=query.until, after=query.before, limit=query.limit)
+            await audit.staff_look(conn, customer_of(caller), kind="audit", action="read the audit log",
+                                   categories=AUDIT_RECORD, subject_id=query.subject,
+                                   detail=query.model_dump(mode="json", exclude_none=True))
+        entries = [schemas.AuditEntry(**{**dict(r), "detail": json.loads(r["detail"]), "hash": r["hash"].hex()})
+                   for r in rows]
+        return schemas.AuditPage(entries=entries,
+                                 next_before=entries[-1].seq if len(entries) == query.limit else None)
+
+    async def verify_audit(self, request: web.Request, caller: Principal,
+                           query: schemas.VerificationQuery) -> schemas.AuditVerification:
+        anchor = None
+        if query.anchor is not None:
+            seq, digest = query.anchor.split(":")
+            anchor = (int(seq), bytes.fromhex(digest))
+        async with self.pool.acquire() as conn:
+            return schemas.AuditVerification.model_validate(audit.report(await audit.verify(conn, anchor)))
 
     async def retention(self, request: web.Request, caller: Principal) -> schemas.RetentionReportView:
         return await self.retention_report()
+
+    # --- the record of processing and the notice ------------------------------------------------
+
+    async def record(self) -> records.RecordOfProcessing:
+        """Built from what every participant declares over RPC now (kept a minute)."""
+        now = time.monotonic()
+        if self._record is None or now - self._record[0] > RECORD_FRESH_S:
+            try:
+                inventories = await self.inventories()
+            except (BrokerUnavailable, RpcTimeout):
+                raise HTTPProblem(503, "The record cannot be put together now",
+                                  "A service did not tell what it holds; try again in a moment.",
+                                  headers={"Retry-After": "5"})
+            self._record = (now, records.build(inventories, self.partners))
+        return self._record[1]
+
+    async def notice_page(self, request: web.Request, query: schemas.NoticeQuery) -> web.Response:
+        language = query.lang or ("en" if request.headers.get("Accept-Language", "").lower().startswith("en") else "lv")
+        return web.Response(text=html(notice.build(await self.record(), language)), content_type="text/html",
+                            headers={"Content-Language": language, "Cache-Control": "public, max-age=60"})
+
+    async def record_json(self, request: web.Request, caller: Principal) -> records.RecordOfProcessing:
+        return await self.record()
+
+    async def record_page(self, request: web.Request, caller: Principal) -> web.Response:
+        return web.Response(text=html(records.document(await self.record())), content_type="text/html")
 
     def endpoints(self) -> list[Endpoint]:
         E, me, path, task = Endpoint, ["me"], schemas.IdPath, schemas.TaskPath
@@ -327,22 +408,40 @@ class PrivacyApi:
               query=schemas.DownloadQuery, problems=(404, 409, 503), tags=["guests"]),
             E("GET", "/v1/staff/retention-report", self.retention,
               "Each service's oldest record held against its declared retention, and what is overdue",
-              response=schemas.RetentionReportView, auth=SUPPORT, tags=["staff"]),
+              response=schemas.RetentionReportView, auth=SUPPORT, tags=["staff"], audited=()),
             E("POST", "/v1/staff/privacy-requests", self.staff_submit,
               "Enter a request that arrived by e-mail or letter (support)", body=schemas.StaffRequestIn,
-              response=schemas.StaffRequestView, status=202, auth=SUPPORT, tags=["staff"]),
+              response=schemas.StaffRequestView, status=202, auth=SUPPORT, tags=["staff"], audited=REQUEST_RECORD),
             E("GET", "/v1/staff/privacy-requests", self.staff_queue, "Requests by due date, filtered by state",
-              query=schemas.QueueQuery, response=schemas.StaffRequestList, auth=SUPPORT, tags=["staff"]),
+              query=schemas.QueueQuery, response=schemas.StaffRequestList, auth=SUPPORT, tags=["staff"],
+              audited=REQUEST_RECORD),
             E("GET", "/v1/staff/privacy-requests/{id}", self.staff_read, "One request in full", params=path,
-              response=schemas.StaffRequestView, auth=SUPPORT, problems=(404,), tags=["staff"]),
+              response=schemas.StaffRequestView, auth=SUPPORT, problems=(404,), tags=["staff"], audited=REQUEST_RECORD),
             E("POST", "/v1/staff/privacy-requests/{id}/extend", self.extend,
               "Extend the deadline by one or two months, with the reason the requester is told", params=path,
               body=schemas.Extension, response=schemas.StaffRequestView, auth=SUPPORT, problems=(404, 409),
-              tags=["staff"]),
+              tags=["staff"], audited=REQUEST_RECORD),
             E("POST", "/v1/staff/privacy-requests/{id}/tasks/{participant}/retry", self.retry,
               "Run a failed, waiting or held task again", params=task, response=schemas.StaffRequestView,
-              auth=SUPPORT, problems=(404, 409), tags=["staff"]),
+              auth=SUPPORT, problems=(404, 409), tags=["staff"], audited=REQUEST_RECORD),
             E("POST", "/v1/staff/privacy-requests/{id}/tasks/{participant}/outcome", self.manual,
               "Record a task's outcome by hand, with the reason", params=task, body=schemas.ManualOutcome,
-              response=schemas.StaffRequestView, auth=SUPPORT, problems=(404, 409), tags=["staff"]),
+              response=schemas.StaffRequestView, auth=SUPPORT, problems=(404, 409), tags=["staff"],
+              audited=REQUEST_RECORD),
+            E("GET", "/v1/privacy-notice", self.notice_page,
+              "The privacy notice, generated from what every service declares (an HTML page; Latvian unless asked "
+              "otherwise or the browser prefers English)", query=schemas.NoticeQuery, problems=(503,), tags=["notice"]),
+            E("GET", "/v1/staff/records-of-processing", self.record_json,
+              "The record of processing activities (GDPR Art. 30), from every service's declarations",
+              response=records.RecordOfProcessing, auth=STAFF, problems=(503,), tags=["notice"], audited=()),
+            E("GET", "/v1/staff/records-of-processing/page", self.record_page,
+              "The record of processing activities as a page", auth=STAFF, problems=(503,), tags=["notice"],
+              audited=()),
+            E("GET", "/v1/staff/audit-log", self.audit_log,
+              "The audit log, newest first, by customer, staff member and time (admin; the read is logged too)",
+              query=schemas.AuditQuery, response=schemas.AuditPage, auth=ADMIN, tags=["audit"], audited=AUDIT_RECORD),
+            E("GET", "/v1/staff/audit-log/verification", self.verify_audit,
+              "Check the audit log's hash chain: intact, or the first entry changed, removed or moved (admin)",
+              query=schemas.VerificationQuery, response=schemas.AuditVerification, auth=ADMIN, tags=["audit"],
+              audited=()),
         ]

@@ -10,10 +10,12 @@ import datetime as dt
 
 import asyncpg
 
+from services.privacy import store
 from services.privacy.settings import PrivacySettings
 from shared.contracts.privacy import DataInventory, InventoryEntry, LegalBasis, Retention
 from shared.retention import MAIL_SENT, Clocks, Steps
 
+AUDIT_RETENTION = dt.timedelta(days=3 * 365)  # as long as the requests it records
 REQUESTS = Retention(period_days=3 * 365, after="the request is received", clause="P26")
 
 INVENTORY = DataInventory(participant="privacy", entries=[
@@ -41,6 +43,19 @@ INVENTORY = DataInventory(participant="privacy", entries=[
         category="mail to requesters", table="outgoing_mail", fields=["request_id", "recipient", "subject", "body"],
         purpose="tell the requester of receipt, extension and outcome", legal_basis=LegalBasis.LEGAL_OBLIGATION,
         retention=Retention(period_days=7, after="the message is sent"), recipients=["email"], clauses=["P26", "P27"]),
+    InventoryEntry(
+        category="audit log", table="audit_log", fields=["actor", "subject_id", "request_id", "reason", "detail"],
+        purpose="account for every staff look at personal data and every step of every data-subject request, "
+                "tamper-evident (a hash chain)",
+        legal_basis=LegalBasis.LEGAL_OBLIGATION,
+        retention=Retention(period_days=AUDIT_RETENTION.days, after="the entry is written"), recipients=["admin"],
+        clauses=["P16", "P17"]),
+    InventoryEntry(
+        category="audit entries being chained", table="audit_pending",
+        fields=["actor", "subject_id", "request_id", "reason", "detail"],
+        purpose="the audit log's entries until the chainer appends them (moments)",
+        legal_basis=LegalBasis.LEGAL_OBLIGATION,
+        retention=Retention(period_days=1, after="the entry is written"), clauses=["P16", "P17"]),
 ])
 
 # When the period of each record held starts, for every entry above with a period, read as the
@@ -53,6 +68,8 @@ CLOCKS: Clocks = {
         JOIN requests q ON q.id = r.request_id WHERE q.state = 'completed'""",
     ("guest_codes", "guests' one-time codes"): "SELECT created_at FROM guest_codes",
     ("outgoing_mail", "mail to requesters"): MAIL_SENT,
+    ("audit_log", "audit log"): "SELECT at FROM audit_log",
+    ("audit_pending", "audit entries being chained"): "SELECT at FROM audit_pending",
 }
 
 NOT_PERSONAL = {
@@ -62,6 +79,11 @@ NOT_PERSONAL = {
     *(("tasks", c) for c in ("request_id", "participant", "state", "stage", "attempts", "next_attempt_at",
                              "lease_until", "sent_at", "webhook_id", "last_error", "updated_at")),
     *(("export_records", c) for c in ("request_id", "participant", "seq")),
+    *(("audit_log", c) for c in ("seq", "source", "at", "kind", "service", "categories", "action", "prev_hash",
+                                 "hash")),
+    *(("audit_pending", c) for c in ("id", "source", "at", "kind", "service", "categories", "action")),
+    *(("audit_head", c) for c in ("only_row", "seq", "hash")),
+    *(("audit_checkpoints", c) for c in ("seq", "hash", "kind", "at")),
     *(("export_links", c) for c in ("token_hash", "request_id", "expires_at", "downloads_left")),
     *(("outgoing_mail", c) for c in ("id", "created_at", "attempts", "next_attempt_at", "lease_until", "sent_at",
                                      "last_error")),
@@ -78,4 +100,5 @@ async def sweep(conn: asyncpg.Connection, settings: PrivacySettings) -> dict[str
     await steps.delete("guest codes", "DELETE FROM guest_codes WHERE created_at < now() - interval '1 day'")
     await steps.delete("requests", """DELETE FROM requests WHERE state = 'completed'
         AND received_at < now() - $1::interval""", dt.timedelta(days=REQUESTS.period_days))
+    await steps.run("audit log", lambda: store.prune_audit(conn, AUDIT_RETENTION))
     return steps.done

@@ -5,7 +5,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts.privacy import DataSubject
 from shared.fields import Email, Int, Phone, omittable, text
@@ -243,3 +243,72 @@ class RequestChanged(BaseModel):
 
 
 GuestRequestCreated.model_rebuild()
+
+
+# --- the audit log ---------------------------------------------------------------------------------
+
+class AuditQuery(BaseModel):
+    subject: uuid.UUID = omittable(description="entries about this customer")
+    staff: uuid.UUID = omittable(description="entries of this staff member")
+    since: dt.datetime = omittable(description="at or after (RFC 3339, with its offset)")
+    until: dt.datetime = omittable(description="before")
+    before: int = omittable(ge=1, le=2**62, description="entries older than this seq (the next page)")
+    limit: int = Field(default=100, ge=1, le=500)
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        """In UTC; one at the calendar's very edge is taken as that edge."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        try:
+            return value.astimezone(dt.timezone.utc)
+        except OverflowError:
+            edge = dt.datetime.min if value.year == 1 else dt.datetime.max
+            return edge.replace(tzinfo=dt.timezone.utc)
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    at: dt.datetime
+    kind: Literal["staff_access", "request_step", "audit"]
+    service: str
+    actor: str = Field(description="'staff:<id>', 'customer:<id>', 'guest' or 'system'")
+    subject_id: uuid.UUID | None
+    request_id: uuid.UUID | None
+    categories: list[str]
+    action: str
+    reason: str | None
+    detail: dict
+    hash: str
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_before: int | None = Field(description="pass as 'before' for older entries")
+
+
+class VerificationQuery(BaseModel):
+    anchor: str = omittable(pattern=r"^[1-9][0-9]{0,17}:[0-9a-f]{64}$",
+                            description="a checkpoint kept elsewhere, 'seq:hash'")
+
+
+class AuditFinding(BaseModel):
+    seq: int
+    problem: Literal["changed", "removed", "moved", "truncated", "anchor"]
+    detail: str
+
+
+class AuditVerification(BaseModel):
+    intact: bool
+    entries: int
+    first_seq: int | None
+    last_seq: int | None
+    last_hash: str | None
+    finding: AuditFinding | None
+
+
+class NoticeQuery(BaseModel):
+    lang: Language = omittable(description="lv (the original) or en; by default the browser's preference")

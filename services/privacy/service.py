@@ -3,9 +3,10 @@ withdrawal) fanned out to every service and every processor, with deadlines, per
 progress, verification of every erasure, and the export as a streamed ZIP.
 
 HTTP routes are in ``api.py``, intake in ``intake.py``, the tasks in ``fanout.py``, the archive
-in ``archive.py``. Here: what it offers over RPC and AMQP. It publishes ``request_changed`` on
-``privacy.events``; it starts an erasure when an account closes, and completes held erasures
-when orders or payments report them done.
+in ``archive.py``, the audit log in ``audit.py``. Here: what it offers over RPC and AMQP. It
+publishes ``request_changed`` on ``privacy.events``; it starts an erasure when an account
+closes, completes held erasures when orders or payments report them done, and writes every
+service's ``staff_accessed`` into the audit log.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ import asyncpg
 from prometheus_client import Gauge
 
 from services.accounts.schemas import AccountClosed
-from services.privacy import fanout, privacy, retention, schemas, store
+from services.privacy import audit, fanout, privacy, retention, schemas, store
 from services.privacy.api import PrivacyApi
 from services.privacy.intake import Intake
 from services.privacy.mail import MAIL_CHANNEL
 from services.privacy.settings import PrivacySettings
 from shared import mail
 from shared.contracts import webhooks as contracts
+from shared.contracts.audit import StaffAccessed
 from shared.contracts.privacy import DataSubject, HeldErasureCompleted
 from shared.http import Endpoint, HTTPProblem
 from shared.logging import get_logger
@@ -80,7 +82,7 @@ class PrivacyService(Service):
         return PrivacyApi(self).endpoints()
 
     def background(self) -> list[NotifiedPoller]:
-        return [self.runner, DeadlineWatch(self.pool, self.settings),
+        return [self.runner, DeadlineWatch(self.pool, self.settings), audit.Chainer(self.pool, self.settings.outbox_poll_s),
                 mail.MailSender(self.pool, self.settings, MAIL_CHANNEL, "privacy-mail", self.settings.outbox_poll_s)]
 
     # --- what others tell us ----------------------------------------------------------------------
@@ -133,6 +135,45 @@ class PrivacyService(Service):
             outcome = {"records_erased": reply.records_erased}
         await store.set_task(conn, reply.request_id, task["participant"], "done", outcome=outcome)
         await fanout.settle(conn, reply.request_id, self.outbox, self.settings)
+
+    # --- the audit log ---------------------------------------------------------------------------
+
+    async def staff_accessed(self, conn: asyncpg.Connection, access: StaffAccessed, service: str = "privacy") -> None:
+        """A staff look at personal data, here or (by its event) in another service, into the log."""
+        await store.add_audit(
+            conn, kind="staff_access", service=service, actor=f"staff:{access.staff_id}",
+            action=access.about or "looked at a customer's data", source=f"{service}:access:{access.access_id}",
+            at=access.at, subject_id=access.customer_id, categories=access.categories, reason=access.reason)
+
+    @event_handler("accounts", "staff_accessed")
+    async def on_accounts_staff_accessed(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        await self.staff_accessed(conn, StaffAccessed.model_validate(data), "accounts")
+
+    @event_handler("orders", "staff_accessed")
+    async def on_orders_staff_accessed(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        await self.staff_accessed(conn, StaffAccessed.model_validate(data), "orders")
+
+    @event_handler("payments", "staff_accessed")
+    async def on_payments_staff_accessed(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        await self.staff_accessed(conn, StaffAccessed.model_validate(data), "payments")
+
+    @event_handler("marketing", "staff_accessed")
+    async def on_marketing_staff_accessed(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        await self.staff_accessed(conn, StaffAccessed.model_validate(data), "marketing")
+
+    @rpc(changes_state=False)
+    async def verify_audit_log(self, anchor_seq: int | None = None, anchor_hash: str | None = None) -> dict[str, Any]:
+        """Walk the audit log's hash chain: intact, or the first entry changed, removed or moved
+        (``n.rpc.privacy.verify_audit_log(seq, hash)`` with a checkpoint kept elsewhere)."""
+        anchor = None if anchor_seq is None or anchor_hash is None else (int(anchor_seq), bytes.fromhex(anchor_hash))
+        async with self.pool.acquire() as conn:
+            return audit.report(await audit.verify(conn, anchor))
+
+    @rpc(changes_state=True)
+    async def audit_checkpoint(self, conn: asyncpg.Connection) -> dict[str, Any]:
+        """The audit log's chain end now, recorded: copy it somewhere the database's admins cannot write."""
+        seq, digest = await audit.checkpoint(conn)
+        return {"seq": seq, "hash": digest.hex()}
 
     # --- for operators ---------------------------------------------------------------------------
 

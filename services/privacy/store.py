@@ -220,3 +220,105 @@ async def deadline_counts(conn: asyncpg.Connection, due_soon: dt.timedelta) -> a
 async def late_processor_tasks(conn: asyncpg.Connection, after: dt.timedelta) -> int:
     return await conn.fetchval(
         "SELECT count(*) FROM tasks WHERE state = 'waiting' AND sent_at < now() - $1::interval", after)
+
+
+# --- the audit log (services/privacy/audit.py) ---------------------------------------------------
+
+AUDIT_COLUMNS = ("source", "at", "kind", "service", "actor", "subject_id", "request_id", "categories", "action",
+                 "reason", "detail")
+
+
+async def add_audit(conn: asyncpg.Connection, *, kind: str, service: str, actor: str, action: str,
+                    source: str | None = None, at: dt.datetime | None = None, subject_id: uuid.UUID | None = None,
+                    request_id: uuid.UUID | None = None, categories: list[str] | tuple[str, ...] = (),
+                    reason: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    """An entry waiting for the chainer, in the caller's transaction; one from a source already
+    written is not written again."""
+    await conn.execute(
+        """INSERT INTO audit_pending (source, at, kind, service, actor, subject_id, request_id, categories,
+                                      action, reason, detail)
+           SELECT $1, coalesce($2, clock_timestamp()), $3, $4, $5, $6, $7, $8, $9, $10, $11
+           WHERE $1::text IS NULL OR NOT EXISTS (SELECT 1 FROM audit_log WHERE source = $1)""",
+        source, at, kind, service, actor, subject_id, request_id, list(categories), action, reason,
+        json.dumps(detail or {}))
+
+
+async def audit_head(conn: asyncpg.Connection) -> asyncpg.Record:
+    """The chain's end, locked: one chainer at a time."""
+    return await conn.fetchrow("SELECT seq, hash FROM audit_head FOR UPDATE")
+
+
+async def pending_audit(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM audit_pending ORDER BY id LIMIT $1 FOR UPDATE", limit)
+
+
+async def chained_sources(conn: asyncpg.Connection, sources: list[str]) -> set[str]:
+    return {r["source"] for r in await conn.fetch("SELECT source FROM audit_log WHERE source = ANY($1)", sources)}
+
+
+async def chain_audit(conn: asyncpg.Connection, entries: list[tuple], taken: list[int], seq: int, hash: bytes) -> None:
+    """Append ``entries`` (seq, the columns, prev_hash, hash), drop what was taken from the
+    pending entries and move the chain's end."""
+    if entries:
+        await conn.copy_records_to_table("audit_log", records=entries,
+                                         columns=["seq", *AUDIT_COLUMNS, "prev_hash", "hash"])
+    await conn.execute("DELETE FROM audit_pending WHERE id = ANY($1)", taken)
+    await conn.execute("UPDATE audit_head SET seq = $1, hash = $2", seq, hash)
+
+
+async def add_checkpoint(conn: asyncpg.Connection, seq: int, hash: bytes, kind: str) -> None:
+    await conn.execute(
+        """INSERT INTO audit_checkpoints (seq, hash, kind) VALUES ($1, $2, $3)
+           ON CONFLICT (seq) DO UPDATE SET kind = excluded.kind""", seq, hash, kind)
+
+
+async def checkpoints(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT seq, hash, kind, at FROM audit_checkpoints ORDER BY seq")
+
+
+async def audit_bounds(conn: asyncpg.Connection) -> asyncpg.Record:
+    """The chain's end as recorded, and the first and last entries held."""
+    return await conn.fetchrow(
+        """SELECT h.seq AS head_seq, h.hash AS head_hash,
+                  (SELECT min(seq) FROM audit_log) AS first_seq, (SELECT max(seq) FROM audit_log) AS last_seq
+           FROM audit_head h""")
+
+
+def audit_walk(conn: asyncpg.Connection, from_seq: int):
+    """Every entry from ``from_seq`` in order, read in batches (inside a transaction)."""
+    return conn.cursor(f"SELECT seq, {', '.join(AUDIT_COLUMNS)}, prev_hash, hash FROM audit_log "
+                       "WHERE seq >= $1 ORDER BY seq", from_seq, prefetch=2000)
+
+
+async def audit_entries(conn: asyncpg.Connection, *, subject_id: uuid.UUID | None, actor: str | None,
+                        since: dt.datetime | None, until: dt.datetime | None, after: int | None,
+                        limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""SELECT seq, {', '.join(AUDIT_COLUMNS)}, hash FROM audit_log
+            WHERE ($1::uuid IS NULL OR subject_id = $1) AND ($2::text IS NULL OR actor = $2)
+              AND ($3::timestamptz IS NULL OR at >= $3) AND ($4::timestamptz IS NULL OR at < $4)
+              AND ($5::bigint IS NULL OR seq < $5)
+            ORDER BY seq DESC LIMIT $6""", subject_id, actor, since, until, after, limit)
+
+
+async def prune_audit(conn: asyncpg.Connection, older_than: dt.timedelta) -> int:
+    """Delete the oldest entries past their period, in order, keeping where the chain was cut
+    as a checkpoint (verification starts from it)."""
+    cut = await conn.fetchrow(
+        """SELECT seq, hash FROM audit_log
+           WHERE seq < coalesce((SELECT min(seq) FROM audit_log WHERE at >= now() - $1::interval),
+                                (SELECT max(seq) + 1 FROM audit_log))
+           ORDER BY seq DESC LIMIT 1""", older_than)
+    if cut is None:
+        return 0
+    await conn.execute("SELECT set_config('veikals.audit_prune', 'on', true)")
+    deleted = count(await conn.execute("DELETE FROM audit_log WHERE seq <= $1", cut["seq"]))
+    await conn.execute("SELECT set_config('veikals.audit_prune', 'off', true)")
+    await add_checkpoint(conn, cut["seq"], cut["hash"], "pruned")
+    return deleted
+
+
+async def act_as(conn: asyncpg.Connection, actor: str) -> None:
+    """Who the steps this transaction takes are recorded as (the triggers read it)."""
+    await conn.execute("SELECT set_config('veikals.actor', $1, true)", actor)

@@ -62,7 +62,7 @@ WEBHOOK_INVENTORY = [
         legal_basis=LegalBasis.CONTRACT,
         retention=Retention(period_days=SETTLED_RETENTION.days,
                             after="delivery (failed messages: 90 days after creation)"),
-        recipients=["the processors in the partner registry"], clauses=["P13", "P14", "P15", "P18"]),
+        recipients=["carrier", "accounting", "hosting", "sms"], clauses=["P13", "P14", "P15", "P18"]),
     InventoryEntry(
         category="processors' confirmations", table="webhook_callbacks", fields=["data"],
         purpose="know what each processor did with the data we sent it",

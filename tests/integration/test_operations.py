@@ -70,3 +70,34 @@ async def test_dead_letters_are_listed_and_replayed_once_to_their_queue(amqp_url
             await operations.replay(amqp_url, "no-such-queue", dry_run=True)
     finally:
         await broker.close()
+
+
+async def test_the_audit_log_is_verified_and_checkpointed_by_the_operators_commands(monkeypatch, amqp_url, database):
+    from services.privacy import store
+    from services.privacy.service import PrivacyService
+    from services.privacy.settings import PrivacySettings
+    from tests.conftest import eventually
+
+    for name, value in {"DATABASE_URL": database, "AMQP_URL": amqp_url, "HTTP_PORT": "0", "SHUTDOWN_GRACE_S": "5",
+                        "OUTBOX_POLL_S": "0.1"}.items():
+        monkeypatch.setenv(f"VEIKALS_PRIVACY_{name}", value)
+    runtime = ServiceRuntime(PrivacyService, load_settings("privacy", PrivacySettings), subscriptions())
+    await runtime.start()
+    try:
+        async with runtime.service.pool.acquire() as conn:
+            for n in range(3):
+                await store.add_audit(conn, kind="staff_access", service="orders", actor="staff:x", action=f"{n}")
+
+        async def chained():
+            return await runtime.service.pool.fetchval("SELECT count(*) FROM audit_log") == 3
+        await eventually(chained)
+        mark = await operations.audit_checkpoint()
+        assert mark["seq"] == 3 and len(mark["hash"]) == 64
+        found = await operations.verify_audit_log(f"{mark['seq']}:{mark['hash']}")
+        assert found["intact"] and found["entries"] == 3 and found["last_hash"] == mark["hash"]
+        wrong = await operations.verify_audit_log(f"2:{'0' * 64}")
+        assert not wrong["intact"] and wrong["finding"]["seq"] == 2 and wrong["finding"]["problem"] == "changed"
+        with pytest.raises(LookupError):
+            await operations.verify_audit_log("not-an-anchor")
+    finally:
+        await runtime.stop()

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, Field
 
-from shared.http import CUSTOMER, Access, AppRunner, Endpoint, HTTPProblem, make_app, staff
+from shared.http import CUSTOMER, Access, AppRunner, Endpoint, HTTPProblem, make_app, openapi_document, staff
 from shared.logging import configure_logging
 
 
@@ -167,7 +167,8 @@ async def guarded():
         Endpoint("POST", "/v1/notes", record, "Public note", body=Note),
         Endpoint("POST", "/v1/items/{id}/notes", record, "A customer's note on an item",
                  params=Item, body=Note, auth=CUSTOMER, problems=(404,)),
-        Endpoint("GET", "/v1/staff/items", record, "Staff listing", query=Paging, auth=staff("admin")),
+        Endpoint("GET", "/v1/staff/items", record, "Staff listing", query=Paging, auth=staff("admin"),
+                 audited=()),
     ], readiness=ready, authenticate=authenticate)
     async with TestClient(TestServer(app)) as client:
         yield client
@@ -327,3 +328,13 @@ async def test_a_signed_endpoint_without_its_signature_is_anonymous():
         await problem(await client.post("/v1/partners/%00/callbacks", json={}, headers=signed), 422)
         doc = await (await client.get("/openapi.json")).json()
         assert doc["paths"]["/v1/partners/{partner}/callbacks"]["post"]["security"] == [{"webhookSignature": []}]
+
+
+def test_a_staff_route_must_say_what_personal_data_it_reads():
+    async def handler(request, caller):
+        return {}
+    with pytest.raises(ValueError, match="must declare the personal data"):
+        Endpoint("GET", "/v1/staff/things", handler, "Things", auth=staff("support"))
+    read = Endpoint("GET", "/v1/staff/things", handler, "Things", auth=staff("support"), audited=("orders",))
+    document = openapi_document("demo", "1", [read])
+    assert document["paths"]["/v1/staff/things"]["get"]["x-veikals-audited"] == ["orders"]
