@@ -4,7 +4,9 @@ Tokens are JWTs signed with the accounts service's private key (EdDSA, ES256 or 
 service verifies them with the public keys accounts publishes as a JWKS document, so no
 secret is shared. Claims: ``sub`` (the account id), ``kind`` (``customer`` or ``staff``),
 ``roles`` (staff: ``support``, ``accounting``, ``marketing``, ``admin``), ``token_use`` (``access``: other
-tokens accounts signs, such as refresh tokens, are refused here), ``iss``, ``aud``, ``exp``.
+tokens accounts signs, such as refresh tokens, are refused here), ``sid`` (the session), ``iss``,
+``aud``, ``iat``, ``exp``. A verifier given ``revocations`` also refuses the tokens of ended
+sessions and closed accounts (``shared.revocations``), from memory.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import jwt
 from aiohttp import web
 
 from shared.http import Access, HTTPProblem
+from shared.revocations import Revocations
 
 ISSUER = "veikals-accounts"
 AUDIENCE = "veikals"
@@ -35,11 +38,13 @@ class Principal:
 
 class TokenVerifier:
     """Verifies access tokens against the JWKS at ``jwks_url``; the accounts service, which
-    holds the keys itself, passes them as ``keys`` instead."""
+    holds the keys itself, passes them as ``keys`` instead. With ``revocations`` (every service
+    but accounts, which checks the session in its database), a revoked token is refused too."""
 
     def __init__(self, jwks_url: str, *, cache_seconds: float = 300,
-                 keys: jwt.PyJWKSet | None = None) -> None:
+                 keys: jwt.PyJWKSet | None = None, revocations: Revocations | None = None) -> None:
         self.jwks_url = jwks_url
+        self.revocations = revocations
         self.cache_seconds = cache_seconds
         self._static = keys
         self._keys: jwt.PyJWKSet | None = None
@@ -86,6 +91,9 @@ class TokenVerifier:
         if claims.get("token_use") != "access":
             raise HTTPProblem(401, "Invalid token", "This is not an access token.")
         sid = claims.get("sid")
+        if self.revocations is not None and self.revocations.refuses(
+                str(claims["sub"]), None if sid is None else str(sid), claims.get("iat")):
+            raise HTTPProblem(401, "Session ended", "Sign in again.")
         return Principal(subject=str(claims["sub"]), kind=str(claims.get("kind", "")),
                          roles=frozenset(claims.get("roles") or ()),
                          session=str(sid) if sid is not None else None)

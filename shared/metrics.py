@@ -34,3 +34,13 @@ TOPOLOGY_MISMATCHES = Gauge(
     "veikals_topology_mismatches",
     "1 while a queue exists with other arguments than the service declares (it is consumed as it is)",
     ["service", "queue"])
+REVOCATIONS_BEHIND = Gauge(
+    "veikals_revocations_behind",
+    "1 while this instance has not loaded accounts' token revocations since it started or reconnected "
+    "(a token revoked meanwhile may pass until it does)", ["service"])
+REVOCATIONS_HELD = Gauge(
+    "veikals_revocations_held", "Revoked access tokens' entries this instance refuses (until they expire)",
+    ["service"])
+REVOCATION_LOADS = Counter(
+    "veikals_revocation_loads_total", "Loads of the token revocations from accounts, by outcome (ok, failed)",
+    ["service", "outcome"])

@@ -1,8 +1,9 @@
 """A service is a class with RPC methods, event handlers and HTTP endpoints; this runs it.
 
 ``ServiceRuntime`` builds everything a service needs from its settings (database, migrations,
-broker, RPC server and client, event consumers, outbox relay, HTTP app), passes the parts to the
-service's constructor, and takes them down again in order on ``stop()``. ``serve()`` is what
+broker, RPC server and client, event consumers, outbox relay, the feed of revoked tokens
+(``shared.revocations``), HTTP app), passes the parts to the service's constructor, and takes
+them down again in order on ``stop()``. ``serve()`` is what
 ``python -m services.<name>`` calls: it runs until SIGTERM or SIGINT, then stops taking work,
 finishes what is in hand and closes cleanly.
 """
@@ -32,6 +33,7 @@ from shared.messaging.events import Delivery
 from shared.messaging.rpc import RpcMethod
 from shared.outbox import OUTBOX_INVENTORY, RPC_REPLY_INVENTORY, Outbox, OutboxRelay, Subscription
 from shared.poller import NotifiedPoller
+from shared.revocations import RevocationFeed, Revocations
 from shared.subjects import (
     PUBLISHED_VERSION_INVENTORY, SUBJECT_VERSION_INVENTORY, TOMBSTONE_INVENTORY, Subject, SubjectKeys, admit,
 )
@@ -235,6 +237,7 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._webhooks: DeliveryWorker | None = None
         self._background: list[NotifiedPoller] = []
+        self._revocations: RevocationFeed | None = None
         self._http: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -250,7 +253,7 @@ class ServiceRuntime:
         self._rpc_client = RpcClient(self._broker, name, timeout=s.rpc_timeout_s)
         await self._rpc_client.start()
         partners = PartnerRegistry.load()
-        tokens = TokenVerifier(s.jwks_url)
+        tokens = TokenVerifier(s.jwks_url, revocations=Revocations())
         if not s.subject_key.get_secret_value():
             log.warning("SUBJECT_KEY is not set: subjects are hashed with an empty key")
         self.service = service = self.service_cls(Dependencies(
@@ -279,6 +282,9 @@ class ServiceRuntime:
             schedule=s.webhook_retry_schedule_s, timeout=s.webhook_timeout_s,
             concurrency=s.webhook_concurrency, poll_interval=s.outbox_poll_s)
         await self._webhooks.start()
+        if service.tokens.revocations is not None:  # accounts checks sessions in its database instead
+            self._revocations = RevocationFeed(self._broker, self._rpc_client, name, service.tokens.revocations)
+            await self._revocations.start()  # before the first request: a revoked token is refused at once
         for loop in service.background():
             await loop.start()
             self._background.append(loop)
@@ -335,6 +341,8 @@ class ServiceRuntime:
                 await asyncio.gather(*stoppers, return_exceptions=True)
         except TimeoutError:
             log.warning("work still in hand at the end of the grace period")
+        if self._revocations is not None:
+            await self._revocations.stop()
         for loop in self._background:
             try:
                 async with asyncio.timeout(left()):

@@ -216,7 +216,8 @@ class AccountsApi:
             found = await store.refresh_token(conn, old_hash)
             if found is not None and found["rotated_at"] is not None and found["ended_at"] is None:
                 # A used token again: someone holds a copy. End the session for both of them.
-                await store.end_session(conn, found["account_id"], found["session_id"], "refresh token reused")
+                ended = await store.end_session(conn, found["account_id"], found["session_id"], "refresh token reused")
+                await self.revoke(conn, found["account_id"], found["session_id"], ended, "refresh token reused")
                 stolen = True
             elif found is not None and not (found["ended_at"] or found["expired"] or found["closed_at"]):
                 await store.rotate_refresh(conn, old_hash, refresh_hash, found["session_id"])
@@ -227,9 +228,19 @@ class AccountsApi:
         raise HTTPProblem(401, "Invalid refresh token", "Sign in again.")
 
     async def logout(self, request: web.Request, caller: Principal) -> web.Response:
-        async with self.pool.acquire() as conn:
-            await store.end_session(conn, account_of(caller), uuid.UUID(caller.session), "signed out")
+        account_id, session_id = account_of(caller), uuid.UUID(caller.session)
+        async with self.pool.acquire() as conn, conn.transaction():
+            ended = await store.end_session(conn, account_id, session_id, "signed out")
+            await self.revoke(conn, account_id, session_id, ended, "signed out")
         return web.Response(status=204)
+
+    async def revoke(self, conn: asyncpg.Connection, account_id: uuid.UUID, session_id: uuid.UUID | None,
+                     at: dt.datetime | None, reason: str) -> None:
+        """Tell every service to refuse the tokens of the session (None: of every session of the
+        account) issued up to ``at`` (``access_revoked``); nothing when nothing ended (None)."""
+        if at is not None:
+            await self.outbox.add(conn, "access_revoked", domain.access_revoked(
+                account_id, session_id, at, reason, self.settings.access_token_ttl_s).model_dump(mode="json"))
 
     # --- the customer's own data -----------------------------------------------------------
 
@@ -312,10 +323,11 @@ class AccountsApi:
 
     async def end_session(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> web.Response:
         account_id, session_id = account_of(caller), params.id
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             if not await store.session_exists(conn, account_id, session_id):
                 raise NOT_FOUND
-            await store.end_session(conn, account_id, session_id, "ended by the customer")
+            ended = await store.end_session(conn, account_id, session_id, "ended by the customer")
+            await self.revoke(conn, account_id, session_id, ended, "ended by the customer")
         return web.Response(status=204)
 
     async def close_account(self, request: web.Request, caller: Principal,
@@ -328,6 +340,7 @@ class AccountsApi:
             closed = await store.close_account(conn, account_id)
             if closed is not None:  # a second request (a double click) closes nothing more
                 await store.end_all_sessions(conn, account_id, "account closed")
+                await self.revoke(conn, account_id, None, closed["closed_at"], "account closed")
                 await self.outbox.add(conn, "account_closed", schemas.AccountClosed(
                     customer_id=account_id, email=closed["email"], phone=closed["phone"],
                     closed_at=closed["closed_at"]).model_dump(mode="json"), subject=Subject.customer(account_id))

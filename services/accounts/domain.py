@@ -1,14 +1,19 @@
-"""The rules of accounts, with no I/O: passwords, secrets, addresses, networks, throttling."""
+"""The rules of accounts, with no I/O: passwords, secrets, addresses, networks, throttling,
+revoked tokens."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import ipaddress
 import secrets
+import uuid
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from shared.revocations import AccessRevoked
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
@@ -41,6 +46,14 @@ def network_of(ip: str | None) -> str | None:
 def throttle_key(secret: bytes, kind: str, value: str) -> bytes:
     """A keyed hash: the throttle table never holds an address in the clear."""
     return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).digest()
+
+
+def access_revoked(account_id: uuid.UUID, session_id: uuid.UUID | None, at: dt.datetime, reason: str,
+                   token_ttl_s: int) -> AccessRevoked:
+    """What every service is told when tokens stop: those of the session (None: of every session
+    of the account) issued up to ``at``; the last of them expires ``token_ttl_s`` later."""
+    return AccessRevoked(account_id=account_id, session_id=session_id, revoked_at=at,
+                         expires_at=at + dt.timedelta(seconds=token_ttl_s), reason=reason)
 
 
 class Passwords:

@@ -5,7 +5,9 @@ console (``/v1/staff``) are in ``api.py``; the JWKS every other service verifies
 is among them. Here: how a caller is authenticated, the background loops, and the privacy
 participant methods over RPC. Every change another service may need is an outbox event on
 ``accounts.events``: ``email_changed``, ``profile_changed``, ``account_closed``,
-``staff_accessed``. It mails customers what payments tells them of their membership.
+``staff_accessed``, and ``access_revoked`` (a session ended or the account closed: every
+instance of every service refuses its tokens from then on, ``shared.revocations``). It mails
+customers what payments tells them of their membership.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from shared.auth import Principal, TokenVerifier, authenticate, authorize
 from shared.contracts.privacy import ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest
 from shared.http import Access, Endpoint, HTTPProblem
 from shared.poller import NotifiedPoller
+from shared.revocations import AccessRevoked
 from services.payments.schemas import MembershipNotice
 from shared.service import Dependencies, Service, event_handler, rpc
 
@@ -56,7 +59,7 @@ class AccountsService(Service):
     async def authenticate(self, request: web.Request, access: Access) -> Principal:
         """The caller, whose session must still be open: signing out, ending a session or
         closing the account stops its tokens here at once, on every route of this service
-        (in other services when they expire, within ``access_token_ttl_s``)."""
+        (other services learn it from ``access_revoked``, ``shared.revocations``)."""
         principal = await authenticate(request, self.tokens)
         if principal.session is None or not await store.session_active(
                 self.pool, uuid.UUID(principal.session), account_of(principal)):
@@ -95,6 +98,16 @@ class AccountsService(Service):
                 "address": None if address is None else {
                     k: address[k] for k in ("recipient", "phone", "line1", "line2", "city",
                                             "postal_code", "country")}}
+
+    @rpc(changes_state=False)
+    async def access_revocations(self) -> list[AccessRevoked]:
+        """The sessions ended and accounts closed whose tokens may still be alive (within the
+        access-token lifetime): what an instance of another service loads when it starts or
+        reconnects, after binding its queue for ``access_revoked`` (``shared.revocations``)."""
+        ttl = self.settings.access_token_ttl_s
+        async with self.pool.acquire() as conn:
+            rows = await store.revocations(conn, ttl)
+        return [domain.access_revoked(r["account_id"], r["session_id"], r["at"], r["reason"], ttl) for r in rows]
 
     @rpc(changes_state=True)
     async def rectify(self, conn: asyncpg.Connection, customer_id: str, corrections: dict[str, Any]) -> list[str]:

@@ -176,18 +176,29 @@ async def session_active(conn: asyncpg.Connection | asyncpg.Pool, session_id: uu
 
 
 async def end_session(conn: asyncpg.Connection, account_id: uuid.UUID, session_id: uuid.UUID,
-                      reason: str) -> bool:
-    ended = await conn.fetchval(
+                      reason: str) -> dt.datetime | None:
+    """End an open session: when (None if it had ended already)."""
+    return await conn.fetchval(
         """UPDATE sessions SET ended_at = now(), end_reason = $3
-           WHERE id = $1 AND account_id = $2 AND ended_at IS NULL RETURNING id""",
+           WHERE id = $1 AND account_id = $2 AND ended_at IS NULL RETURNING ended_at""",
         session_id, account_id, reason)
-    return ended is not None
 
 
 async def end_all_sessions(conn: asyncpg.Connection, account_id: uuid.UUID, reason: str) -> None:
     await conn.execute(
         "UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE account_id = $1 AND ended_at IS NULL",
         account_id, reason)
+
+
+async def revocations(conn: asyncpg.Connection, within_s: int) -> list[asyncpg.Record]:
+    """Sessions ended and accounts closed (or erased) in the last ``within_s`` seconds:
+    ``account_id``, ``session_id`` (NULL: the whole account), ``at``, ``reason``."""
+    return await conn.fetch(
+        """SELECT account_id, id AS session_id, ended_at AS at, coalesce(end_reason, 'ended') AS reason
+           FROM sessions WHERE ended_at > now() - $1 * interval '1 second'
+           UNION ALL
+           SELECT id, NULL, closed_at, CASE WHEN erased_at IS NULL THEN 'account closed' ELSE 'account erased' END
+           FROM accounts WHERE closed_at > now() - $1 * interval '1 second'""", within_s)
 
 
 async def sessions(conn: asyncpg.Connection, account_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -12,7 +12,7 @@ work in hand can finish and free the broker.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import aio_pika
 import aiormq
@@ -90,6 +90,21 @@ class Broker:
         channel = Channel(self._consuming)
         await channel.initialize()
         return channel
+
+    async def transient_channel(self, prefetch: int) -> AbstractChannel:
+        """A consuming channel that is never restored, for a queue that lives only as long as
+        this connection (an exclusive one): after a reconnect, declare a new queue on a new
+        channel (``on_reconnect``)."""
+        channel = await self.scratch_channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time the consuming connection is back after a loss, once its
+        robust channels are restored. Whatever was published to a queue that lived only on
+        the lost connection is gone."""
+        assert self._consuming is not None, "connect() first"
+        self._consuming.reconnect_callbacks.add(lambda _connection: callback())
 
     async def declare_topic_exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
         return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
