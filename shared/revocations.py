@@ -35,7 +35,7 @@ import time
 import uuid
 from typing import Callable, Literal
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.logging import get_logger
@@ -124,7 +124,6 @@ class RevocationFeed:
         self.service = service
         self.revocations = revocations
         self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
         self._catching_up: asyncio.Task | None = None
         self._stopped = False
         self._behind = REVOCATIONS_BEHIND.labels(service)
@@ -141,7 +140,7 @@ class RevocationFeed:
             await self._load()
         except Exception as exc:
             self._failed(exc, 0)
-            self._catching_up = asyncio.create_task(self._catch_up(rebind=False), name="revocations")
+            self._catching_up = asyncio.create_task(self._catch_up(rebind=False, tries=1), name="revocations")
 
     async def stop(self) -> None:
         self._stopped = True
@@ -164,7 +163,7 @@ class RevocationFeed:
         except BaseException:
             await _close_quietly(channel)
             raise
-        self._channel, self._queue = channel, queue
+        self._channel = channel
 
     async def _load(self) -> None:
         found = await self.rpc.call(SOURCE, LOAD_METHOD, timeout=LOAD_TIMEOUT_S)
@@ -179,10 +178,11 @@ class RevocationFeed:
         log.warning("access revocations not loaded from accounts; tokens revoked before now may pass "
                     "until it answers", error=f"{type(exc).__name__}: {exc}"[:300], tries=tries + 1)
 
-    async def _catch_up(self, *, rebind: bool) -> None:
-        """(Bind a new queue, then) load, until both are done."""
-        tries = 0
+    async def _catch_up(self, *, rebind: bool, tries: int = 0) -> None:
+        """(Bind a new queue, then) load, until both are done; ``tries`` failed already."""
         while True:
+            if tries:
+                await asyncio.sleep(backoff(tries - 1, RETRY_BASE_S, RETRY_CAP_S))
             try:
                 if rebind:
                     await self._close_channel()
@@ -190,11 +190,8 @@ class RevocationFeed:
                     rebind = False
                 await self._load()
                 return
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 self._failed(exc, tries)
-            await asyncio.sleep(backoff(tries, RETRY_BASE_S, RETRY_CAP_S))
             tries += 1
 
     def _reconnected(self) -> None:
@@ -216,7 +213,7 @@ class RevocationFeed:
         self.revocations.add(revoked)
 
     async def _close_channel(self) -> None:
-        channel, self._channel, self._queue = self._channel, None, None
+        channel, self._channel = self._channel, None
         if channel is not None:
             await _close_quietly(channel)
 

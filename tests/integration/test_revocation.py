@@ -228,6 +228,38 @@ async def test_an_instance_that_lost_the_broker_catches_up_when_it_is_back(suite
         await proxy.close()
 
 
+async def test_an_instance_started_before_accounts_serves_and_loads_once_accounts_answers(
+        amqp_url, database, other_database, mailsink, free_port):  # noqa: F811
+    def gauge(name: str, **labels) -> float | None:
+        return REGISTRY.get_sample_value(name, {"service": "orders", **labels})
+
+    failed = gauge("veikals_revocation_loads_total", outcome="failed") or 0
+    orders = ServiceRuntime(OrdersService, orders_settings(amqp_url, other_database, free_port))
+    await orders.start()  # accounts is not there at all: it does not wait for it
+    try:
+        assert gauge("veikals_revocations_behind") == 1
+        assert gauge("veikals_revocation_loads_total", outcome="failed") == failed + 1
+        accounts = ServiceRuntime(AccountsService, accounts_settings(
+            amqp_url, database, mailsink.port, http_port=free_port))
+        await accounts.start()
+        try:
+            async def caught_up():
+                return gauge("veikals_revocations_behind") == 0
+            await eventually(caught_up, timeout=30)  # tried again in the background
+            async with aiohttp.ClientSession() as http:
+                client = Client(http, f"http://127.0.0.1:{accounts.http_port}", mailsink)
+                suite = Suite(accounts, orders, orders, http, client, amqp_url)
+                anna = await client.customer("anna@example.lv")
+                await suite.works(anna["access_token"], orders)
+                started = asyncio.get_running_loop().time()
+                await client.call("POST", "/v1/auth/logout", anna["access_token"], expect=204)
+                await suite.refused_within(anna["access_token"], started, orders)
+        finally:
+            await accounts.stop()
+    finally:
+        await orders.stop()
+
+
 async def test_with_nobody_listening_the_revocation_is_published_not_held(amqp_url, database, mailsink):  # noqa: F811
     """No instance of another service runs: the relay, with the whole manifest, does not keep
     ``access_revoked`` pending as unroutable (a later instance loads it over RPC)."""
