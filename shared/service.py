@@ -22,8 +22,8 @@ from aiohttp import web
 from shared import db, http, retention
 from shared.auth import Principal, TokenVerifier, check_token
 from shared.config import ServiceSettings, load_settings
-from shared.contracts.privacy import DataInventory, RetentionReport
 from shared.contracts.audit import StaffAccessed
+from shared.contracts.privacy import DataInventory, RetentionReport
 from shared.contracts.webhooks import PartnerPing, PartnerReply
 from shared.inbox import RpcCalls, first_delivery
 from shared.logging import configure_logging, get_logger
@@ -160,14 +160,14 @@ class Service:
         """React to a partner's verified callback, in the transaction that records it.
         By default the callback is only recorded (staff read it in the partner's log)."""
 
-    async def readiness(self) -> dict[str, str]:
-        checks = {"broker": "ok" if self.deps.broker.connected else "unreachable"}
     async def staff_accessed(self, conn: asyncpg.Connection, access: StaffAccessed) -> None:
         """Tell the audit log that staff looked at personal data (P16), in the transaction of
         the look: published as ``staff_accessed`` without a subject, so the record outlives
         the customer's erasure. (The privacy service, which keeps the log, writes it directly.)"""
         await self.outbox.add(conn, "staff_accessed", access.model_dump(mode="json"))
 
+    async def readiness(self) -> dict[str, str]:
+        checks = {"broker": "ok" if self.deps.broker.connected else "unreachable"}
         try:
             async with asyncio.timeout(2):
                 await self.pool.fetchval("SELECT 1")
