@@ -15,10 +15,8 @@ appends
     ``staff_accesses`` row), so the cost of a read becoming a write is apart from the log's;
     ``audited``: ``store.add_audit`` of a staff look, with a ``source`` as the entries of other
     services' ``staff_accessed`` events carry (the costlier path: it is checked against the
-    chained ones), while an ``audit.Chainer`` (woken by the entries' NOTIFY, batches of
-    ``audit.BATCH``) chains them: the service as it runs;
-    ``no NOTIFY``: the same with the entries' NOTIFY trigger switched off (the chainer then
-    finds them by its ``--poll-s`` poll), to show what the per-insert NOTIFY costs.
+    chained ones), while an ``audit.Chainer`` (polling every ``--poll-s``, batches of
+    ``audit.BATCH``) chains them: the service as it runs.
     Reported: transactions/s and p50/p99 latency of each phase; what ``audited`` adds to
     ``read only`` and to ``write``; for ``audited``, the rate at which entries became chained,
     from the first write to the last one chained (end to end), the age of the oldest entry
@@ -82,7 +80,6 @@ class Appends:
     read_only: Phase
     write: Phase
     audited: Phase
-    quiet: Phase  # audited, without the NOTIFY
     chained_per_s: float  # entries, from the first write to the last one chained
     drain_s: float  # after the writers stopped, until nothing waited
     backlog_at_stop: int
@@ -182,19 +179,11 @@ async def appends(dsn: str, writers: int, seconds: float, poll_s: float, request
                 while await watcher.fetchval("SELECT seq FROM audit_head") < first + audited.transactions:
                     await asyncio.sleep(0.005)
                 done = time.perf_counter()
-                await watcher.execute("ALTER TABLE audit_pending DISABLE TRIGGER audit_pending_notify")
-                try:
-                    quiet = await staff_reads(pool, writers, seconds, requests, "audit")
-                finally:
-                    await watcher.execute("ALTER TABLE audit_pending ENABLE TRIGGER audit_pending_notify")
-                chainer.wake()
-                while await watcher.fetchval("SELECT count(*) FROM audit_pending"):
-                    await asyncio.sleep(0.02)
         finally:
             await chainer.stop()
     finally:
         await pool.close()
-    return Appends(writers, read_only, write, audited, quiet, audited.transactions / (done - started),
+    return Appends(writers, read_only, write, audited, audited.transactions / (done - started),
                    done - stopped, backlog, samples)
 
 
@@ -264,7 +253,7 @@ def report_appends(runs: list[Appends], args: argparse.Namespace) -> None:
     print(header)
     print("-" * len(header))
     for r in runs:
-        phases = [("read only", r.read_only), ("write", r.write), ("audited", r.audited), ("no NOTIFY", r.quiet)]
+        phases = [("read only", r.read_only), ("write", r.write), ("audited", r.audited)]
         for name, phase in phases:
             lat = phase.latencies_ms
             line = (f"{r.writers if name == 'read only' else '':>7}  {name:<10} {phase.per_s:>7.0f} "
@@ -339,8 +328,8 @@ def parse_args() -> argparse.Namespace:
                         help="concurrent writers per append run, comma-separated (default 1,8,32; empty for none)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per phase (default %(default)s)")
     parser.add_argument("--requests", type=int, default=500, help="requests staff read (default %(default)s)")
-    parser.add_argument("--poll-s", type=float, default=0.1,
-                        help="the chainer's poll interval, as the service's outbox_poll_s (default %(default)s)")
+    parser.add_argument("--poll-s", type=float, default=0.5,
+                        help="the chainer's poll interval, as the service's AUDIT_CHAIN_S (default %(default)s)")
     parser.add_argument("--verify-entries", type=int, default=100_000,
                         help="entries in the log verified (default %(default)s; 0 for none)")
     parser.add_argument("--verify-rounds", type=int, default=3, help="verifications timed (default %(default)s)")

@@ -445,10 +445,10 @@ def openapi_document(service: str, version: str, endpoints: list[Endpoint]) -> d
             op["security"] = [{"bearer": sorted(ep.auth.roles)}]
             op["description"] = ep.auth.describe()
             op["x-veikals-access"] = {"kind": ep.auth.kind, "roles": sorted(ep.auth.roles)}
-        if ep.audited is not None:
-            op["x-veikals-audited"] = list(ep.audited)
         elif ep.signed:
             op["security"] = [{"webhookSignature": []}]
+        if ep.audited is not None:
+            op["x-veikals-audited"] = list(ep.audited)
         parameters = []
         if ep.params is not None:
             parameters += _parameters(ep.params, "path")

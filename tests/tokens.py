@@ -37,7 +37,8 @@ class TokenIssuer:
             await self._runner.cleanup()
 
     def token(self, kind: str = "staff", roles: tuple[str, ...] = ("admin",),
-              expires_in: int = 300, subject: str = "staff-1", token_use: str = "access") -> str:
+              expires_in: int = 300, subject: str = "5f0c9a52-0d6e-4b7a-9a44-3f1c2b8e7d01",
+              token_use: str = "access") -> str:
         now = dt.datetime.now(dt.timezone.utc)
         claims = {"sub": subject, "kind": kind, "roles": list(roles), "token_use": token_use, "iss": ISSUER,
                   "aud": AUDIENCE, "iat": now, "exp": now + dt.timedelta(seconds=expires_in)}

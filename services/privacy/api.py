@@ -89,7 +89,7 @@ class PrivacyApi:
         # its phone number, which no one verified and which may be someone else's too.
         subject = DataSubject(customer_id=customer_id, emails=[account["email"]])
         async with self.pool.acquire() as conn, conn.transaction():
-            await store.act_as(conn, f"staff:{caller.subject}")
+            await store.act_as(conn, f"customer:{caller.subject}")
             row, joined = await self.intake.submit(
                 conn, body.request.kind, subject, source="customer", details=details_of(body.request),
                 customer_id=customer_id, contact_email=account["email"], language=body.language)
@@ -222,6 +222,7 @@ class PrivacyApi:
     async def staff_submit(self, request: web.Request, caller: Principal,
                            body: schemas.StaffRequestIn) -> web.Response:
         async with self.pool.acquire() as conn, conn.transaction():
+            await store.act_as(conn, f"staff:{caller.subject}")
             row, joined = await self.intake.submit(
                 conn, body.request.kind, body.subject.subject(), source="staff", details=details_of(body.request),
                 customer_id=None, contact_email=body.contact_email, language=body.language,

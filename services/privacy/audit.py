@@ -76,7 +76,8 @@ class Verification:
 
 
 class Chainer(NotifiedPoller):
-    """Moves pending entries into the chain, in batches, woken by their insert."""
+    """Moves pending entries into the chain, in batches, every ``poll_interval`` (nothing
+    notifies it: that would serialise the commits of the transactions that write entries)."""
 
     def __init__(self, pool: asyncpg.Pool, poll_interval: float) -> None:
         super().__init__(pool, "veikals_audit", "audit-chainer", poll_interval)

@@ -153,14 +153,15 @@ TEXT = {
 UNITS = {"en": ("day", "days", "year", "years"), "lv": ("diena", "dienas", "gads", "gadi")}
 
 
-def words(text: str, language: Language) -> str:
-    """``text`` as the code declares it (English), in ``language``."""
+def words(text: str, language: Language, *, declared: bool = True) -> str:
+    """``text`` as the code declares it (English), in ``language``. What a deployment's partner
+    registry says of its partners (``declared=False``) may have no Latvian here: it is shown
+    as written."""
     if language == "en":
         return text
-    try:
-        return LATVIAN[text]
-    except KeyError:
-        raise MissingTranslation(f"no Latvian for {text!r}: add it to services/privacy/notice_lv.py") from None
+    if text in LATVIAN or not declared:
+        return LATVIAN.get(text, text)
+    raise MissingTranslation(f"no Latvian for {text!r}: add it to services/privacy/notice_lv.py")
 
 
 def kept(retention: Retention, language: Language) -> str:
@@ -196,8 +197,8 @@ def build(record: RecordOfProcessing, language: Language) -> Document:
              for role in ROLES[language] if role in seen_by]
     processors = [t["processor"].format(
         kind=KINDS[language][p.kind.value], name=p.name,
-        categories=", ".join(words(d, language) for d in p.data_categories),
-        description=words(p.description, language).rstrip(".")) for p in record.processors]
+        categories=", ".join(words(d, language, declared=False) for d in p.data_categories),
+        description=words(p.description, language, declared=False).rstrip(".")) for p in record.processors]
     network = [f"{words(a.category, language)}: {kept(a.retention, language)}"
                for a in record.activities if "P19" in a.clauses]
     years = round(ACCOUNTING_PERIOD.days / 365.25)

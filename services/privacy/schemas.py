@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Annotated, Literal, Union
 
@@ -247,6 +248,8 @@ GuestRequestCreated.model_rebuild()
 
 # --- the audit log ---------------------------------------------------------------------------------
 
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
 class AuditQuery(BaseModel):
     subject: uuid.UUID = omittable(description="entries about this customer")
     staff: uuid.UUID = omittable(description="entries of this staff member")
@@ -254,6 +257,14 @@ class AuditQuery(BaseModel):
     until: dt.datetime = omittable(description="before")
     before: int = omittable(ge=1, le=2**62, description="entries older than this seq (the next page)")
     limit: int = Field(default=100, ge=1, le=500)
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> object:
+        """An RFC 3339 date-time, as the schema says (not a number of seconds)."""
+        if isinstance(value, str) and not RFC3339.match(value):
+            raise ValueError("expected an RFC 3339 date-time such as 2026-12-01T09:30:00Z")
+        return value
 
     @field_validator("since", "until")
     @classmethod

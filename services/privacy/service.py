@@ -82,7 +82,7 @@ class PrivacyService(Service):
         return PrivacyApi(self).endpoints()
 
     def background(self) -> list[NotifiedPoller]:
-        return [self.runner, DeadlineWatch(self.pool, self.settings), audit.Chainer(self.pool, self.settings.outbox_poll_s),
+        return [self.runner, DeadlineWatch(self.pool, self.settings), audit.Chainer(self.pool, self.settings.audit_chain_s),
                 mail.MailSender(self.pool, self.settings, MAIL_CHANNEL, "privacy-mail", self.settings.outbox_poll_s)]
 
     # --- what others tell us ----------------------------------------------------------------------

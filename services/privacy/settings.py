@@ -24,3 +24,5 @@ class PrivacySettings(ServiceSettings, SmtpSettings):
     due_soon_days: int = Field(default=7, ge=1)
     # How long the retention report waits for each participant; one that takes longer is shown unreachable.
     retention_report_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # How often the audit log's chainer takes the entries written meanwhile.
+    audit_chain_s: float = Field(default=0.5, gt=0, le=60)

@@ -11,6 +11,7 @@ import zipfile
 import pytest
 
 from deploy.mailsink import code_in
+from services.privacy import records
 from services.privacy.privacy import INVENTORY, NOT_PERSONAL
 from services.privacy.service import PrivacyService
 from services.privacy.settings import PrivacySettings
@@ -210,6 +211,30 @@ async def test_every_personal_column_is_declared(privacy):
     undeclared, tables = await undeclared_columns(privacy.pool, INVENTORY, NOT_PERSONAL)
     assert undeclared == set(), f"declare these in services/privacy/privacy.py: {sorted(undeclared)}"
     assert {"requests", "tasks", "export_records"} <= tables
+
+
+async def test_the_notice_and_the_record_are_what_every_service_declares(privacy):
+    for accept, language in (("", "lv"), ("en-GB,en;q=0.9", "en")):
+        async with privacy.shop.http.get(f"{privacy.base}/v1/privacy-notice",
+                                         headers={"Accept-Language": accept} if accept else {}) as response:
+            assert response.status == 200 and response.content_type == "text/html"
+            page = await response.text()
+        assert f'<html lang="{language}">' in page and "info@veikals.lv" in page
+    _, page = await privacy.call("GET", "/v1/privacy-notice?lang=en", expect=200)
+    assert b"Privacy notice" in page
+    await privacy.call("GET", "/v1/staff/records-of-processing", expect=401)
+    support = await privacy.shop.staff_token("support")
+    _, record = await privacy.call("GET", "/v1/staff/records-of-processing", support, expect=200)
+    # What the services answered over RPC is what their code declares (the committed copies'
+    # source); only periods set by settings (the tests shorten some) may differ.
+    built = records.build(records.code_inventories(), privacy.runtime.service.partners).model_dump(mode="json")
+    def declared(activities):
+        return [(a["participant"], a["category"], a["table"], a["fields"], a["purpose"], a["recipients"])
+                for a in activities]
+    assert declared(record["activities"]) == declared(built["activities"])
+    assert {k: v for k, v in record.items() if k != "activities"} == {k: v for k, v in built.items() if k != "activities"}
+    _, page = await privacy.call("GET", "/v1/staff/records-of-processing/page", support, expect=200)
+    assert b"Record of processing activities" in page
 
 
 async def test_an_unknown_request_status_is_none(privacy):

@@ -2,7 +2,8 @@
 -- of every data-subject request, in a hash chain that shows any entry changed, removed or
 -- reordered. Entries are written to audit_pending in the transaction that does the thing; the
 -- chainer (services/privacy/audit.py) moves them into audit_log, one at a time in a batch,
--- each with the hash of the one before it. Entries name people by id only.
+-- each with the hash of the one before it. Entries name people by id only. (The chainer polls:
+-- a NOTIFY per entry would serialise the commits of every transaction that writes one.)
 
 CREATE TABLE audit_pending (
     id          bigserial PRIMARY KEY,
@@ -150,11 +151,3 @@ BEGIN
 END $$;
 CREATE TRIGGER export_links_audit AFTER INSERT OR UPDATE OF downloads_left ON export_links
     FOR EACH ROW EXECUTE FUNCTION audit_export_step();
-
-CREATE FUNCTION audit_pending_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('veikals_audit', '');
-    RETURN NULL;
-END $$;
-CREATE TRIGGER audit_pending_notify AFTER INSERT ON audit_pending
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_pending_notify();
