@@ -18,7 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from services.accounts.client import contact_details
-from services.privacy import archive, audit, domain, fanout, guests, mail, notice, records, schemas, store
+from services.privacy import archive, audit, domain, fanout, guests, mail, notice, records, retention, schemas, store
 from services.privacy.document import html
 from services.privacy.intake import Intake
 from shared.auth import Principal
@@ -352,6 +352,9 @@ class PrivacyApi:
     async def retention(self, request: web.Request, caller: Principal) -> schemas.RetentionReportView:
         return await self.retention_report()
 
+    async def retention_page(self, request: web.Request, caller: Principal) -> web.Response:
+        return web.Response(text=html(retention.document(await self.retention_report())), content_type="text/html")
+
     # --- the record of processing and the notice ------------------------------------------------
 
     async def record(self) -> records.RecordOfProcessing:
@@ -410,6 +413,8 @@ class PrivacyApi:
             E("GET", "/v1/staff/retention-report", self.retention,
               "Each service's oldest record held against its declared retention, and what is overdue",
               response=schemas.RetentionReportView, auth=SUPPORT, tags=["staff"], audited=()),
+            E("GET", "/v1/staff/retention-report/page", self.retention_page, "The retention report as a page",
+              auth=SUPPORT, tags=["staff"], audited=()),
             E("POST", "/v1/staff/privacy-requests", self.staff_submit,
               "Enter a request that arrived by e-mail or letter (support)", body=schemas.StaffRequestIn,
               response=schemas.StaffRequestView, status=202, auth=SUPPORT, tags=["staff"], audited=REQUEST_RECORD),

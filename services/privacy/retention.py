@@ -13,6 +13,7 @@ import datetime as dt
 from typing import Awaitable, Callable
 
 from services.privacy import domain, schemas
+from services.privacy.document import Document, Section
 from shared.contracts.privacy import RetentionReport
 from shared.logging import get_logger, redact_text
 from shared.messaging import BrokerUnavailable, RpcClient, RpcTimeout, UnknownService
@@ -67,3 +68,25 @@ def summary(participants: list[schemas.ParticipantRetention],
     return schemas.RetentionSummary(
         ok=not (unreachable or failed or overdue or unreadable), participants=len(participants),
         unreachable=unreachable, failed=failed, rows=len(rows), overdue=overdue, unreadable=unreadable)
+
+
+def document(report: schemas.RetentionReportView) -> Document:
+    """The report as a page staff read at a glance: what is overdue first."""
+    s = report.summary
+    state = "Every sweep keeps its period." if s.ok else (
+        f"{s.overdue} overdue, {s.unreadable} unreadable; not answering: "
+        f"{', '.join(s.unreachable + s.failed) or 'none'}.")
+    rows = sorted(report.rows, key=lambda r: (not r.overdue, r.error is None, r.participant, r.category))
+    return Document(language="en", title="Retention report", sections=[
+        Section((), f"As of {report.at:%Y-%m-%d %H:%M} UTC", [state], items=[
+            f"{p.participant}: {p.state}" + (f" ({p.error})" if p.error else "") for p in report.participants]),
+        Section((), "Categories", table=(
+            ["Service", "Category", "Kept (days)", "Oldest held since", "Due", "Held", "Past due", "State"],
+            [[r.participant, r.category, str(r.period_days), _when(r.oldest), _when(r.due), str(r.records),
+              str(r.past_due), "OVERDUE" if r.overdue else (f"unreadable: {r.error}" if r.error else "ok")]
+             for r in rows])),
+    ])
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M}"

@@ -86,6 +86,9 @@ async def test_a_record_past_its_period_is_overdue_until_the_sweep_removes_it(pr
     throttling = row(late, *THROTTLING)
     assert throttling["overdue"] and (throttling["records"], throttling["past_due"], throttling["period_days"]) == (1, 1, 1)
     assert late["summary"]["ok"] is False and late["summary"]["overdue"] == 1
+    _, page = await privacy.call("GET", "/v1/staff/retention-report/page", admin, expect=200)
+    page = page.decode()
+    assert "1 overdue" in page and page.index("OVERDUE") < page.index("<td>ok</td>")  # what is overdue first
 
     swept = await privacy.runtime.service.rpc.call("accounts", "run_retention_sweep")
     assert swept["throttle"] == 1
