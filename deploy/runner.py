@@ -465,6 +465,17 @@ def psp_sandbox() -> Service | None:
                          "--webhook-url", f"{payments.url}/v1/psp/webhooks"), ready_path="/healthz")
 
 
+# The one origin of the pages and the services' APIs (web/edge.py), as the Ingress's shop host.
+EDGE_PORT = 8100
+
+
+def edge() -> Service:
+    """The edge: the pages, and /v1/<service>/... to each service."""
+    routes = [arg for s in services() for arg in ("--service", f"{s.name}={s.url}")]
+    return Service("edge", "127.0.0.1", EDGE_PORT, "web.edge", args=("--port", str(EDGE_PORT), *routes),
+                   ready_path="/readyz")
+
+
 def mail_sink() -> Service:
     """The local SMTP sink the accounts service sends to; messages land in var/mail/."""
     port = load_settings("accounts", AccountsSettings).smtp_port
@@ -671,7 +682,7 @@ def up() -> None:
     infra()
     partners = sandboxes()
     prepare_environment(partners)
-    all_ = [mail_sink(), *services(), *partners]
+    all_ = [mail_sink(), *services(), *partners, edge()]
     create_databases(all_)
     topology_command(recreate_empty=True)  # a local broker: queues from older versions are remade
 
@@ -763,7 +774,7 @@ def signal_process(pid: int, sig: signal.Signals, group: bool = False) -> None:
 
 def down() -> None:
     stopping: dict[str, tuple[Service, int]] = {}
-    for service in [*services(), *sandboxes(), mail_sink()]:
+    for service in [edge(), *services(), *sandboxes(), mail_sink()]:
         pid = service.running_pid()
         if pid is None:
             say(f"{service.name}: not running")
@@ -799,7 +810,7 @@ def status() -> bool:
         healthy &= problem is None
         say(f"{server}: {'reachable' if problem is None else f'UNREACHABLE ({problem})'}")
     say()
-    all_ = [mail_sink(), *services(), *sandboxes()]
+    all_ = [mail_sink(), *services(), *sandboxes(), edge()]
     answers = asyncio.run(readiness_of(all_))
     rows = []
     for service, (ready, answer) in zip(all_, answers):

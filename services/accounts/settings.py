@@ -17,8 +17,9 @@ class AccountsSettings(ServiceSettings, SmtpSettings):
     # P9: a session's IP address and user agent are deleted this long after it ends.
     session_log_days: int = Field(default=30, ge=1, le=365)
     verification_ttl_s: int = Field(default=86400, ge=300)
+    password_reset_ttl_s: int = Field(default=3600, ge=300, le=86400)
     # Where the shop's web pages live: links in e-mails point there.
-    shop_url: str = "http://127.0.0.1:8101"
+    shop_url: str = "http://127.0.0.1:8100"  # the pages (the edge: web/edge.py)
     # argon2id cost (argon2-cffi's defaults, RFC 9106's second recommended profile).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
@@ -30,6 +31,9 @@ class AccountsSettings(ServiceSettings, SmtpSettings):
     # Failed logins and registrations from one network (/24, /48) within the window.
     network_max_failures: int = Field(default=100, ge=1)
     register_max_per_network: int = Field(default=20, ge=1)
+    # Password reset mails asked for one address, and from one network, within an hour.
+    reset_max_per_address: int = Field(default=3, ge=1)
+    reset_max_per_network: int = Field(default=20, ge=1)
     # Keys the hashes of addresses and networks in the throttle table.
     throttle_key: SecretStr = SecretStr("")
     # Behind a proxy that sets X-Forwarded-For, take the client address from it.

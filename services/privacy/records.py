@@ -142,7 +142,7 @@ TRACE = (
     Trace(clause="P18", promise="processors work under contract and with security measures; each is registered",
           mechanisms=["shared.webhooks.registry:PartnerRegistry", "shared.webhooks.signing:verify"]),
     Trace(clause="P19", promise="cookies and similar technologies, told in the cookie notice",
-          mechanisms=["services.accounts.domain:network_of"]),
+          mechanisms=["web.storage:STORAGE", "services.accounts.domain:network_of"]),
     Trace(clause="P20", promise="data can be seen and corrected in the profile; guests through support",
           mechanisms=["services.accounts.api:AccountsApi.change_profile", "services.privacy.api:PrivacyApi.guest_ask"]),
     Trace(clause="P21", promise="a consent can be withdrawn by e-mail to support",
