@@ -1,4 +1,5 @@
-"""The pages' texts, in Latvian (the default) and English: ``texts/<lang>.json``.
+"""The pages' texts, in Latvian (the default) and English: ``texts/<area>.<lang>.json`` (common,
+customer, staff), merged; a key in two files of a language is an error.
 
 A page writes ``{{t:key}}`` where a text goes; the edge fills it in before the page leaves, so
 a page reads in its language without a script. The scripts read the same texts
@@ -12,8 +13,19 @@ import re
 from pathlib import Path
 
 TEXTS_DIR = Path(__file__).resolve().parent / "texts"
-TEXTS: dict[str, dict[str, str]] = {
-    language: json.loads((TEXTS_DIR / f"{language}.json").read_text()) for language in ("lv", "en")}
+
+
+def _load(language: str) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for source in sorted(TEXTS_DIR.glob(f"*.{language}.json")):
+        texts = json.loads(source.read_text())
+        if twice := set(texts) & set(merged):
+            raise ValueError(f"{source.name}: keys also in another file: {sorted(twice)}")
+        merged.update(texts)
+    return merged
+
+
+TEXTS: dict[str, dict[str, str]] = {language: _load(language) for language in ("lv", "en")}
 PLACEHOLDER = re.compile(r"\{\{t:([\w.-]+)\}\}")
 
 
@@ -25,7 +37,7 @@ def text(language: str, key: str) -> str:
     try:
         return TEXTS[language][key]
     except KeyError:
-        raise MissingText(f"no {language} text {key!r} in web/texts/{language}.json") from None
+        raise MissingText(f"no {language} text {key!r} in web/texts/*.{language}.json") from None
 
 
 def fill(language: str, html: str) -> str:
