@@ -11,7 +11,8 @@
 - ``/lv/cookies`` and ``/en/cookies`` the cookie notice, written from ``web/storage.py``.
 
 It sets no cookie and keeps nothing. ``python -m web.edge --port 8100 --service
-accounts=http://127.0.0.1:8101 ...`` (the local runner starts it so).
+accounts=http://127.0.0.1:8101 ...`` (the local runner starts it so); behind the ingress
+controller, ``--trust-forwarded-for`` (deploy/k8s/base/edge.yaml).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
@@ -45,6 +47,7 @@ SECURITY_HEADERS = {
 }
 SERVICES_KEY = web.AppKey("services", dict)
 CLIENT_KEY = web.AppKey("client", aiohttp.ClientSession)
+TRUST_FORWARDED_FOR_KEY = web.AppKey("trust_forwarded_for", bool)
 
 
 def preferred_language(accept: str) -> str:
@@ -103,6 +106,20 @@ async def texts(request: web.Request) -> web.Response:
     return web.json_response(i18n.TEXTS[language], headers={"Cache-Control": "no-cache"})
 
 
+def upstream_headers(incoming: Mapping[str, str], remote: str | None, trust_forwarded_for: bool) -> dict[str, str]:
+    """The headers a service gets: those an API reads, and X-Forwarded-For with the address the
+    request came from appended; or, when the one proxy in front appends the client's address
+    (the ingress controller), as it came, so that the client's address stays last (accounts
+    counts sign-in failures by it)."""
+    headers = {h: incoming[h] for h in REQUEST_HEADERS if h in incoming}
+    forwarded = incoming.get("X-Forwarded-For")
+    if forwarded and trust_forwarded_for:
+        headers["X-Forwarded-For"] = forwarded
+    else:
+        headers["X-Forwarded-For"] = f"{forwarded}, {remote}" if forwarded else str(remote)
+    return headers
+
+
 async def proxy(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES_KEY]
     base = services.get(request.match_info["service"])
@@ -110,9 +127,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         return problem(404, "No such service", f"Services: {', '.join(sorted(services))}.")
     tail = request.match_info["tail"]
     target = f"{base}/openapi.json" if tail == "openapi.json" else f"{base}/v1/{tail}"
-    headers = {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers}
-    forwarded = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{forwarded}, {request.remote}" if forwarded else str(request.remote)
+    headers = upstream_headers(request.headers, request.remote, request.app[TRUST_FORWARDED_FOR_KEY])
     body = await request.read() if request.can_read_body else None
     try:
         upstream = await request.app[CLIENT_KEY].request(
@@ -139,9 +154,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def make_app(services: dict[str, str]) -> web.Application:
+def make_app(services: dict[str, str], *, trust_forwarded_for: bool = False) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SERVICES_KEY] = {name: url.rstrip("/") for name, url in services.items()}
+    app[TRUST_FORWARDED_FOR_KEY] = trust_forwarded_for
 
     async def client(app: web.Application):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=5),
@@ -167,9 +183,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--service", action="append", default=[], metavar="NAME=URL",
                         help="a service and where it listens (repeat for each)")
+    parser.add_argument("--trust-forwarded-for", action="store_true",
+                        help="behind exactly one proxy that appends the client's address to X-Forwarded-For "
+                             "(the ingress controller): pass the header on as it came instead of appending "
+                             "that proxy's address")
     args = parser.parse_args(argv)
     services = dict(item.split("=", 1) for item in args.service)
-    web.run_app(make_app(services), host=args.host, port=args.port, print=None)
+    web.run_app(make_app(services, trust_forwarded_for=args.trust_forwarded_for), host=args.host, port=args.port,
+                print=None)
 
 
 if __name__ == "__main__":

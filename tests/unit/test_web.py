@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from multidict import CIMultiDict
 
 from web import edge, i18n, storage
 
@@ -64,3 +65,21 @@ def test_the_browsers_language_is_followed(header, language):
 
 def test_a_page_name_is_never_a_path():
     assert edge.page("en", "../pyproject") is None and edge.page("en", "_layout") is None
+
+
+def test_the_edge_passes_what_an_api_reads_and_appends_the_client():
+    incoming = CIMultiDict({"authorization": "Bearer t", "Idempotency-Key": "k", "Cookie": "c=1",
+                            "Connection": "keep-alive", "X-Forwarded-For": "198.51.100.7"})
+    assert edge.upstream_headers(incoming, "203.0.113.5", trust_forwarded_for=False) == {
+        "Authorization": "Bearer t", "Idempotency-Key": "k", "X-Forwarded-For": "198.51.100.7, 203.0.113.5"}
+    assert edge.upstream_headers(CIMultiDict(), "203.0.113.5", trust_forwarded_for=False) == {
+        "X-Forwarded-For": "203.0.113.5"}
+
+
+def test_behind_the_ingress_the_edge_keeps_the_clients_address_last():
+    """The ingress controller appends the client's address; the edge must not append the
+    controller's after it, or every customer would share its sign-in limits."""
+    from_ingress = CIMultiDict({"X-Forwarded-For": "198.51.100.7"})
+    headers = edge.upstream_headers(from_ingress, "10.1.2.3", trust_forwarded_for=True)
+    assert headers["X-Forwarded-For"].split(",")[-1].strip() == "198.51.100.7"
+    assert edge.upstream_headers(CIMultiDict(), "10.1.2.3", trust_forwarded_for=True) == {"X-Forwarded-For": "10.1.2.3"}
