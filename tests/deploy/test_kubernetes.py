@@ -572,7 +572,8 @@ def test_the_partner_registry_is_mounted_valid_and_its_secrets_listed(target):
     config_maps = by_name(objects, "ConfigMap")
     partners_secret = required_secrets()["veikals-partners"]
     registries = set()
-    for deployment in of_kind(objects, "Deployment"):
+    deployments = by_name(objects, "Deployment")
+    for deployment in (deployments[cls.name] for cls in service_classes()):
         pod = deployment["spec"]["template"]["spec"]
         [container] = pod["containers"]
         settings = next(config_maps[s["configMapRef"]["name"]] for s in container["envFrom"] if "configMapRef" in s)
@@ -596,9 +597,22 @@ def test_the_partner_registry_is_mounted_valid_and_its_secrets_listed(target):
     assert set(partners_secret) == named, "veikals-partners lists exactly the registry's variables"
 
 
+def edge_routes(objects) -> dict[str, str]:
+    """The edge's --service list: service name -> URL."""
+    [container] = by_name(objects, "Deployment")["edge"]["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[:3] == ["python", "-m", "web.edge"], command
+    routes = [value for option, value in zip(command, command[1:]) if option == "--service"]
+    named = dict(route.split("=", 1) for route in routes)
+    assert len(named) == len(routes), f"a service named twice: {routes}"
+    return named
+
+
 def test_public_urls_are_the_ingress_hosts_of_their_services(target):
-    """Links in mail (PUBLIC_URL) reach the service that made them, through the ingress."""
+    """Links in mail (PUBLIC_URL) reach the service that made them, through the ingress: on the
+    service's own host, or on the shop's, whose edge serves the pages and forwards to it."""
     objects = rendered(target)
+    forwarded_by_edge = set(edge_routes(objects))
     routes = {rule["host"]: {p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
               for ingress in of_kind(objects, "Ingress") for rule in ingress["spec"]["rules"]}
     hosts = {host for ingress in of_kind(objects, "Ingress") for tls in ingress["spec"].get("tls", [])
@@ -610,7 +624,43 @@ def test_public_urls_are_the_ingress_hosts_of_their_services(target):
         service = variable.removeprefix("VEIKALS_").split("_")[0].lower()
         host = urlsplit(url).hostname
         assert urlsplit(url).scheme == "https" and host in hosts, f"{variable}={url}: not a TLS host of the Ingress"
-        assert routes.get(host) == {service}, f"{variable}={url}: the Ingress sends {host} to {routes.get(host)}"
+        assert routes.get(host) == {service} or (routes.get(host) == {"edge"} and service in forwarded_by_edge), \
+            f"{variable}={url}: the Ingress sends {host} to {routes.get(host)}"
+
+
+def test_the_shop_host_goes_to_the_edge_and_the_edge_to_every_service(target):
+    """The shop's host (SHOP_URL: where mailed links and the PSP send a customer) is a TLS host of
+    the Ingress sent whole to the edge, and the edge forwards to every service the Ingress has a
+    host for, at that Service's port: the one origin mirrors the hosts, so neither drifts."""
+    objects = rendered(target)
+    [ingress] = of_kind(objects, "Ingress")
+    rules = {rule["host"]: rule["http"]["paths"] for rule in ingress["spec"]["rules"]}
+    tls_hosts = {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
+    config = {k: v for cm in of_kind(objects, "ConfigMap") for k, v in cm.get("data", {}).items()}
+    shop_urls = {config[f"VEIKALS_{cls.name.upper()}_SHOP_URL"] for cls in service_classes()
+                 if f"VEIKALS_{cls.name.upper()}_SHOP_URL" in config}
+    assert len(shop_urls) == 1, f"one shop origin, not {sorted(shop_urls)}"
+    shop = urlsplit(shop_urls.pop())
+    assert shop.scheme == "https" and shop.hostname in tls_hosts, f"{shop.geturl()}: not a TLS host of the Ingress"
+    assert [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in rules.get(shop.hostname, [])] \
+        == [("/", "Prefix", "edge")], f"{shop.hostname} should send everything to the edge"
+
+    services = by_name(objects, "Service")
+    by_host = {host: {p["backend"]["service"]["name"] for p in paths} for host, paths in rules.items()}
+    behind_hosts = {name for host, names in by_host.items() if host != shop.hostname for name in names}
+    routes = edge_routes(objects)
+    assert set(routes) == {cls.name for cls in service_classes()} == behind_hosts, \
+        f"the edge forwards to {sorted(routes)}, the Ingress has hosts for {sorted(behind_hosts)}"
+    for name, url in routes.items():
+        parts = urlsplit(url)
+        assert parts.scheme == "http" and parts.hostname == name and not parts.path.strip("/"), f"{name}={url}"
+        assert parts.port in {p["port"] for p in services[name]["spec"]["ports"]}, f"{name}={url}: no such port"
+    # Accounts takes the client's address from the last X-Forwarded-For entry: the edge must not
+    # append the ingress controller's after it, or every customer would share its sign-in limits.
+    [edge] = by_name(objects, "Deployment")["edge"]["spec"]["template"]["spec"]["containers"]
+    trusted = config.get("VEIKALS_ACCOUNTS_TRUST_FORWARDED_FOR") == "true"
+    assert ("--trust-forwarded-for" in edge["command"]) == trusted, \
+        "the edge's --trust-forwarded-for and accounts' TRUST_FORWARDED_FOR go together"
 
 
 def test_every_listed_secret_is_used():
@@ -777,6 +827,18 @@ def test_network_policies_allow_what_the_suite_needs_and_nothing_else(overlay):
             protocol = "UDP" if destination == DNS else "TCP"
             assert allowed(policies, source, destination, to_port, protocol) is expected, \
                 f"{name}: {what} ({to_port}/{protocol}) should be {'allowed' if expected else 'denied'}"
+    edge = pod_peer(deployments["edge"]["spec"]["template"])
+    edge_port = deployments["edge"]["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert allowed(policies, INGRESS_CONTROLLER, edge, edge_port), "the ingress controller should reach the edge"
+    for name, server in servers.items():
+        port = DEFAULT_HTTP_PORTS[name]
+        assert allowed(policies, edge, server, port), f"the edge should reach {name}'s HTTP port"
+        assert not allowed(policies, edge, database(clusters[name]), 5432), \
+            f"the edge should not reach {name}'s database"
+        assert not allowed(policies, server, edge, edge_port), f"{name} should not reach the edge"
+    for other in (RABBITMQ, PUBLIC, PRIVATE):
+        assert not allowed(policies, edge, other, 443) and not allowed(policies, edge, other, 5672), \
+            f"the edge should reach nothing but the services: {other}"
     topology = pod_peer(jobs["topology"]["spec"]["template"])
     assert allowed(policies, topology, RABBITMQ, 5672)
     assert not allowed(policies, topology, database("pg-orders"), 5432)
