@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -31,7 +32,7 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE_FILE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 SERVICES = tuple(DEFAULT_HTTP_PORTS)
-PACKAGES = ("shared", "services", "deploy")
+PACKAGES = ("shared", "services", "deploy", "web")
 
 
 def is_native(path: Path) -> bool:
@@ -63,10 +64,13 @@ def run(command: list, *, cwd: Path = ROOT, env: dict | None = None, timeout: fl
 # --- the wheel ------------------------------------------------------------------------------
 
 def runtime_data_files() -> set[str]:
-    """What the code reads at run time from beside itself: migrations and deploy's JSON files."""
+    """What the code reads at run time from beside itself: migrations, deploy's JSON files, and
+    every file of the pages (web/: pages, scripts, style, texts) but its Python."""
     found = {p.relative_to(ROOT).as_posix() for package in PACKAGES
              for p in (ROOT / package).rglob("migrations/*.sql")}
-    return found | {p.relative_to(ROOT).as_posix() for p in DEPLOY.glob("*.json")}
+    pages = {p.relative_to(ROOT).as_posix() for p in (ROOT / "web").rglob("*")
+             if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts}
+    return found | pages | {p.relative_to(ROOT).as_posix() for p in DEPLOY.glob("*.json")}
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +113,20 @@ def wheel_install():
 def test_the_wheel_ships_every_file_read_at_run_time(wheel_install):
     shipped = set(zipfile.ZipFile(wheel_install["wheel"]).namelist())
     wanted = runtime_data_files()
-    assert {"deploy/partners.local.json", "deploy/catalogue.local.json"} <= wanted
+    assert {"deploy/partners.local.json", "deploy/catalogue.local.json", "web/pages/_layout.html"} <= wanted
     assert wanted - shipped == set(), "add them to [tool.setuptools.package-data] in pyproject.toml"
 
 
 INSTALLED_PROBE = """
 import json, importlib.resources
-import deploy, services, shared
+import deploy, services, shared, web
 from shared.webhooks.registry import PartnerRegistry
+from web import edge
 from services.topology import service_classes
 catalogue = importlib.resources.files("deploy").joinpath("catalogue.local.json")
 print(json.dumps({
-    "modules": [m.__file__ for m in (deploy, services, shared)],
+    "modules": [m.__file__ for m in (deploy, services, shared, web)],
+    "page": "{{" not in (edge.page("lv", "index") or "{{"),  # laid out, its texts filled from web/texts
     "partners": len(list(PartnerRegistry.load())),
     "catalogue": len(json.loads(catalogue.read_text())["products"]),
     "migrations": {cls.name: {scope: [str(folder), sorted(p.name for p in folder.glob("*.sql"))]
@@ -137,6 +143,7 @@ def test_the_installed_package_runs_without_a_checkout(wheel_install):
     site_packages = wheel_install["site_packages"]
     for module in found["modules"]:
         assert Path(module).resolve().is_relative_to(site_packages), f"imported from the checkout: {module}"
+    assert found["page"], "the edge cannot lay out a page from the installed package"
     assert found["partners"] == len(json.loads((DEPLOY / "partners.local.json").read_text())["partners"])
     assert found["catalogue"] == len(json.loads((DEPLOY / "catalogue.local.json").read_text())["products"])
 
@@ -180,8 +187,8 @@ def test_hadolint_rejects_the_broken_dockerfile(hadolint):
     assert {"DL3007", "DL3008", "DL3014"} <= {f["code"] for f in findings}  # latest tag, unpinned, no -y
 
 
-def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
-    """The last stage's instructions as (KEYWORD, arguments), continuation lines joined."""
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """Every instruction as (KEYWORD, arguments), continuation lines joined."""
     logical, pending = [], ""
     for line in dockerfile.read_text().splitlines():
         if not pending and (not line.strip() or line.lstrip().startswith("#")):
@@ -194,9 +201,14 @@ def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
             continue
         logical.append(pending.strip())
         pending = ""
-    instructions = [(text.split(None, 1)[0].upper(), (text.split(None, 1) + [""])[1]) for text in logical]
-    start = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
-    return instructions[start:]
+    return [(text.split(None, 1)[0].upper(), (text.split(None, 1) + [""])[1]) for text in logical]
+
+
+def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
+    """The last stage's instructions."""
+    found = instructions(dockerfile)
+    start = max(i for i, (keyword, _) in enumerate(found) if keyword == "FROM")
+    return found[start:]
 
 
 def image_problems(dockerfile: Path) -> list[str]:
@@ -240,6 +252,19 @@ def test_the_build_context_leaves_out_secrets_and_local_state():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}
     assert {".git", ".venv", "var", "tests", "bench", "**/__pycache__", "deploy/.env"} <= ignored
+    for package in PACKAGES:
+        assert not {package, f"{package}/", f"{package}/*", f"{package}/**"} & ignored, f"{package}/ is left out"
+
+
+def test_the_image_builds_every_package_the_wheel_names():
+    """A package the build stage does not copy is silently missing from the wheel, and so from
+    the image only (``python -m web.edge`` works in a checkout and fails in a container)."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    assert set(PACKAGES) == packages, "PACKAGES above: the packages pyproject.toml includes"
+    copied = {args.split()[0].rstrip("/") for keyword, args in instructions(DOCKERFILE)
+              if keyword == "COPY" and not args.startswith("--")}
+    assert packages - copied == set(), "COPY them in deploy/Dockerfile's build stage"
 
 
 # --- the compose file -------------------------------------------------------------------------
@@ -391,3 +416,27 @@ def test_the_sandboxes_run_as_the_local_runner_runs_them(project, monkeypatch):
         command = project["services"][sandbox.name]["command"]
         assert command[:3] == ["python", "-m", sandbox.module], sandbox.name
         assert dict(zip(command[3::2], command[4::2])) == {**expected, "--host": "0.0.0.0"}, sandbox.name
+
+
+def test_the_edge_runs_as_the_local_runner_runs_it(project, monkeypatch):
+    """The same --service list at the services' compose host names, published where the
+    runner listens, and the links in mail (accounts' SHOP_URL, privacy's PUBLIC_URL) open there."""
+    for variable in [v for v in os.environ if v.startswith("VEIKALS_")]:
+        monkeypatch.delenv(variable)
+    from deploy.runner import edge
+    service_at = {str(port): name for name, port in DEFAULT_HTTP_PORTS.items()}
+    runner = edge()
+    expected = [(option, re.sub(r"http://127\.0\.0\.1:(\d+)", lambda m: f"http://{service_at[m[1]]}:{m[1]}", value))
+                for option, value in zip(runner.args[::2], runner.args[1::2])] + [("--host", "0.0.0.0")]
+    compose_edge = project["services"]["edge"]
+    command = compose_edge["command"]
+    assert command[:3] == ["python", "-m", runner.module]
+    assert sorted(zip(command[3::2], command[4::2])) == sorted(expected)
+    assert {value.split("=")[0] for option, value in expected if option == "--service"} == set(SERVICES)
+    [published] = compose_edge["ports"]
+    assert (published["host_ip"], published["published"], published["target"]) == \
+        ("127.0.0.1", str(runner.port), runner.port)
+    assert f"127.0.0.1:{runner.port}/readyz" in " ".join(compose_edge["healthcheck"]["test"])
+    origin = f"http://127.0.0.1:{runner.port}"
+    assert project["services"]["accounts"]["environment"]["VEIKALS_ACCOUNTS_SHOP_URL"] == origin
+    assert project["services"]["privacy"]["environment"]["VEIKALS_PRIVACY_PUBLIC_URL"] == origin
