@@ -725,9 +725,12 @@ def up() -> None:
     accounts = next((s for s in all_ if s.name == "accounts"), all_[0])
     payments = next((s for s in all_ if s.name == "payments"), all_[0])
     carrier = next((s for s in partners if "carrier" in s.name), None)
+    shop = next((s for s in all_ if s.name == "edge"), all_[0])
     nameko = Path(sys.executable).with_name("nameko")
     say(f"""
 See it working:
+  {shop.url}/lv/                        # the shop's pages in a browser (/en/ in English)
+  {shop.url}/lv/staff-login             # the staff console (the first admin: docs/operations.md)
   curl {orders.url}/readyz
   curl {orders.url}/openapi.json
   curl {orders.url}/v1/products                     # the example catalogue; order as a guest at /v1/guest-orders
