@@ -194,7 +194,7 @@ export function next(fallback) {
 
 const CUSTOMER_LINKS = [["account", "account_title"], ["privacy", "privacy_title"], ["privacy-requests", "requests_title"],
   ["consents", "consents_title"]];
-const STAFF_LINKS = [
+export const STAFF_LINKS = [
   ["staff-customers", "staff_customers_title", ["support", "admin"]],
   ["staff-requests", "staff_requests_title", ["support", "admin"]],
   ["staff-complaints", "staff_complaints_title", ["support", "admin"]],
