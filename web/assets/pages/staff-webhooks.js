@@ -13,9 +13,9 @@ async function partners() {
   document.getElementById("partners").replaceChildren(list.length
     ? table(t("staff_webhooks_partners_caption", {count: list.length}),
       [t("staff_webhooks_partner"), t("staff_webhooks_kind"), t("staff_webhooks_endpoint"), t("staff_webhooks_data"),
-        t("staff_webhooks_disabled")],
+        t("staff_webhooks_disabled"), t("staff_actions")],
       list.map((p) => [p.name, named("partner_kind", p.kind), p.endpoint, p.data_categories.join(", "),
-        p.disabled_at ? `${when(p.disabled_at)}: ${p.disabled_reason || ""}` : t("staff_no")]))
+        p.disabled_at ? `${when(p.disabled_at)}: ${p.disabled_reason || ""}` : t("staff_no"), enableButton(p)]))
     : el("p", {}, t("staff_webhooks_no_partners")));
   const chosen = pick.elements.partner.value;
   const options = (first) => [...(first ? [el("option", {value: ""}, first)] : []),
@@ -24,6 +24,23 @@ async function partners() {
   pick.elements.partner.value = list.some((p) => p.name === chosen) ? chosen : "";
   callbacksForm.elements.partner.replaceChildren(...options(null));
   callbacksForm.querySelector("[type=submit]").disabled = !list.length;
+}
+
+/** An endpoint disabled after it answered 410 Gone, enabled again by an admin. */
+function enableButton(partner) {
+  if (!partner.disabled_at || !hasRole("admin")) return "–";
+  return el("button", {type: "button", class: "secondary", "aria-label": t("staff_webhooks_enable_label", {name: partner.name}),
+    onclick: async (event) => {
+      event.target.disabled = true;
+      try {
+        await api(service(), `/staff/partners/${encodeURIComponent(partner.name)}/enable`, {method: "POST"});
+        await partners();
+        say(t("staff_webhooks_enabled", {name: partner.name}), "ok");
+      } catch (error) {
+        event.target.disabled = false;
+        say(describe(error), "error");
+      }
+    }}, t("staff_webhooks_enable"));
 }
 
 async function deliveries() {
