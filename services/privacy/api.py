@@ -19,8 +19,9 @@ from aiohttp import web
 
 from services.accounts.client import contact_details
 from services.privacy import archive, audit, domain, fanout, guests, mail, notice, records, retention, schemas, store
-from services.privacy.document import html
+from services.privacy.document import data, html
 from services.privacy.intake import Intake
+from services.privacy.notice_lv import LATVIAN
 from shared.auth import Principal
 from shared.contracts.privacy import DataInventory, DataSubject
 from shared.http import CUSTOMER, Endpoint, HTTPProblem, staff
@@ -42,6 +43,11 @@ RECORD_FRESH_S = 60.0  # the notice and the record are rebuilt from the particip
 
 def customer_of(caller: Principal) -> uuid.UUID:
     return uuid.UUID(caller.subject)
+
+
+def notice_language(request: web.Request, query: schemas.NoticeQuery) -> str:
+    """``lang`` when asked; otherwise English when the browser prefers it, else Latvian (the original)."""
+    return query.lang or ("en" if request.headers.get("Accept-Language", "").lower().startswith("en") else "lv")
 
 
 def details_of(what) -> dict:
@@ -371,8 +377,16 @@ class PrivacyApi:
         return self._record[1]
 
     async def notice_page(self, request: web.Request, query: schemas.NoticeQuery) -> web.Response:
-        language = query.lang or ("en" if request.headers.get("Accept-Language", "").lower().startswith("en") else "lv")
+        language = notice_language(request, query)
         return web.Response(text=html(notice.build(await self.record(), language)), content_type="text/html",
+                            headers={"Content-Language": language, "Cache-Control": "public, max-age=60"})
+
+    async def notice_data(self, request: web.Request, query: schemas.NoticeQuery) -> web.Response:
+        """The same notice as data, which the shop's privacy page lays out beside the customer's own data."""
+        language = notice_language(request, query)
+        document = schemas.NoticeData.model_validate({**data(notice.build(await self.record(), language)),
+                                                      "glossary": LATVIAN if language == "lv" else {}})
+        return web.Response(text=document.model_dump_json(), content_type="application/json",
                             headers={"Content-Language": language, "Cache-Control": "public, max-age=60"})
 
     async def record_json(self, request: web.Request, caller: Principal) -> records.RecordOfProcessing:
@@ -437,6 +451,9 @@ class PrivacyApi:
             E("GET", "/v1/privacy-notice", self.notice_page,
               "The privacy notice, generated from what every service declares (an HTML page; Latvian unless asked "
               "otherwise or the browser prefers English)", query=schemas.NoticeQuery, problems=(503,), tags=["notice"]),
+            E("GET", "/v1/privacy-notice/data", self.notice_data,
+              "The privacy notice as data: its sections, each with its key, clauses, paragraphs, items and table",
+              query=schemas.NoticeQuery, response=schemas.NoticeData, problems=(503,), tags=["notice"]),
             E("GET", "/v1/staff/records-of-processing", self.record_json,
               "The record of processing activities (GDPR Art. 30), from every service's declarations",
               response=records.RecordOfProcessing, auth=STAFF, problems=(503,), tags=["notice"], audited=()),

@@ -1,5 +1,5 @@
-"""A generated document (the privacy notice, the record of processing) and its two forms: the
-Markdown committed under docs/ and the HTML page served."""
+"""A generated document (the privacy notice, the record of processing) and its forms: the
+Markdown committed under docs/, the HTML page served, and the data the shop's pages lay out."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,6 +16,7 @@ class Section:
     paragraphs: list[str] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
     table: tuple[list[str], list[list[str]]] | None = None
+    key: str | None = None  # what the section is about, the same in every language (pages pick by it)
 
 
 @dataclass
@@ -46,6 +47,13 @@ def markdown(document: Document) -> str:
             out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows] + [""]
     return "\n".join(out)
+
+
+def data(document: Document) -> dict:
+    """The document as JSON-ready data: its sections in order, each with its key and clauses."""
+    return {"language": document.language, "title": document.title, "sections": [
+        {"key": s.key, "clauses": list(s.clauses), "title": s.title, "paragraphs": s.paragraphs, "items": s.items,
+         "table": {"header": s.table[0], "rows": s.table[1]} if s.table else None} for s in document.sections]}
 
 
 def html(document: Document) -> str:

@@ -234,7 +234,5 @@ async def settle(conn: asyncpg.Connection, request_id: uuid.UUID, outbox: Outbox
             token = secrets.token_urlsafe(32)
             await store.add_link(conn, domain.token_hash(token), request_id,
                                  dt.timedelta(seconds=settings.export_link_ttl_s), settings.export_downloads)
-            # A customer opens it signed in; a guest (or whoever support entered) with a mailed code.
-            door = "me/privacy-requests" if request["customer_id"] else "guest-privacy-requests"
-            link = f"{settings.public_url.rstrip('/')}/v1/{door}/{request_id}/export?token={token}"
+            link = mail.export_link(settings.public_url, request, token)
         await mail.completed(conn, request, link)

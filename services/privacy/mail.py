@@ -1,5 +1,6 @@
 """What a requester is told by mail: the request received, extended, completed (with each
-participant's outcome, and an export's link)."""
+participant's outcome, and an export's link). The link opens a page of the shop
+(``{public_url}/{language}/<page>``, web/edge.py), which downloads the export."""
 from __future__ import annotations
 
 import json
@@ -42,6 +43,13 @@ async def extended(conn: asyncpg.Connection, request: asyncpg.Record) -> None:
     else:
         await send(conn, request, "We need more time for your request",
                    f"We need more time: {request['extension_reason']}\nWe will answer by {day(request['due_at'])}.\n")
+
+
+def export_link(public_url: str, request: asyncpg.Record, token: str) -> str:
+    """The shop's page that downloads an export: a customer's request page (it needs their
+    sign-in), or the guest page, where whoever has no account asks for a fresh code."""
+    page = "privacy-request" if request["customer_id"] else "guest-privacy"
+    return f"{public_url.rstrip('/')}/{request['language']}/{page}?id={request['id']}&token={token}"
 
 
 async def completed(conn: asyncpg.Connection, request: asyncpg.Record, link: str | None) -> None:

@@ -323,3 +323,27 @@ class AuditVerification(BaseModel):
 
 class NoticeQuery(BaseModel):
     lang: Language = omittable(description="lv (the original) or en; by default the browser's preference")
+
+
+class NoticeTable(BaseModel):
+    header: list[str]
+    rows: list[list[str]]
+
+
+class NoticeSection(BaseModel):
+    key: str | None = Field(description="what the section is about, the same in both languages (e.g. 'what', 'rights')")
+    clauses: list[str] = Field(description="the policy's clauses it covers")
+    title: str
+    paragraphs: list[str]
+    items: list[str]
+    table: NoticeTable | None
+
+
+class NoticeData(BaseModel):
+    """The privacy notice as data, for the shop's pages to lay out."""
+    language: Language
+    title: str
+    sections: list[NoticeSection]
+    glossary: dict[str, str] = Field(description="in Latvian, the Latvian of each string the services declare in "
+                                                 "English (categories, purposes, periods), to say what a request's "
+                                                 "outcome names in the notice's words; empty in English")

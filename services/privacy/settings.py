@@ -8,8 +8,8 @@ from shared.mail import SmtpSettings
 
 
 class PrivacySettings(ServiceSettings, SmtpSettings):
-    # Where requesters reach the privacy service's routes: the export's link points there.
-    public_url: str = "http://127.0.0.1:8105"
+    # The shop's pages (web/edge.py), which the links in our mail open (the export's download).
+    public_url: str = "http://127.0.0.1:8100"
     mail_from: str = "Veikals <privacy@veikals.example>"
     # An export's link works this long and this many times (and needs the requester's sign-in).
     export_link_ttl_s: int = Field(default=7 * 86400, ge=300)

@@ -7,6 +7,7 @@ import io
 import json
 import uuid
 import zipfile
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -85,6 +86,15 @@ async def privacy(shop, market, payments, amqp_url):  # noqa: F811
             await runtime.stop()
 
 
+def download_path(message, page: str) -> str:
+    """What the mailed link's page (``/<lang>/privacy-request?id=&token=`` for a customer,
+    ``guest-privacy`` for a guest) downloads: the request it names, with the link's token."""
+    link = next(w for w in message.get_content().split() if f"/{page}?id=" in w)
+    query = parse_qs(urlsplit(link).query)
+    door = "me/privacy-requests" if page == "privacy-request" else "guest-privacy-requests"
+    return f"/v1/{door}/{query['id'][0]}/export?token={query['token'][0]}"
+
+
 async def a_customer_with_history(privacy: Privacy, email: str) -> dict:
     """An account with a paid order (a card saved at the PSP), a membership, and marketing
     consents with a profile."""
@@ -115,7 +125,8 @@ async def test_an_export_holds_every_participants_data_and_only_the_requesters(p
     assert all(t["state"] == "done" for t in done["tasks"])
 
     [message] = await privacy.mail("anna.export@example.lv", "Your request is complete")
-    link = next(w for w in message.get_content().split() if "/export?token=" in w)
+    assert f"{privacy.base}/en/privacy-request?id={asked['id']}&token=" in message.get_content()  # the shop's page
+    link = download_path(message, "privacy-request")
     await privacy.call("GET", link, expect=401)  # the link alone opens nothing
     await privacy.call("GET", link, other["access_token"], expect=404)  # nor another customer's sign-in
     _, archive = await privacy.call("GET", link, token, expect=200)
@@ -270,7 +281,7 @@ async def test_a_guest_is_verified_by_a_code_and_downloads_with_a_fresh_one(priv
     await privacy.call("GET", f"/v1/guest-privacy-requests/{request_id}?token={'x' * 32}", expect=404)
 
     [complete] = await privacy.mail(guest["email"], "Your request is complete")
-    link = next(w for w in complete.get_content().split() if "/export?token=" in w)
+    link = download_path(complete, "guest-privacy")
     token = link.split("token=")[1]
     await privacy.call("GET", f"{link}&code={wrong}", expect=404)  # the link alone opens nothing
     await privacy.call("POST", f"/v1/guest-privacy-requests/{request_id}/download-code?token={token}", expect=202)
