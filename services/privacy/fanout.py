@@ -23,6 +23,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from services.privacy import domain, mail, schemas, store
+from services.privacy.privacy import AUDIT_RETENTION
 from services.privacy.settings import PrivacySettings
 from shared.contracts.privacy import (
     DataSubject, ErasureOutcome, ErasureRequest, ExportChunk, ExportRequest, LegalBasis, Retained,
@@ -166,18 +167,25 @@ class TaskRunner(NotifiedPoller):
         if request["kind"] == "export":
             async with self.pool.acquire() as conn:
                 rows = await store.requests_about(conn, subject.customer_id, subject.emails)
+                looks = await store.audit_about(conn, subject.customer_id) if subject.customer_id else []
                 await store.clear_export(conn, request["id"], domain.OWN)
                 await store.add_export_records(conn, request["id"], domain.OWN, [
-                    ("data-subject requests", {k: (v.isoformat() if isinstance(v, dt.datetime) else v)
-                                               for k, v in r.items()}) for r in rows])
-            await self.finish(request["id"], domain.OWN, "done", outcome={"records": len(rows)})
+                    *((category, {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()})
+                      for category, found in (("data-subject requests", rows), ("audit log", looks))
+                      for r in found)])
+            await self.finish(request["id"], domain.OWN, "done", outcome={"records": len(rows) + len(looks)})
             return
         kept = Retained(category="records of data-subject requests", fields=["kind", "subject", "dates", "outcomes"],
                         legal_basis=LegalBasis.LEGAL_OBLIGATION,
                         reason="to show how each request was handled (Art. 5(2), P26)",
                         until=(request["received_at"] + OWN_RECORDS).date())
+        audit = Retained(category="audit log", fields=["subject_id", "action", "categories", "reason"],
+                         legal_basis=LegalBasis.LEGAL_OBLIGATION,
+                         reason="to account for every staff look at your data and every step of your requests "
+                                "(P16, P17); by id only, never by name or address",
+                         until=(dt.datetime.now(dt.timezone.utc) + AUDIT_RETENTION).date())
         await self.finish(request["id"], domain.OWN, "done", outcome=ErasureOutcome(
-            request_id=request["id"], participant=domain.OWN, retained=[kept],
+            request_id=request["id"], participant=domain.OWN, retained=[kept, audit],
             completed_at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"), remaining=[])
 
     async def processor(self, request: asyncpg.Record, participant: str) -> None:

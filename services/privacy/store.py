@@ -322,3 +322,16 @@ async def prune_audit(conn: asyncpg.Connection, older_than: dt.timedelta) -> int
 async def act_as(conn: asyncpg.Connection, actor: str) -> None:
     """Who the steps this transaction takes are recorded as (the triggers read it)."""
     await conn.execute("SELECT set_config('veikals.actor', $1, true)", actor)
+
+
+async def audit_about(conn: asyncpg.Connection, customer_id: uuid.UUID) -> list[asyncpg.Record]:
+    """What the audit log holds about a customer, for their copy (staff are named by role of
+    the entry, not by who they are)."""
+    return await conn.fetch(
+        """SELECT at, service, kind, action, categories, reason,
+                  CASE WHEN actor LIKE 'staff:%' THEN 'staff' ELSE actor END AS by
+           FROM (SELECT seq AS n, * FROM audit_log WHERE subject_id = $1
+                 UNION ALL  -- and those the chainer has not taken yet
+                 SELECT NULL, id, source, at, kind, service, actor, subject_id, request_id, categories, action,
+                        reason, detail, NULL, NULL FROM audit_pending WHERE subject_id = $1) entries
+           ORDER BY n NULLS LAST, at""", customer_id)

@@ -142,6 +142,7 @@ async def test_an_export_holds_every_participants_data_and_only_the_requesters(p
     assert "other.export@example.lv" not in everything and other["order"]["id"] not in everything
     assert any(n.startswith("orders/") and n.endswith(".csv") for n in names)
     assert any(n.startswith("partner-door-carrier/") for n in names)  # what the carrier holds
+    assert any(n.startswith("privacy/audit") for n in names)  # every step of her own request, at least
     for _ in range(2):
         await privacy.call("GET", link, token, expect=200)
     await privacy.call("GET", link, token, expect=404)  # used up
@@ -157,6 +158,9 @@ async def test_an_erasure_reaches_every_participant_and_is_verified(privacy):
     assert by["orders"]["remaining"] == [] and by["payments"]["remaining"] == []
     assert any(r["category"] == "fiscal records of paid orders" for r in by["orders"]["outcome"]["retained"])
     assert by["partner:door-carrier"]["outcome"]["records_erased"] >= 1  # the carrier had the shipment
+    # The audit log keeps its entries about her (by id), and says so.
+    assert {r["category"] for r in by["privacy"]["outcome"]["retained"]} == {
+        "records of data-subject requests", "audit log"}
     assert privacy.shop.sandboxes["door-carrier"].callbacks_sent[-1]["type"] == "erasure.completed"
     assert await privacy.market.pool.fetchval("SELECT count(*) FROM people WHERE email = $1",
                                               "anna.erase@example.lv") == 0
