@@ -6,7 +6,8 @@
   an API reads pass through; hop-by-hop headers do not;
 - ``/lv/<page>`` and ``/en/<page>`` are the pages (``web/pages/``), each wrapped in the layout
   with its texts in that language (``web/i18n.py``); ``/`` sends the browser to the language
-  it prefers (Latvian unless it asks for English);
+  it prefers (Latvian unless it asks for English), and so does a page's address without one
+  (``/verify-email?token=...``);
 - ``/assets/...`` the scripts, the style sheet and the texts the scripts show;
 - ``/lv/cookies`` and ``/en/cookies`` the cookie notice, written from ``web/storage.py``.
 
@@ -99,6 +100,18 @@ async def root(request: web.Request) -> web.Response:
     raise web.HTTPFound(f"/{preferred_language(request.headers.get('Accept-Language', ''))}/")
 
 
+async def localise(request: web.Request) -> web.Response:
+    """A page's address without a language (``/verify-email?token=...`` in mail written before
+    links named one): the same page, query and all, in the language the browser prefers."""
+    name = request.match_info["page"]
+    if name in LANGUAGES:
+        raise web.HTTPFound(f"/{name}/")
+    if not PAGE_NAME.match(name) or not (PAGES / f"{name}.html").is_file():
+        raise web.HTTPNotFound()
+    query = f"?{request.query_string}" if request.query_string else ""
+    raise web.HTTPFound(f"/{preferred_language(request.headers.get('Accept-Language', ''))}/{name}{query}")
+
+
 async def texts(request: web.Request) -> web.Response:
     language = request.match_info["lang"]
     if language not in LANGUAGES:
@@ -172,6 +185,7 @@ def make_app(services: dict[str, str], *, trust_forwarded_for: bool = False) -> 
     app.router.add_get("/assets/i18n/{lang}.json", texts)
     app.router.add_static("/assets", ASSETS, append_version=False)
     app.router.add_route("*", "/v1/{service}/{tail:.+}", proxy)
+    app.router.add_get("/{page}", localise)
     app.router.add_get("/{lang}/", serve_page)
     app.router.add_get("/{lang}/{page}", serve_page)
     return app
