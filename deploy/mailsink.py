@@ -63,8 +63,8 @@ class MailSink:
 
 
 def code_in(message: EmailMessage) -> str:
-    """The verification code in one of our messages."""
-    found = re.search(r"code: (\S+)", message.get_content())
+    """The code in one of our messages (``code:`` in English, ``kods:`` in Latvian)."""
+    found = re.search(r"(?:code|kods): (\S+)", message.get_content())
     if found is None:
         raise ValueError("no verification code in the message")
     return found.group(1)

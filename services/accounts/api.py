@@ -35,14 +35,18 @@ NOT_FOUND = HTTPProblem(404, "Not found", "There is no such item in your account
 ACCEPTED_REGISTRATION = schemas.Accepted(
     status="verification sent",
     detail="If the address can receive mail, a message with a verification link is on its way.")
+ACCEPTED_RESET = schemas.Accepted(
+    status="reset sent",
+    detail="If a customer account has this address, a message with a link to choose a new password is on its way.")
 
 
 async def change_profile(conn: asyncpg.Connection, outbox: Outbox, account_id: uuid.UUID,
                          change: schemas.ProfileChange) -> None:
-    """Correct the name or phone (the customer, or a rectification request) and tell others."""
-    changed = await store.update_profile(conn, account_id, change.name, change.phone)
+    """Correct the name or phone, or choose the language (the customer, or a rectification
+    request), and tell others."""
+    changed = await store.update_profile(conn, account_id, change.name, change.phone, change.language)
     await outbox.add(conn, "profile_changed", schemas.ProfileChanged(
-        customer_id=account_id, name=changed["name"], phone=changed["phone"],
+        customer_id=account_id, name=changed["name"], phone=changed["phone"], language=changed["language"],
         changed_at=changed["updated_at"]).model_dump(mode="json"), subject=Subject.customer(account_id))
 
 
@@ -103,26 +107,27 @@ class AccountsApi:
                                 "Too many registrations from your network.")
         password_hash = await self.passwords.hash(body.password)  # also when the address is taken
         async with self.pool.acquire() as conn, conn.transaction():
-            if await store.account_by_email(conn, "customer", body.email) is not None:
+            if (owner := await store.account_by_email(conn, "customer", body.email)) is not None:
                 # The same answer as for a new address; the owner learns of the attempt by mail.
-                await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(s.shop_url))
+                await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(s.shop_url, owner["language"]))
                 return ACCEPTED_REGISTRATION
             token, token_hash = domain.new_secret()
             await store.add_registration(
                 conn, email=body.email, name=body.name, phone=body.phone, password_hash=password_hash,
-                terms_version=body.terms_version, token_hash=token_hash, ttl=s.verification_ttl_s)
+                terms_version=body.terms_version, language=body.language, token_hash=token_hash,
+                ttl=s.verification_ttl_s)
             await mail.queue_mail(conn, None, body.email, *mail.verification_mail(
-                s.shop_url, body.name, token, new_address=False))
+                s.shop_url, body.name, token, body.language, new_address=False))
         return ACCEPTED_REGISTRATION
 
-    async def send_change_code(self, conn: asyncpg.Connection, account_id: uuid.UUID, name: str,
-                               email: str, *, mail_code: bool = True) -> None:
+    async def send_change_code(self, conn: asyncpg.Connection, account: asyncpg.Record, email: str, *,
+                               mail_code: bool = True) -> None:
         token, token_hash = domain.new_secret()
-        await store.withdraw_change_codes(conn, account_id)  # only the newest code works
-        await store.add_change_code(conn, account_id, email, token_hash, self.settings.verification_ttl_s)
+        await store.withdraw_change_codes(conn, account["id"])  # only the newest code works
+        await store.add_change_code(conn, account["id"], email, token_hash, self.settings.verification_ttl_s)
         if mail_code:
-            await mail.queue_mail(conn, account_id, email, *mail.verification_mail(
-                self.settings.shop_url, name, token, new_address=True))
+            await mail.queue_mail(conn, account["id"], email, *mail.verification_mail(
+                self.settings.shop_url, account["name"], token, account["language"], new_address=True))
 
     async def verify_email(self, request: web.Request, body: schemas.EmailConfirmation) -> schemas.Accepted:
         """Confirm an address with the code mailed to it and the account's password (for a
@@ -153,7 +158,7 @@ class AccountsApi:
                         if await store.create_account(
                                 conn, kind="customer", name=found["name"], email=found["email"],
                                 phone=found["phone"], password_hash=found["password_hash"],
-                                terms_version=found["terms_version"]) is None:
+                                terms_version=found["terms_version"], language=found["language"]) is None:
                             raise taken
                         await store.withdraw_registrations(conn, found["email"])
                     else:
@@ -168,6 +173,60 @@ class AccountsApi:
                     changed_at=dt.datetime.now(dt.timezone.utc)).model_dump(mode="json"),
                     subject=Subject.customer(found["account_id"]))
         return schemas.Accepted(status="verified", detail="The address is confirmed.")
+
+    # --- a forgotten password --------------------------------------------------------------
+
+    async def request_password_reset(self, request: web.Request,
+                                     body: schemas.PasswordResetRequest) -> schemas.Accepted:
+        """Mail a reset code to the address when a customer account has it; the same answer
+        whatever the address. A staff address gets nothing: a mailbox alone must not open a
+        staff account."""
+        s = self.settings
+        await self.take_attempt(self.throttled("reset-network", domain.network_of(self.client_ip(request))),
+                                s.reset_max_per_network, 3600, "Too many password resets from your network.")
+        await self.take_attempt(self.throttled("reset-address", body.email), s.reset_max_per_address, 3600,
+                                "Too many password resets for this address.")
+        async with self.pool.acquire() as conn, conn.transaction():
+            account = await store.account_by_email(conn, "customer", body.email)
+            if account is None or account["closed_at"] is not None:
+                return ACCEPTED_RESET
+            token, token_hash = domain.new_secret()
+            await store.add_reset(conn, account["id"], token_hash, s.password_reset_ttl_s)
+            await mail.queue_mail(conn, account["id"], account["email"], *mail.password_reset_mail(
+                s.shop_url, account["name"], token, account["language"], s.password_reset_ttl_s))
+        return ACCEPTED_RESET
+
+    async def reset_password(self, request: web.Request, body: schemas.PasswordReset) -> schemas.Accepted:
+        """Set a new password with the mailed code. The code is spent, and every session of the
+        account ends, in every service at once (``access_revoked``): whoever knew the old
+        password is out. Wrong codes count against the client's network like failed sign-ins."""
+        s = self.settings
+        network = self.throttled("reset-code", domain.network_of(self.client_ip(request)))
+        await self.take_attempt(network, s.network_max_failures, s.login_window_s,
+                                "Too many wrong codes from your network.")
+        token_hash = domain.secret_hash(body.token)
+        invalid = HTTPProblem(404, "Unknown or expired code",
+                              "Ask for a new password reset message and use the newest link.")
+        async with self.pool.acquire() as conn:
+            found = await store.pending_reset(conn, token_hash)
+        if found is None:
+            raise invalid
+        password_hash = await self.passwords.hash(body.password)
+        account_id, ttl = found["id"], dt.timedelta(seconds=s.access_token_ttl_s)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await store.use_reset(conn, token_hash, account_id):
+                raise invalid
+            await store.set_password_hash(conn, account_id, password_hash)
+            for session in await store.end_all_sessions(conn, account_id, "password reset"):
+                # One revocation per session, not one for the whole account: that would also
+                # refuse a sign-in with the new password within the same second (``iat`` has
+                # whole seconds). A session long expired has no live token left to refuse.
+                if session["expires_at"] > session["ended_at"] - ttl:
+                    await self.revoke(conn, account_id, session["id"], session["ended_at"], "password reset")
+            await store.clear_attempts(conn, self.throttled("login", f"customer:{found['email']}"))
+            await store.forget_latest_attempt(conn, network)  # a right code is no failure
+        return schemas.Accepted(status="password changed",
+                                detail="Your new password is set; sign in with it on every device.")
 
     # --- sign-in ---------------------------------------------------------------------------
 
@@ -190,6 +249,10 @@ class AccountsApi:
             account["password_hash"]) else None
         refresh, refresh_hash = domain.new_secret()
         async with self.pool.acquire() as conn, conn.transaction():
+            # Locked against a password reset at the same moment: a session is started with the
+            # password the account has, or the reset ends it.
+            if (await store.account(conn, account["id"], lock=True))["password_hash"] != account["password_hash"]:
+                raise WRONG_LOGIN
             await store.clear_attempts(conn, address_key)
             await store.forget_latest_attempt(conn, network_key)  # a success is no failure
             if rehash:
@@ -269,12 +332,13 @@ class AccountsApi:
         if body.email == (account["email"] or "").lower():
             raise HTTPProblem(409, "Same address", "This is already your address.")
         async with self.pool.acquire() as conn, conn.transaction():
-            taken = await store.email_taken(conn, "customer", body.email, account_id)
+            owner = await store.account_by_email(conn, "customer", body.email)  # not this account's address
             # The profile shows the address as pending either way: it tells nobody whether
             # the address has an account; its owner hears of the attempt by mail.
-            await self.send_change_code(conn, account_id, account["name"], body.email, mail_code=not taken)
-            if taken:
-                await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(self.settings.shop_url))
+            await self.send_change_code(conn, account, body.email, mail_code=owner is None)
+            if owner is not None:
+                await mail.queue_mail(conn, None, body.email, *mail.address_in_use_mail(
+                    self.settings.shop_url, owner["language"]))
         return schemas.Accepted(status="verification sent",
                                 detail="The new address takes effect once you open the link we sent to it.")
 
@@ -405,13 +469,19 @@ class AccountsApi:
               tags=["accounts"]),
             E("POST", "/v1/auth/login", self.login, "Sign in (customer)", body=schemas.Login,
               response=schemas.TokenPair, problems=(401, 429), tags=["auth"]),
+            E("POST", "/v1/auth/password-reset", self.request_password_reset,
+              "Forgot the password: mail a reset link (customer)", body=schemas.PasswordResetRequest,
+              response=schemas.Accepted, status=202, problems=(429,), tags=["auth"]),
+            E("POST", "/v1/auth/password-reset/confirm", self.reset_password,
+              "Set a new password with the mailed code (ends every session)", body=schemas.PasswordReset,
+              response=schemas.Accepted, problems=(404, 429), tags=["auth"]),
             E("POST", "/v1/auth/refresh", self.refresh, "New tokens for a refresh token",
               body=schemas.Refresh, response=schemas.TokenPair, problems=(401,), tags=["auth"]),
             E("POST", "/v1/auth/logout", self.logout, "Sign out (ends this session; customers and staff)",
               status=204, auth=SIGNED_IN, tags=["auth"]),
             E("GET", "/v1/me", self.read_profile, "Your profile", response=schemas.Profile,
               auth=CUSTOMER, tags=me),
-            E("PATCH", "/v1/me", self.change_profile, "Correct your name or phone",
+            E("PATCH", "/v1/me", self.change_profile, "Correct your name or phone, or choose the language",
               body=schemas.ProfileChange, response=schemas.Profile, auth=CUSTOMER, tags=me),
             E("POST", "/v1/me/email", self.change_email, "Change your e-mail (after verifying the new one)",
               body=schemas.EmailChange, response=schemas.Accepted, status=202, auth=CUSTOMER,

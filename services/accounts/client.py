@@ -10,7 +10,7 @@ from shared.messaging import BrokerUnavailable, RpcClient, RpcTimeout
 
 
 async def contact_details(rpc: RpcClient, customer_id: uuid.UUID) -> dict[str, Any]:
-    """The open account's name, e-mail address and phone (``accounts.checkout_details``)."""
+    """The open account's name, e-mail address, phone and language (``accounts.checkout_details``)."""
     try:
         details = await rpc.call("accounts", "checkout_details", str(customer_id))
     except (BrokerUnavailable, RpcTimeout):

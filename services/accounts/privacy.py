@@ -38,7 +38,7 @@ def inventory(session_log_days: int) -> DataInventory:
     """The declaration, with the session log period the service is configured with."""
     return DataInventory(participant="accounts", entries=[
         InventoryEntry(
-            category="contact details", table="accounts", fields=["name", "email", "phone"],
+            category="contact details", table="accounts", fields=["name", "email", "phone", "language"],
             purpose="the customer's account: sign-in, contact about orders and support",
             legal_basis=LegalBasis.CONTRACT, retention=UNTIL_ERASED,
             recipients=["support"], clauses=["P1", "P8", "P10", "P12", "P20"]),
@@ -66,7 +66,7 @@ def inventory(session_log_days: int) -> DataInventory:
             clauses=["P9", "P19"]),
         InventoryEntry(
             category="e-mail verifications and registrations awaiting one", table="email_verifications",
-            fields=["email", "name", "phone", "password_hash", "terms_version"],
+            fields=["email", "name", "phone", "password_hash", "terms_version", "language"],
             purpose="confirm that an address belongs to the customer before an account or a change takes effect",
             legal_basis=LegalBasis.CONTRACT,
             retention=Retention(period_days=VERIFICATION_RETENTION.days, after="the code is used or expires"),
@@ -122,6 +122,8 @@ NOT_PERSONAL = {
     *(("refresh_tokens", c) for c in ("token_hash", "session_id", "created_at", "rotated_at")),
     *(("email_verifications", c) for c in ("token_hash", "account_id", "purpose", "created_at", "expires_at",
                                            "used_at")),
+    # A reset code is its hash and times; whose it is, is the account id, as everywhere.
+    *(("password_resets", c) for c in ("token_hash", "account_id", "created_at", "expires_at", "used_at")),
     ("throttle", "at"), ("login_stats", "day"), ("login_stats", "logins"),
     *(("staff_access", c) for c in ("id", "staff_id", "categories", "at")),
     *(("outgoing_mail", c) for c in ("id", "account_id", "subject", "created_at", "attempts", "next_attempt_at",
@@ -146,7 +148,7 @@ async def subject_emails(conn: asyncpg.Connection, ids: list[uuid.UUID], subject
 
 
 SECTIONS: dict[str, Section] = {
-    "profile": Section("profile", """SELECT id, name, email, phone, email_verified_at, terms_version,
+    "profile": Section("profile", """SELECT id, name, email, phone, language, email_verified_at, terms_version,
         terms_accepted_at, created_at, closed_at FROM accounts WHERE id = ANY($1) ORDER BY created_at, id"""),
     "addresses": Section("delivery addresses", """SELECT id, label, recipient, phone, line1, line2, city,
         postal_code, country, created_at, updated_at FROM addresses WHERE account_id = ANY($1)
@@ -154,9 +156,11 @@ SECTIONS: dict[str, Section] = {
     "sessions": Section("sessions", """SELECT id, host(ip) AS ip, user_agent, created_at, last_used_at,
         expires_at, ended_at, end_reason FROM sessions WHERE account_id = ANY($1) ORDER BY created_at, id"""),
     "email_verifications": Section("e-mail verifications", """SELECT email, purpose, name, phone, terms_version,
-        created_at, expires_at, used_at FROM email_verifications
+        language, created_at, expires_at, used_at FROM email_verifications
         WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(email) = ANY($2))
         ORDER BY created_at, token_hash""", uses=2),
+    "password_resets": Section("password resets", """SELECT created_at, expires_at, used_at FROM password_resets
+        WHERE account_id = ANY($1) ORDER BY created_at, token_hash"""),
     "outgoing_mail": Section("e-mail to the customer", """SELECT recipient, subject, created_at, sent_at
         FROM outgoing_mail WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(recipient) = ANY($2))
         ORDER BY created_at, id""", uses=2),
@@ -173,10 +177,11 @@ async def export_chunk(conn: asyncpg.Connection, request: ExportRequest) -> Expo
 
 # --- erasure --------------------------------------------------------------------------------
 
-async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_key: Callable[[str], bytes],
+async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_keys: Callable[[str], list[bytes]],
                 forget: Callable[[asyncpg.Connection, list[Subject]], Awaitable[int]]) -> ErasureOutcome:
     """Erase (or, with ``verify_only``, re-read) the subject's data, in the caller's transaction.
-    ``throttle_key(email)`` is the keyed hash under which failed sign-ins for an address count;
+    ``throttle_keys(email)`` are the keyed hashes under which an address's failed sign-ins and
+    password resets count;
     ``forget`` (``Service.forget``) tombstones the subject and deletes its events."""
     ids = await subject_accounts(conn, request.subject)
     now = dt.datetime.now(dt.timezone.utc)
@@ -189,14 +194,16 @@ async def erase(conn: asyncpg.Connection, request: ErasureRequest, throttle_key:
         for category, statement, *args in (
             ("delivery addresses", "DELETE FROM addresses WHERE account_id = ANY($1)", ids),
             ("sessions", "DELETE FROM sessions WHERE account_id = ANY($1)", ids),
+            ("password resets", "DELETE FROM password_resets WHERE account_id = ANY($1)", ids),
             ("e-mail verifications", """DELETE FROM email_verifications
                 WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(email) = ANY($2))""", ids, emails),
             ("e-mail to the customer", """DELETE FROM outgoing_mail
                 WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(recipient) = ANY($2))""", ids, emails),
-            ("sign-in throttling", "DELETE FROM throttle WHERE key = ANY($1)", [throttle_key(e) for e in emails]),
+            ("sign-in throttling", "DELETE FROM throttle WHERE key = ANY($1)",
+             [key for e in emails for key in throttle_keys(e)]),
             ("contact details", """UPDATE accounts SET name = NULL, email = NULL, phone = NULL,
                 password_hash = NULL, email_verified_at = NULL, terms_accepted_at = NULL,
-                terms_version = NULL,
+                terms_version = NULL, language = DEFAULT,
                 closed_at = coalesce(closed_at, now()), erased_at = coalesce(erased_at, now()),
                 updated_at = now() WHERE id = ANY($1) AND erased_at IS NULL""", ids),
         ):
@@ -231,10 +238,11 @@ async def leftovers(conn: asyncpg.Connection, ids: list[uuid.UUID], subject: Dat
     checks = {
         "contact details": ("""SELECT EXISTS (SELECT 1 FROM accounts WHERE kind = 'customer' AND (
             (id = ANY($1) AND (name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL
-                               OR password_hash IS NOT NULL))
+                               OR password_hash IS NOT NULL OR language <> 'lv'))
             OR lower(email) = ANY($2)))""", ids, emails),
         "delivery addresses": ("SELECT EXISTS (SELECT 1 FROM addresses WHERE account_id = ANY($1))", ids),
         "sessions": ("SELECT EXISTS (SELECT 1 FROM sessions WHERE account_id = ANY($1))", ids),
+        "password resets": ("SELECT EXISTS (SELECT 1 FROM password_resets WHERE account_id = ANY($1))", ids),
         "e-mail verifications": ("""SELECT EXISTS (SELECT 1 FROM email_verifications
             WHERE account_id = ANY($1) OR (account_id IS NULL AND lower(email) = ANY($2)))""", ids, emails),
         "e-mail to the customer": ("""SELECT EXISTS (SELECT 1 FROM outgoing_mail
@@ -263,6 +271,8 @@ async def sweep(conn: asyncpg.Connection, session_log_days: int) -> dict[str, in
         "account ids": ("""DELETE FROM accounts a WHERE erased_at < now() - $1::interval
             AND NOT EXISTS (SELECT 1 FROM staff_access s WHERE s.customer_id = a.id)""", TOMBSTONE_RETENTION),
         "e-mail verifications": ("""DELETE FROM email_verifications
+            WHERE coalesce(used_at, expires_at) < now() - $1::interval""", VERIFICATION_RETENTION),
+        "password resets": ("""DELETE FROM password_resets
             WHERE coalesce(used_at, expires_at) < now() - $1::interval""", VERIFICATION_RETENTION),
         "throttle": ("DELETE FROM throttle WHERE at < now() - $1::interval", THROTTLE_RETENTION),
         "usage statistics": ("DELETE FROM login_stats WHERE day < current_date - $1::interval",

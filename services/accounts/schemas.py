@@ -16,6 +16,7 @@ NewPassword = Annotated[str, StringConstraints(min_length=domain.MIN_PASSWORD, m
 Password = Annotated[str, StringConstraints(min_length=1, max_length=domain.MAX_PASSWORD)]
 Code = Annotated[str, StringConstraints(min_length=16, max_length=128)]
 Role = Literal["support", "accounting", "marketing", "admin"]
+Language = Literal["lv", "en"]  # of the pages and of every mail to the customer
 
 
 class Body(BaseModel):
@@ -31,6 +32,7 @@ class Registration(Body):
     password: NewPassword
     terms_version: Annotated[str, StringConstraints(min_length=1, max_length=40)] = Field(
         description="the version of the shop's terms the customer accepted")
+    language: Language = Field(default="lv", description="the language of the shop's mail to the customer")
 
 
 class EmailConfirmation(Body):
@@ -49,16 +51,17 @@ class Refresh(Body):
 
 
 class ProfileChange(Body):
-    """The name, the phone or both (a field left out stays as it is)."""
+    """The name, the phone, the language or several (a field left out stays as it is)."""
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     name: Name = omittable()
     phone: Phone = omittable()
+    language: Language = omittable(description="the language of the shop's mail to the customer")
 
     @model_validator(mode="after")
     def _something(self) -> "ProfileChange":
-        if self.name is None and self.phone is None:
-            raise ValueError("give the name, the phone or both")
+        if self.name is None and self.phone is None and self.language is None:
+            raise ValueError("give the name, the phone or the language")
         return self
 
 
@@ -69,6 +72,15 @@ class EmailChange(Body):
 
 class Reauthentication(Body):
     password: Password
+
+
+class PasswordResetRequest(Body):
+    email: Email
+
+
+class PasswordReset(Body):
+    token: Code = Field(description="the code from the password reset message (its link carries it)")
+    password: NewPassword = Field(description="the new password")
 
 
 class AddressIn(Body):
@@ -134,6 +146,7 @@ class Profile(BaseModel):
     phone: str | None
     email_verified: bool
     pending_email: str | None = Field(description="a new address waiting for its verification")
+    language: Language = Field(description="the language of the shop's mail to the customer")
     terms_version: str | None
     terms_accepted_at: dt.datetime | None
     created_at: dt.datetime
@@ -219,10 +232,13 @@ class EmailChanged(Event):
 
 
 class ProfileChanged(Event):
+    """The name, phone or language changed (the customer, or a rectification request)."""
     type: Literal["profile_changed"] = "profile_changed"
     customer_id: uuid.UUID
     name: str
     phone: str | None
+    # None in an event published before accounts kept a language: then it says nothing of it.
+    language: Language | None = None
     changed_at: dt.datetime
 
 

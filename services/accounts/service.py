@@ -5,9 +5,10 @@ console (``/v1/staff``) are in ``api.py``; the JWKS every other service verifies
 is among them. Here: how a caller is authenticated, the background loops, and the privacy
 participant methods over RPC. Every change another service may need is an outbox event on
 ``accounts.events``: ``email_changed``, ``profile_changed``, ``account_closed``,
-``staff_accessed``, and ``access_revoked`` (a session ended or the account closed: every
-instance of every service refuses its tokens from then on, ``shared.revocations``). It mails
-customers what payments tells them of their membership.
+``staff_accessed``, and ``access_revoked`` (a session ended, the account closed or its
+password reset: every instance of every service refuses its tokens from then on,
+``shared.revocations``). It mails customers, in their language, what payments tells them of
+their membership.
 """
 from __future__ import annotations
 
@@ -76,14 +77,14 @@ class AccountsService(Service):
         profile = await store.profile(conn, notice.customer_id)
         if profile is None:  # closed or erased: nobody to tell
             return
-        subject, body = mail.membership_mail(self.settings.shop_url, profile["name"], notice)
+        subject, body = mail.membership_mail(self.settings.shop_url, profile["name"], notice, profile["language"])
         await mail.queue_mail(conn, notice.customer_id, profile["email"], subject, body)
 
     @rpc(changes_state=False)
     async def checkout_details(self, customer_id: str, address_id: str | None = None) -> dict[str, Any] | None:
         """What orders needs to take a customer's order: their name, e-mail and phone, and the
-        address ``address_id`` from their address book (None when it is not theirs). None when
-        there is no such open account."""
+        address ``address_id`` from their address book (None when it is not theirs); and the
+        language they read (others write to them in it). None when there is no such open account."""
         try:
             account_id = uuid.UUID(customer_id)
             wanted = None if address_id is None else uuid.UUID(address_id)
@@ -95,7 +96,7 @@ class AccountsService(Service):
                 return None
             address = None if wanted is None else await store.address(conn, account_id, wanted)
         return {"name": profile["name"], "email": profile["email"], "phone": profile["phone"],
-                "address": None if address is None else {
+                "language": profile["language"], "address": None if address is None else {
                     k: address[k] for k in ("recipient", "phone", "line1", "line2", "city",
                                             "postal_code", "country")}}
 
@@ -131,8 +132,9 @@ class AccountsService(Service):
     @rpc(changes_state=True)
     async def privacy_erase(self, conn: asyncpg.Connection, request: dict[str, Any]) -> ErasureOutcome:
         parsed = ErasureRequest.model_validate(request)
-        return await erase(conn, parsed, lambda email: domain.throttle_key(
-            self.throttle_secret, "login", f"customer:{email}"), self.forget)
+        return await erase(conn, parsed, lambda email: [
+            domain.throttle_key(self.throttle_secret, "login", f"customer:{email}"),
+            domain.throttle_key(self.throttle_secret, "reset-address", email)], self.forget)
 
     @rpc(changes_state=True)
     async def run_retention_sweep(self, conn: asyncpg.Connection) -> dict[str, int]:

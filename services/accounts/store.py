@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 
 PROFILE_COLUMNS = """a.id, a.name, a.email, a.phone, a.email_verified_at IS NOT NULL AS email_verified,
-    a.terms_version, a.terms_accepted_at, a.created_at, a.closed_at,
+    a.terms_version, a.terms_accepted_at, a.created_at, a.closed_at, a.language,
     (SELECT v.email FROM email_verifications v WHERE v.account_id = a.id AND v.purpose = 'change'
        AND v.used_at IS NULL AND v.expires_at > now() ORDER BY v.created_at DESC LIMIT 1) AS pending_email"""
 ADDRESS_COLUMNS = "id, label, recipient, phone, line1, line2, city, postal_code, country, created_at, updated_at"
@@ -24,15 +24,16 @@ async def account(conn: asyncpg.Connection, account_id: uuid.UUID, *, lock: bool
 
 async def create_account(conn: asyncpg.Connection, *, kind: str, name: str, email: str,
                          phone: str | None, password_hash: str, roles: list[str] = (),
-                         terms_version: str | None = None) -> uuid.UUID | None:
+                         terms_version: str | None = None, language: str | None = None) -> uuid.UUID | None:
     """A new account, its address confirmed (a customer by the mailed code, staff by the admin
     who made it); its id, or None when the address is already taken."""
     return await conn.fetchval(
         """INSERT INTO accounts (id, kind, roles, name, email, phone, password_hash, terms_version,
-                                 terms_accepted_at, email_verified_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::text IS NULL THEN NULL ELSE now() END, now())
+                                 terms_accepted_at, email_verified_at, language)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::text IS NULL THEN NULL ELSE now() END, now(),
+                   coalesce($9, 'lv'))
            ON CONFLICT DO NOTHING RETURNING id""",
-        uuid.uuid4(), kind, list(roles), name, email, phone, password_hash, terms_version)
+        uuid.uuid4(), kind, list(roles), name, email, phone, password_hash, terms_version, language)
 
 
 async def profile(conn: asyncpg.Connection, account_id: uuid.UUID) -> asyncpg.Record | None:
@@ -42,10 +43,11 @@ async def profile(conn: asyncpg.Connection, account_id: uuid.UUID) -> asyncpg.Re
 
 
 async def update_profile(conn: asyncpg.Connection, account_id: uuid.UUID, name: str | None,
-                         phone: str | None) -> asyncpg.Record:
+                         phone: str | None, language: str | None = None) -> asyncpg.Record:
     return await conn.fetchrow(
-        """UPDATE accounts SET name = coalesce($2, name), phone = coalesce($3, phone), updated_at = now()
-           WHERE id = $1 RETURNING name, phone, updated_at""", account_id, name, phone)
+        """UPDATE accounts SET name = coalesce($2, name), phone = coalesce($3, phone),
+                               language = coalesce($4, language), updated_at = now()
+           WHERE id = $1 RETURNING name, phone, language, updated_at""", account_id, name, phone, language)
 
 
 async def set_password_hash(conn: asyncpg.Connection, account_id: uuid.UUID, password_hash: str) -> None:
@@ -61,16 +63,17 @@ async def add_change_code(conn: asyncpg.Connection, account_id: uuid.UUID, email
 
 
 async def add_registration(conn: asyncpg.Connection, *, email: str, name: str, phone: str,
-                           password_hash: str, terms_version: str, token_hash: bytes, ttl: int) -> None:
+                           password_hash: str, terms_version: str, language: str, token_hash: bytes,
+                           ttl: int) -> None:
     await conn.execute(
         """INSERT INTO email_verifications (token_hash, email, purpose, name, phone, password_hash,
-                                            terms_version, expires_at)
-           VALUES ($1, $2, 'register', $3, $4, $5, $6, now() + $7 * interval '1 second')""",
-        token_hash, email, name, phone, password_hash, terms_version, ttl)
+                                            terms_version, language, expires_at)
+           VALUES ($1, $2, 'register', $3, $4, $5, $6, $7, now() + $8 * interval '1 second')""",
+        token_hash, email, name, phone, password_hash, terms_version, language, ttl)
 
 
 async def pending_code(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
-    """An unused, unexpired code with what it confirms."""
+    """An unused, unexpired e-mail verification code with what it confirms."""
     return await conn.fetchrow(
         """SELECT v.*, a.password_hash AS account_password_hash, a.kind, a.closed_at
            FROM email_verifications v LEFT JOIN accounts a ON a.id = v.account_id
@@ -104,9 +107,42 @@ async def email_taken(conn: asyncpg.Connection, kind: str, email: str, other_tha
 
 
 async def verify_email(conn: asyncpg.Connection, account_id: uuid.UUID, email: str) -> None:
+    """The account's address is now ``email``; a reset code mailed to the old one stops working."""
     await conn.execute(
         """UPDATE accounts SET email = $2, email_verified_at = now(), updated_at = now()
            WHERE id = $1""", account_id, email)
+    await withdraw_resets(conn, account_id)
+
+
+async def add_reset(conn: asyncpg.Connection, account_id: uuid.UUID, token_hash: bytes, ttl: int) -> None:
+    """A password reset code for the account; the ones it had before stop working."""
+    await withdraw_resets(conn, account_id)
+    await conn.execute(
+        """INSERT INTO password_resets (token_hash, account_id, expires_at)
+           VALUES ($1, $2, now() + $3 * interval '1 second')""", token_hash, account_id, ttl)
+
+
+async def pending_reset(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
+    """The open customer account an unused, unexpired reset code is for: ``id``, ``email``."""
+    return await conn.fetchrow(
+        """SELECT a.id, a.email FROM password_resets r JOIN accounts a ON a.id = r.account_id
+           WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > now()
+             AND a.kind = 'customer' AND a.closed_at IS NULL""", token_hash)
+
+
+async def use_reset(conn: asyncpg.Connection, token_hash: bytes, account_id: uuid.UUID) -> bool:
+    """Spend the account's unused, unexpired code, holding the account's row until the
+    transaction ends; False when it was spent, withdrawn or expired meanwhile."""
+    await account(conn, account_id, lock=True)
+    return await conn.fetchval(
+        """UPDATE password_resets SET used_at = now()
+           WHERE token_hash = $1 AND account_id = $2 AND used_at IS NULL AND expires_at > now()
+           RETURNING true""", token_hash, account_id) is not None
+
+
+async def withdraw_resets(conn: asyncpg.Connection, account_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE password_resets SET used_at = now() WHERE account_id = $1 AND used_at IS NULL",
+                       account_id)
 
 
 async def take_attempt(conn: asyncpg.Connection, key: bytes, limit: int, window_s: int) -> dt.datetime | None:
@@ -184,10 +220,11 @@ async def end_session(conn: asyncpg.Connection, account_id: uuid.UUID, session_i
         session_id, account_id, reason)
 
 
-async def end_all_sessions(conn: asyncpg.Connection, account_id: uuid.UUID, reason: str) -> None:
-    await conn.execute(
-        "UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE account_id = $1 AND ended_at IS NULL",
-        account_id, reason)
+async def end_all_sessions(conn: asyncpg.Connection, account_id: uuid.UUID, reason: str) -> list[asyncpg.Record]:
+    """End every open session of the account: each one's ``id``, ``ended_at`` and ``expires_at``."""
+    return await conn.fetch(
+        """UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE account_id = $1 AND ended_at IS NULL
+           RETURNING id, ended_at, expires_at""", account_id, reason)
 
 
 async def revocations(conn: asyncpg.Connection, within_s: int) -> list[asyncpg.Record]:
@@ -248,12 +285,15 @@ async def delete_address(conn: asyncpg.Connection, account_id: uuid.UUID, addres
 
 
 async def close_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> asyncpg.Record | None:
-    """Close an open account: its closing time and contact details (None if already closed)."""
-    await conn.execute(
-        "UPDATE email_verifications SET used_at = now() WHERE account_id = $1 AND used_at IS NULL", account_id)
-    return await conn.fetchrow(
+    """Close an open account: its closing time and contact details (None if already closed).
+    The account's row first, then its codes: the order a password reset takes them in."""
+    closed = await conn.fetchrow(
         """UPDATE accounts SET closed_at = now(), updated_at = now() WHERE id = $1 AND closed_at IS NULL
            RETURNING closed_at, email, phone""", account_id)
+    await conn.execute(
+        "UPDATE email_verifications SET used_at = now() WHERE account_id = $1 AND used_at IS NULL", account_id)
+    await withdraw_resets(conn, account_id)
+    return closed
 
 
 async def record_staff_access(conn: asyncpg.Connection, staff_id: uuid.UUID, customer_id: uuid.UUID,

@@ -45,20 +45,23 @@ class Ledger:
 
     async def customer(self, conn: asyncpg.Connection, customer_id: uuid.UUID,
                        contact: dict[str, Any] | None, language: str | None = None) -> asyncpg.Record:
-        """The customer's row, locked; made from ``contact`` (accounts' details) the first time."""
+        """The customer's row, locked; made from ``contact`` (accounts' details) the first time.
+        Its language is ``language`` when given (the one the customer was just shown the
+        wording in), else the account's."""
         person = await store.person_of_customer(conn, customer_id, lock=True)
         if person is not None and person["email"] is None and contact:  # made by an objection, unknown then
             email = contact.get("email") and contact["email"].strip().lower()
+            told = {"language": contact["language"]} if contact.get("language") else {}
             person = await store.update_contact(conn, customer_id, email=email, phone=contact.get("phone"),
-                                                name=contact.get("name"), **self.keys(email, contact.get("phone")))
+                                                name=contact.get("name"), **told, **self.keys(email, contact.get("phone")))
         if person is None:
             details = dict(contact or {})
             email = details.get("email") and details["email"].strip().lower()
             person = await store.add_customer(conn, customer_id, {
                 "email": email, "phone": details.get("phone"), "name": details.get("name"),
-                "language": language or "lv", **self.keys(email, details.get("phone"))})
+                "language": language or details.get("language") or "lv", **self.keys(email, details.get("phone"))})
         elif language is not None and person["language"] != language:
-            await store.set_language(conn, person["id"], language)
+            person = await store.set_language(conn, person["id"], language)
         return person
 
     async def check_wording(self, conn: asyncpg.Connection, version: str, purpose: str, channel: str | None) -> None:

@@ -42,7 +42,8 @@ def channel_of(scope: DirectMarketing | Profiling) -> str | None:
 class ConsentGrant(Body):
     consent: Scope
     wording_version: Version = Field(description="the version of the wording shown (GET /v1/consent-wordings)")
-    language: Language = Field(default="lv", description="the language the wording was shown in, and of our mail")
+    language: Language = omittable(description="the language the wording was shown in, and of our mail "
+                                               "(by default the account's)")
 
 
 class ConsentWithdrawal(Body):
@@ -76,7 +77,8 @@ class Whom(Body):
 class StaffGrant(Whom):
     consent: Scope
     wording_version: Version
-    language: Language = "lv"
+    language: Language = omittable(description="of the wording and of our mail (by default a customer's account's, "
+                                               "for a guest lv)")
 
 
 class StaffWithdrawal(Whom):

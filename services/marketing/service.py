@@ -72,9 +72,12 @@ class MarketingService(Service):
 
     @event_handler("accounts", "profile_changed", keep="newest")
     async def on_profile_changed(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+        """The name, phone and language as accounts holds them: a customer's mail goes out in
+        the language of their account."""
         changed = ProfileChanged.model_validate(data)
+        language = {} if changed.language is None else {"language": changed.language}
         await store.update_contact(conn, changed.customer_id, name=changed.name, phone=changed.phone,
-                                   phone_key=self.ledger.keys(None, changed.phone)["phone_key"])
+                                   phone_key=self.ledger.keys(None, changed.phone)["phone_key"], **language)
 
     @event_handler("accounts", "account_closed")
     async def on_account_closed(self, conn: asyncpg.Connection, data: dict[str, Any]) -> None:

@@ -54,8 +54,9 @@ async def add_guest(conn: asyncpg.Connection, email: str, email_key: bytes, lang
     return found
 
 
-async def set_language(conn: asyncpg.Connection, person_id: uuid.UUID, language: str) -> None:
-    await conn.execute("UPDATE people SET language = $2 WHERE id = $1", person_id, language)
+async def set_language(conn: asyncpg.Connection, person_id: uuid.UUID, language: str) -> asyncpg.Record:
+    return await conn.fetchrow(f"UPDATE people SET language = $2 WHERE id = $1 RETURNING {PERSON_COLUMNS}",
+                               person_id, language)
 
 
 async def update_contact(conn: asyncpg.Connection, customer_id: uuid.UUID, **columns: Any) -> asyncpg.Record | None:

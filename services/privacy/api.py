@@ -94,11 +94,13 @@ class PrivacyApi:
         # The account's (verified) address too: orders placed with it as a guest are theirs. Not
         # its phone number, which no one verified and which may be someone else's too.
         subject = DataSubject(customer_id=customer_id, emails=[account["email"]])
+        # Our mail about the request in the language asked for, else in the account's.
+        language = body.language if "language" in body.model_fields_set else account.get("language", "lv")
         async with self.pool.acquire() as conn, conn.transaction():
             await store.act_as(conn, f"customer:{caller.subject}")
             row, joined = await self.intake.submit(
                 conn, body.request.kind, subject, source="customer", details=details_of(body.request),
-                customer_id=customer_id, contact_email=account["email"], language=body.language)
+                customer_id=customer_id, contact_email=account["email"], language=language)
             [view] = await self.views(conn, [row], joined=joined)
         return web.Response(status=202, text=view.model_dump_json(), content_type="application/json")
 

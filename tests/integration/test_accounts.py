@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import uuid
 
@@ -76,12 +77,12 @@ class Client:
             return response.status, body, response.headers
 
     async def customer(self, email: str, name: str = "Anna Bērziņa", phone: str = "+37120000001",
-                       user_agent: str = "test-browser") -> dict:
-        """Register, verify and sign in; the tokens and the account's id."""
+                       user_agent: str = "test-browser", language: str | None = None) -> dict:
+        """Register (in ``language``, or the default), verify and sign in; the tokens and the account's id."""
         earlier = len(self.sink.to(email))
         await self.call("POST", "/v1/accounts", json_body={
-            "name": name, "email": email, "phone": phone, "password": PASSWORD, "terms_version": "2026-01"},
-            expect=202)
+            "name": name, "email": email, "phone": phone, "password": PASSWORD, "terms_version": "2026-01",
+            **({} if language is None else {"language": language})}, expect=202)
         message = (await self.sink.wait_for(email, count=earlier + 1))[-1]
         await self.confirm(message, expect=200)
         return await self.login(email, user_agent=user_agent)
@@ -356,7 +357,7 @@ async def test_no_account_enumeration_and_lockout(accounts, client, mailsink):
     assert taken[:2] == fresh[:2] == (202, schemas.Accepted.model_validate(
         {"status": "verification sent", "detail": taken[1]["detail"]}).model_dump())
     [_, notice] = await mailsink.wait_for("anna@example.lv", count=2)
-    assert "already" in notice["Subject"]
+    assert notice["Subject"] == "Jūsu e-pasta adrese jau ir reģistrēta"  # in the owner's language
     # Nor does signing in with the password just registered: no account exists for it either way.
     answers = [await client.call("POST", "/v1/auth/login", json_body={"email": address, "password": PASSWORD})
                for address in ("eve@example.lv", "nobody-at-all@example.lv")]
@@ -609,7 +610,7 @@ async def test_every_personal_column_is_declared(accounts):
     columns = {(r["table_name"], r["column_name"]) for r in await accounts.service.pool.fetch(
         """SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'
            AND table_name IN ('accounts', 'addresses', 'sessions', 'refresh_tokens', 'email_verifications',
-                              'throttle', 'login_stats', 'staff_access', 'outgoing_mail')""")}
+                              'password_resets', 'throttle', 'login_stats', 'staff_access', 'outgoing_mail')""")}
     undeclared = columns - INVENTORY.declared_columns() - NOT_PERSONAL
     assert undeclared == set(), f"declare these in services/accounts/privacy.py: {sorted(undeclared)}"
 
@@ -664,8 +665,8 @@ async def test_a_squatter_cannot_keep_an_address_nor_take_its_account(accounts, 
         await client.call("POST", "/v1/accounts", json_body=body, expect=202)
     # Which code is whose by the greeting: under load the mails may arrive in any order.
     mail = await mailsink.wait_for("owner@example.lv", count=3)
-    mallorys, mallorys_again = [m for m in mail if "Hello Mallory" in m.get_content()]
-    (owners,) = [m for m in mail if "Hello Owner" in m.get_content()]
+    mallorys, mallorys_again = [m for m in mail if "Labdien, Mallory!" in m.get_content()]
+    (owners,) = [m for m in mail if "Labdien, Owner!" in m.get_content()]
     await client.confirm(mallorys, expect=403)
     await client.confirm(mallorys_again, expect=403)
     await client.confirm(owners, expect=200)
@@ -696,8 +697,8 @@ async def test_pending_address_tells_nothing_and_reauthentication_is_limited(acc
         await client.call("POST", "/v1/me/email", token, {"email": address, "password": PASSWORD}, expect=202)
         pending[address] = (await client.call("GET", "/v1/me", token, expect=200))[1]["pending_email"]
     assert pending == {"bob@example.lv": "bob@example.lv", "free@example.lv": "free@example.lv"}
-    [notice] = [m for m in await mailsink.wait_for("bob@example.lv", count=2) if "already" in m["Subject"]]
-    assert "code" not in notice.get_content()
+    [notice] = [m for m in await mailsink.wait_for("bob@example.lv", count=2) if "jau ir" in m["Subject"]]
+    assert "kods" not in notice.get_content() and "code" not in notice.get_content()
 
     # A stolen token does not give unlimited password guesses.
     limit = accounts.settings.login_max_failures
@@ -730,3 +731,176 @@ async def test_the_client_address_behind_a_proxy(accounts):
     assert api.client_ip(Request) == "198.51.100.7"  # the entry the proxy appended
     Request.headers = {"X-Forwarded-For": "203.0.113.9, not-an-address"}
     assert api.client_ip(Request) == "10.1.2.3"
+
+
+# --- a forgotten password ---------------------------------------------------------------------
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def reset_link(message) -> str:
+    return next(w for w in message.get_content().split() if "/reset-password?token=" in w)
+
+
+async def reset_mail(client: Client, email: str, count: int):
+    """Ask for a reset of ``email``'s password; the ``count``th message to the address."""
+    await client.call("POST", "/v1/auth/password-reset", json_body={"email": email}, expect=202)
+    return (await client.sink.wait_for(email, count=count))[-1]
+
+
+async def test_a_forgotten_password_is_reset_by_the_mailed_link(accounts, client, mailsink):
+    pool = accounts.service.pool
+    anna = await client.customer("anna@example.lv", language="en")
+    laptop = await client.login("anna@example.lv", user_agent="laptop")
+    await staff(accounts, client, "admin", email="admin@staff.example")
+
+    # Every address gets the same answer; only the customer's gets a message.
+    answers = [await client.call("POST", "/v1/auth/password-reset", json_body={"email": address})
+               for address in ("Anna@Example.LV", "nobody@example.lv", "admin@staff.example")]
+    assert [a[:2] for a in answers] == [(202, answers[0][1])] * 3
+    [_, message] = await mailsink.wait_for("anna@example.lv", count=2)
+    assert message["Subject"] == "Choose a new password"  # her account's language
+    link = reset_link(message)
+    assert link == f"{accounts.settings.shop_url}/en/reset-password?token={code_in(message)}"
+    await asyncio.sleep(0.5)  # what would have been sent meanwhile
+    assert mailsink.to("nobody@example.lv") == [] and mailsink.to("admin@staff.example") == []
+    # Only the code's hash is kept.
+    assert [bytes(r["token_hash"]) for r in await pool.fetch("SELECT token_hash FROM password_resets")] == [
+        hashlib.sha256(code_in(message).encode()).digest()]
+
+    # A wrong code, or a new password the rules refuse, changes nothing.
+    for body, status in [({"token": "x" * 43, "password": NEW_PASSWORD}, 404),
+                         ({"token": code_in(message), "password": "short"}, 422)]:
+        await client.call("POST", "/v1/auth/password-reset/confirm", json_body=body, expect=status)
+    await client.call("GET", "/v1/me", anna["access_token"], expect=200)
+
+    _, done, _ = await client.call("POST", "/v1/auth/password-reset/confirm",
+                                   json_body={"token": code_in(message), "password": NEW_PASSWORD}, expect=200)
+    assert done["status"] == "password changed"
+    await client.call("POST", "/v1/auth/password-reset/confirm",
+                      json_body={"token": code_in(message), "password": "yet another passphrase"}, expect=404)
+
+    # Every session has ended: its tokens, access and refresh, are refused; the old password too.
+    for session in (anna, laptop):
+        await client.call("GET", "/v1/me", session["access_token"], expect=401)
+        await client.call("POST", "/v1/auth/refresh", json_body={"refresh_token": session["refresh_token"]},
+                          expect=401)
+    assert (await client.call("POST", "/v1/auth/login",
+                              json_body={"email": "anna@example.lv", "password": PASSWORD}))[0] == 401
+    again = await client.login("anna@example.lv", password=NEW_PASSWORD)
+    await client.call("GET", "/v1/me", again["access_token"], expect=200)
+    # Every other service is told to refuse the ended sessions' tokens, each session apart.
+    revoked = await events(accounts, "access_revoked")
+    ended = {r["id"] for r in await pool.fetch("SELECT id FROM sessions WHERE end_reason = 'password reset'")}
+    assert {r["session_id"] for r in revoked} == {str(s) for s in ended} and len(ended) == 2
+    assert {(r["account_id"], r["reason"]) for r in revoked} == {(anna["id"], "password reset")}
+
+
+async def test_a_reset_code_works_once_newest_only_and_not_after_it_expires(accounts, client, mailsink):
+    pool = accounts.service.pool
+    await client.customer("anna@example.lv")
+    confirm = {"password": NEW_PASSWORD}
+    first = await reset_mail(client, "anna@example.lv", 2)
+    assert first["Subject"] == "Paroles atjaunošana" and "Labdien, Anna Bērziņa!" in first.get_content()
+    assert "/lv/reset-password?token=" in reset_link(first)
+    second = await reset_mail(client, "anna@example.lv", 3)
+    # Only the newest code works.
+    await client.call("POST", "/v1/auth/password-reset/confirm", json_body={**confirm, "token": code_in(first)},
+                      expect=404)
+    # Nor after its time.
+    await pool.execute("UPDATE password_resets SET expires_at = now() - interval '1 second'")
+    _, problem, _ = await client.call("POST", "/v1/auth/password-reset/confirm",
+                                      json_body={**confirm, "token": code_in(second)}, expect=404)
+    assert problem["title"] == "Unknown or expired code"
+    await client.login("anna@example.lv")  # the password is as it was
+    assert await events(accounts, "access_revoked") == []
+
+
+async def test_password_resets_are_limited_per_address_and_network(amqp_url, database, mailsink):
+    runtime = ServiceRuntime(AccountsService, accounts_settings(
+        amqp_url, database, mailsink.port, reset_max_per_address=2, reset_max_per_network=4,
+        network_max_failures=3))
+    await runtime.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = Client(session, f"http://127.0.0.1:{runtime.http_port}", mailsink)
+            await client.customer("anna@example.lv")
+
+            async def ask(email: str):
+                return await client.call("POST", "/v1/auth/password-reset", json_body={"email": email})
+            assert [(await ask("anna@example.lv"))[0] for _ in range(2)] == [202, 202]
+            status, _, headers = await ask("anna@example.lv")  # a third for the address
+            assert status == 429 and 0 < int(headers["Retry-After"]) <= 3600
+            assert (await ask("nobody@example.lv"))[0] == 202  # the network's fourth
+            assert (await ask("other@example.lv"))[0] == 429
+            await asyncio.sleep(0.5)
+            assert len(mailsink.to("anna@example.lv")) == 3  # the registration and two resets
+
+            # Wrong codes count against the network, like failed sign-ins.
+            for _ in range(3):
+                await client.call("POST", "/v1/auth/password-reset/confirm",
+                                  json_body={"token": "y" * 43, "password": NEW_PASSWORD}, expect=404)
+            status, _, headers = await client.call("POST", "/v1/auth/password-reset/confirm", json_body={
+                "token": code_in(mailsink.to("anna@example.lv")[-1]), "password": NEW_PASSWORD})
+            assert status == 429 and "Retry-After" in headers
+            await client.login("anna@example.lv")  # nothing changed
+    finally:
+        await runtime.stop()
+
+
+# --- the customer's language -------------------------------------------------------------------
+
+async def test_every_mail_is_written_in_the_customers_language(accounts, client, mailsink):
+    # Registered in English: the verification mail and its page are English.
+    await client.call("POST", "/v1/accounts", json_body={
+        "name": "Emma", "email": "emma@example.lv", "phone": "+37120000011", "password": PASSWORD,
+        "terms_version": "2026-01", "language": "en"}, expect=202)
+    [verification] = await mailsink.wait_for("emma@example.lv")
+    assert verification["Subject"] == "Confirm your e-mail address" and "Hello Emma," in verification.get_content()
+    assert f"{accounts.settings.shop_url}/en/verify-email?token={code_in(verification)}" in verification.get_content()
+    await client.confirm(verification, expect=200)
+    emma = await client.login("emma@example.lv")
+    _, me, _ = await client.call("GET", "/v1/me", emma["access_token"], expect=200)
+    assert me["language"] == "en"
+    # By default, Latvian.
+    await client.call("POST", "/v1/accounts", json_body={
+        "name": "Līga", "email": "liga@example.lv", "phone": "+37120000012", "password": PASSWORD,
+        "terms_version": "2026-01"}, expect=202)
+    [verification] = await mailsink.wait_for("liga@example.lv")
+    assert verification["Subject"] == "Apstipriniet savu e-pasta adresi"
+    assert f"/lv/verify-email?token={code_in(verification)}" in verification.get_content()
+
+    # Someone registers Emma's address: she hears of it in English.
+    await client.call("POST", "/v1/accounts", json_body={
+        "name": "Eve", "email": "emma@example.lv", "phone": "+37120000013", "password": PASSWORD,
+        "terms_version": "2026-01"}, expect=202)
+    notice = (await mailsink.wait_for("emma@example.lv", count=2))[-1]
+    assert notice["Subject"] == "Your address is already registered"
+    assert f"{accounts.settings.shop_url}/en/login" in notice.get_content()
+
+    # She chooses Latvian: later mail is Latvian, and the other services hear of it.
+    await client.call("PATCH", "/v1/me", emma["access_token"], {"language": "fr"}, expect=422)
+    _, me, _ = await client.call("PATCH", "/v1/me", emma["access_token"], {"language": "lv"}, expect=200)
+    assert (me["language"], me["name"]) == ("lv", "Emma")
+    [changed] = await events(accounts, "profile_changed")
+    assert (changed["customer_id"], changed["language"], changed["name"]) == (emma["id"], "lv", "Emma")
+    await client.call("POST", "/v1/me/email", emma["access_token"], {"email": "emma@new.example", "password": PASSWORD},
+                      expect=202)
+    [code] = await mailsink.wait_for("emma@new.example")
+    assert code["Subject"] == "Apstipriniet savu e-pasta adresi" and "/lv/verify-email?token=" in code.get_content()
+
+    # What payments tells her of her membership, in her language too.
+    notice = {"membership_id": str(uuid.uuid4()), "customer_id": emma["id"],
+              "kind": "charge_failed", "amount_cents": 1299, "currency": "EUR",
+              "next_attempt_at": "2026-12-03T10:00:00+00:00", "at": "2026-12-01T10:00:00+00:00"}
+    async with accounts.service.pool.acquire() as conn, conn.transaction():
+        await accounts.service.on_membership_notice(conn, notice)
+    await client.call("PATCH", "/v1/me", emma["access_token"], {"language": "en"}, expect=200)
+    async with accounts.service.pool.acquire() as conn, conn.transaction():
+        await accounts.service.on_membership_notice(conn, {**notice, "membership_id": str(uuid.uuid4())})
+    mail = await mailsink.wait_for("emma@example.lv", count=4)
+    [latvian] = [m for m in mail if m["Subject"] == "Neizdevās iekasēt dalības maksu no jūsu kartes"]
+    [english] = [m for m in mail if m["Subject"] == "We could not charge your card for the membership"]
+    assert "12,99 EUR" in latvian.get_content() and "03.12.2026" in latvian.get_content()
+    assert "12.99 EUR" in english.get_content() and f"{accounts.settings.shop_url}/en/account" in english.get_content().split()
+    assert [e["language"] for e in await events(accounts, "profile_changed")] == ["lv", "en"]

@@ -82,7 +82,7 @@ class Market:
         return [m for m in self.sink.to(recipient) if subject in m["Subject"]]
 
     async def confirm_from_mail(self, recipient: str, nth: int = 1) -> str:
-        [*_, message] = await self.mail(recipient, "Apstipriniet", nth)
+        [*_, message] = await self.mail(recipient, "Apstipriniet Veikala jaunumu", nth)
         link = next(w for w in message.get_content().split() if "/v1/consents/confirm?token=" in w)
         await self.call("POST", link, expect=200)
         return link
@@ -170,7 +170,7 @@ async def test_a_confirmed_consent_receives_a_campaign_and_one_click_unsubscribe
     _, asked = await market.call("POST", "/v1/me/consents", token,
                                  {"consent": EMAIL_OFFERS, "wording_version": EMAIL_WORDING}, expect=200)
     assert asked["status"] == "confirmation_sent"
-    [confirmation] = await market.mail(email, "Apstipriniet")
+    [confirmation] = await market.mail(email, "Apstipriniet Veikala jaunumu")
     link = next(w for w in confirmation.get_content().split() if "/v1/consents/confirm?token=" in w)
     _, state = await market.call("GET", "/v1/me/consents", token, expect=200)
     assert state["consents"] == [] and state["awaiting_confirmation"] == 1
@@ -253,6 +253,25 @@ async def test_a_guest_consents_at_checkout_and_an_sms_campaign_goes_through_the
             "SELECT delivered_at IS NOT NULL FROM campaign_deliveries WHERE id = $1",
             uuid.UUID(sms["message"]["data"]["message_id"]))
     await eventually(delivered)
+
+
+async def test_a_customers_mail_is_in_the_language_of_their_account(market):
+    email = "emma.offers@example.lv"
+    customer = await market.shop.client.customer(email, language="en")
+    token = customer["access_token"]
+    # The consent names no language: our mail is in the account's.
+    await market.call("POST", "/v1/me/consents", token, {"consent": EMAIL_OFFERS, "wording_version": EMAIL_WORDING},
+                      expect=200)
+    [confirmation] = await market.mail(email, "Confirm Veikals offers")
+    link = next(w for w in confirmation.get_content().split() if "/v1/consents/confirm?token=" in w)
+    await market.call("POST", link, expect=200)
+    # She switches her account to Latvian (accounts' profile_changed): the campaign follows.
+    await market.shop.client.call("PATCH", "/v1/me", token, {"language": "lv"}, expect=200)
+    await market.handled("marketing.on_profile_changed", 1)
+    marketer = await market.shop.staff_token("marketing")
+    await market.send(marketer, await market.campaign(marketer, "Bilingual"))
+    [message] = await market.mail(email, "Bilingual")
+    assert message["Subject"] == "Bilingual LV" and "Atlaides: Bilingual" in message.get_content()
 
 
 async def test_a_withdrawal_during_a_send_stops_the_messages_not_yet_sent(market):

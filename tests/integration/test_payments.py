@@ -407,7 +407,7 @@ async def reaches(payments: Payments, membership_id: str, **wanted) -> dict:
 
 async def test_membership_renews_monthly_and_can_be_cancelled(payments):
     email = "member@example.lv"
-    customer = await payments.shop.client.customer(email)
+    customer = await payments.shop.client.customer(email, language="en")  # the subjects below are English
     _, started = await payments.call("POST", "/v1/me/membership", customer["access_token"], {
         "payment_method": await payments.tokenise()}, expect=201)
     assert started["status"] == "active" and started["period"] == 1 and started["card"] == "visa •••• 4242"
@@ -426,7 +426,7 @@ async def test_membership_renews_monthly_and_can_be_cancelled(payments):
 
 async def test_a_failing_card_is_retried_on_schedule_then_the_membership_lapses(payments):
     email = "dunning@example.lv"
-    customer = await payments.shop.client.customer(email)
+    customer = await payments.shop.client.customer(email, language="en")  # the subjects below are English
     _, started = await payments.call("POST", "/v1/me/membership", customer["access_token"], {
         "payment_method": await payments.tokenise()}, expect=201)
     await payments.control("behaviour", {"decline_next": 10})

@@ -12,6 +12,7 @@ import jwt
 import pytest
 from prometheus_client import REGISTRY
 
+from deploy.mailsink import code_in
 from services.accounts.service import AccountsService
 from services.orders.service import OrdersService
 from services.orders.settings import OrdersSettings
@@ -150,6 +151,24 @@ async def test_signing_out_and_ending_a_session_stop_that_session_everywhere_and
         async with suite.http.get(staff_route, headers={"Authorization": f"Bearer {admin}"}) as response:
             return response.status == 401
     await eventually(staff_refused, timeout=REFUSED_WITHIN_S, interval=0.01)
+
+
+async def test_a_password_reset_stops_every_session_everywhere_and_a_new_sign_in_works_at_once(suite):
+    phone = await suite.client.customer("anna@example.lv")
+    laptop = await suite.client.login("anna@example.lv", user_agent="laptop")
+    for tokens in (phone, laptop):
+        await suite.works(tokens["access_token"])
+    await suite.client.call("POST", "/v1/auth/password-reset", json_body={"email": "anna@example.lv"}, expect=202)
+    message = (await suite.client.sink.wait_for("anna@example.lv", count=2))[-1]
+
+    started = asyncio.get_running_loop().time()
+    await suite.client.call("POST", "/v1/auth/password-reset/confirm",
+                            json_body={"token": code_in(message), "password": "the new passphrase"}, expect=200)
+    # Signed in again with the new password in the same second: that session is not refused.
+    again = await suite.client.login("anna@example.lv", password="the new passphrase")
+    for tokens in (phone, laptop):
+        await suite.refused_within(tokens["access_token"], started)
+    await suite.works(again["access_token"])
 
 
 async def test_a_reused_refresh_token_stops_the_session_everywhere(suite):
