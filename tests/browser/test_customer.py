@@ -1,8 +1,9 @@
-"""The customer's pages in a browser, as a customer and a guest would use them: the account,
-addresses and sessions, consents with their confirmation mail, the privacy centre (what the
-shop holds, a copy downloaded as a ZIP, an erasure with each participant's outcome), a guest's
-request by code, and a request id that is someone else's. Texts are read from web/texts, so
-each check also says the page shows them."""
+"""The customer's pages in a browser, as a customer and a guest would use them: signing up and
+confirming the address by the mailed link, the account, addresses and sessions, consents with
+their confirmation mail, the privacy centre (what the shop holds, a copy downloaded as a ZIP,
+an erasure with each participant's outcome), a guest's request by code, a forgotten password,
+and a request id that is someone else's. Texts are read from web/texts, so each check also
+says the page shows them."""
 from __future__ import annotations
 
 import re
@@ -22,6 +23,7 @@ PASSWORD = "a long enough password"
 VERIFY = ("Apstipriniet savu e-pasta adresi", "Confirm your e-mail address")
 COMPLETE = ("Jūsu pieprasījums ir izpildīts", "Your request is complete")
 CODE = ("Jūsu Veikala kods", "Your Veikals code")
+RESET = ("Paroles atjaunošana", "Choose a new password")
 
 
 async def mail(shop, recipient: str, subjects: tuple[str, ...], count: int = 1, timeout: float = 30):
@@ -70,6 +72,68 @@ async def ask(page: Page, kind_label: str, test: str) -> str:
 async def completed(page: Page) -> None:
     """The request page follows the request until it is completed (it reads it again by itself)."""
     await expect(page.locator("#view [data-state]")).to_have_text(LV["request_state_completed"], timeout=60_000)
+
+
+async def test_a_customer_signs_up_by_the_pages_confirms_by_the_mailed_link_and_corrects_the_profile(shop, page):
+    email, test = "anna.pages@example.lv", "customer-signup"
+    await page.goto(f"{shop.url}/lv/signup")
+    await page.get_by_label(LV["name"], exact=True).fill("Anna Bērziņa")
+    await page.get_by_label(LV["email"], exact=True).fill(email)
+    await page.get_by_label(LV["phone"], exact=True).fill("+371 2000 0001")
+    await page.get_by_label(LV["choose_password"]).fill(PASSWORD)
+    await page.get_by_role("button", name=LV["signup_button"]).click()
+    await expect(status(page)).to_have_text(LV["terms_required"])  # the terms are not ticked
+    await page.get_by_label(LV["terms_accept"]).check()
+    await snap(page, test)
+    await page.get_by_role("button", name=LV["signup_button"]).click()
+    await expect(status(page)).to_contain_text(email)
+    await expect(page.get_by_role("heading", name=LV["signup_sent_heading"])).to_be_visible()
+    await snap(page, test)
+
+    link = shop.link_in(await mail(shop, email, VERIFY), "verify-email")
+    await page.goto(link)  # /lv/verify-email?token=..., or an older mail's /verify-email?token=... (the edge adds the language)
+    await expect(page).to_have_url(re.compile(r"/lv/verify-email\?token="))
+    await expect(page.get_by_label(LV["code"], exact=True)).to_be_hidden()  # the link carries it
+    await page.get_by_label(LV["password"], exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name=LV["verify_email_button"]).click()
+    await expect(status(page)).to_have_text(LV["verify_email_done"])
+    assert "token" not in page.url  # spent, and dropped from the address
+    await snap(page, test)
+    await page.get_by_role("link", name=LV["login_title"], exact=True).last.click()
+    await page.get_by_label(LV["email"], exact=True).fill(email)
+    await page.get_by_label(LV["password"], exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name=LV["login_button"]).click()
+    await expect(page).to_have_url(re.compile(r"/lv/account$"))
+
+    # The profile: the name corrected, the mail's language chosen.
+    await expect(page.get_by_label(LV["name"], exact=True)).to_have_value("Anna Bērziņa")
+    await expect(page.get_by_label(LV["phone"], exact=True)).to_have_value("+37120000001")
+    await snap(page, test)
+    await page.get_by_label(LV["name"], exact=True).fill("Anna Ozola")
+    await page.get_by_label(LV["mail_language"]).select_option("en")
+    await page.get_by_role("button", name=LV["save"]).click()
+    await expect(status(page)).to_have_text(LV["profile_saved"])
+    await page.reload()
+    await expect(page.get_by_label(LV["name"], exact=True)).to_have_value("Anna Ozola")
+    await expect(page.get_by_label(LV["mail_language"])).to_have_value("en")
+
+    # A new e-mail address takes effect by the link mailed to it, with the password.
+    new_email = "anna.ozola@example.lv"
+    await page.get_by_label(LV["new_email"]).fill(new_email)
+    await page.locator("#email-password").fill(PASSWORD)
+    await page.get_by_role("button", name=LV["email_change_button"]).click()
+    await expect(status(page)).to_contain_text(new_email)
+    await expect(page.locator("#pending-email")).to_contain_text(new_email)
+    link = shop.link_in(await mail(shop, new_email, VERIFY), "verify-email")
+    assert "/en/verify-email?token=" in link  # in the language the account now has
+    await page.goto(link)
+    await page.get_by_label(EN["password"], exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name=EN["verify_email_button"]).click()
+    await expect(status(page)).to_have_text(EN["verify_email_changed"])
+    await page.get_by_role("link", name=EN["account_title"]).last.click()
+    await expect(page.locator("#current-email")).to_have_text(new_email)
+    await page.get_by_role("link", name=EN["other_language"]).click()  # back to Latvian
+    await expect(page).to_have_url(re.compile(r"/lv/account$"))
 
 
 async def test_the_account_keeps_addresses_and_sessions_and_is_closed_with_the_password(shop, page):
@@ -185,10 +249,11 @@ async def test_the_privacy_centre_shows_the_data_downloads_a_copy_and_erases_wit
     await expect(page.locator("#orders")).to_have_text(LV["data_orders_none"])
     await expect(page.locator("#cards")).to_have_text(LV["data_cards_none"])
     await expect(page.locator("#membership")).to_have_text(LV["data_membership_none"])
+    await expect(page.locator("#notice details[open][data-key=rights]")).to_contain_text("kopiju")
+    await snap(page, test)
     kept = page.locator("#notice details[data-key=what]")
     await kept.locator("summary").click()  # what is kept, why and how long: one click away
     await expect(kept.locator("table th[scope=row]").filter(has_text="piegādes adreses")).to_be_visible()
-    await snap(page, test)
 
     # A copy: the page follows it, the completion mail's link opens the download.
     export_id = await ask(page, LV["kind_export_long"], test)
@@ -278,6 +343,32 @@ async def test_a_guest_asks_by_code_follows_the_request_and_downloads_with_a_fre
     assert "summary.en.txt" in archive.namelist()
     await expect(status(page)).to_have_text(EN["download_done"])
     await snap(page, test)
+
+
+async def test_a_forgotten_password_is_reset_by_the_mailed_link(shop, page):
+    email, test = "forgot.pages@example.lv", "customer-reset"
+    await register(shop, email, "Pēteris Aizmāršīgs")
+    await page.goto(f"{shop.url}/lv/login")
+    await page.get_by_role("link", name=LV["forgot_password_title"]).click()
+    await page.get_by_label(LV["email"], exact=True).fill(email)
+    await snap(page, test)
+    await page.get_by_role("button", name=LV["forgot_button"]).click()
+    await expect(status(page)).to_contain_text(email)
+    link = shop.link_in(await mail(shop, email, RESET), "reset-password")
+    await page.goto(link)
+    await expect(page).to_have_url(re.compile(r"/lv/reset-password\?token="))
+    await page.get_by_label(LV["new_password"]).fill("a brand new password")
+    await snap(page, test)
+    await page.get_by_role("button", name=LV["reset_button"]).click()
+    await expect(status(page)).to_have_text(LV["reset_done"])
+    await page.get_by_role("link", name=LV["login_title"], exact=True).last.click()
+    await page.get_by_label(LV["email"], exact=True).fill(email)
+    await page.get_by_label(LV["password"], exact=True).fill(PASSWORD)  # the old one no longer opens it
+    await page.get_by_role("button", name=LV["login_button"]).click()
+    await expect(status(page)).to_have_class("error")
+    await page.get_by_label(LV["password"], exact=True).fill("a brand new password")
+    await page.get_by_role("button", name=LV["login_button"]).click()
+    await expect(page).to_have_url(re.compile(r"/lv/account$"))
 
 
 async def test_a_page_address_without_a_language_opens_in_the_browsers(shop, page):
