@@ -9,7 +9,9 @@
   it prefers (Latvian unless it asks for English), and so does a page's address without one
   (``/verify-email?token=...``);
 - ``/assets/...`` the scripts, the style sheet and the texts the scripts show;
-- ``/lv/cookies`` and ``/en/cookies`` the cookie notice, written from ``web/storage.py``.
+- ``/lv/cookies`` and ``/en/cookies`` the cookie notice, written from ``web/storage.py``;
+- ``/payments/<id>/return``, where the PSP sends a customer back after the card's
+  authentication, the page that shows how that payment stands.
 
 It sets no cookie and keeps nothing. ``python -m web.edge --port 8100 --service
 accounts=http://127.0.0.1:8101 ...`` (the local runner starts it so); behind the ingress
@@ -112,6 +114,13 @@ async def localise(request: web.Request) -> web.Response:
     raise web.HTTPFound(f"/{preferred_language(request.headers.get('Accept-Language', ''))}/{name}{query}")
 
 
+async def payment_return(request: web.Request) -> web.Response:
+    """Where the PSP sends a customer back after their card's authentication (payments'
+    ``SHOP_URL``/payments/<id>/return): the page that shows how the payment stands."""
+    language = preferred_language(request.headers.get("Accept-Language", ""))
+    raise web.HTTPFound(f"/{language}/payment-return?id={request.match_info['id']}")
+
+
 async def texts(request: web.Request) -> web.Response:
     language = request.match_info["lang"]
     if language not in LANGUAGES:
@@ -185,6 +194,7 @@ def make_app(services: dict[str, str], *, trust_forwarded_for: bool = False) -> 
     app.router.add_get("/assets/i18n/{lang}.json", texts)
     app.router.add_static("/assets", ASSETS, append_version=False)
     app.router.add_route("*", "/v1/{service}/{tail:.+}", proxy)
+    app.router.add_get("/payments/{id:[0-9a-fA-F-]{36}}/return", payment_return)
     app.router.add_get("/{page}", localise)
     app.router.add_get("/{lang}/", serve_page)
     app.router.add_get("/{lang}/{page}", serve_page)

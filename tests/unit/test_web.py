@@ -83,3 +83,14 @@ def test_behind_the_ingress_the_edge_keeps_the_clients_address_last():
     headers = edge.upstream_headers(from_ingress, "10.1.2.3", trust_forwarded_for=True)
     assert headers["X-Forwarded-For"].split(",")[-1].strip() == "198.51.100.7"
     assert edge.upstream_headers(CIMultiDict(), "10.1.2.3", trust_forwarded_for=True) == {"X-Forwarded-For": "10.1.2.3"}
+
+
+async def test_the_psps_return_address_opens_the_payment_page():
+    from aiohttp.test_utils import TestClient, TestServer
+    async with TestClient(TestServer(edge.make_app({}))) as client:
+        payment = "0b7a3c1e-5d2f-4a6b-9c8d-7e6f5a4b3c2d"
+        response = await client.get(f"/payments/{payment}/return", allow_redirects=False,
+                                    headers={"Accept-Language": "en"})
+        assert response.status == 302 and response.headers["Location"] == f"/en/payment-return?id={payment}"
+        response = await client.get("/payments/not-a-payment/return", allow_redirects=False)
+        assert response.status == 404
