@@ -132,13 +132,14 @@ class OrdersApi:
             name, phone, address = details["name"], details["phone"], body.address.model_dump()
         if not phone:
             raise HTTPProblem(409, "No phone number", "The carrier needs one: add it to your profile or the address.")
-        contact = {"contact_name": name, "contact_email": details["email"], "contact_phone": phone}
+        contact = {"contact_name": name, "contact_email": details["email"], "contact_phone": phone,
+                   "language": details.get("language", "lv")}
         return await self.place(customer_id, key, body.model_dump(mode="json"), carrier, contact, address, body.lines)
 
     async def guest_checkout(self, request: web.Request, body: schemas.GuestCheckout) -> web.Response:
         key = idempotency_key(request)
         contact = {"contact_name": body.contact.name, "contact_email": body.contact.email,
-                   "contact_phone": body.contact.phone}
+                   "contact_phone": body.contact.phone, "language": body.language}
         return await self.place(None, key, body.model_dump(mode="json"), self.carrier(body.carrier),
                                 contact, body.address.model_dump(), body.lines)
 

@@ -53,7 +53,7 @@ def order_view(order: asyncpg.Record, lines: list[asyncpg.Record]) -> schemas.Or
         lines=[schemas.OrderLine.model_validate(dict(l)) for l in lines],
         **{k: order[k] for k in ("net_cents", "vat_cents", "gross_cents", "refunded_cents", "currency",
                                  "created_at", "paid_at", "shipped_at", "delivered_at", "cancelled_at",
-                                 "tracking_number", "invoice_number")})
+                                 "tracking_number", "invoice_number", "language")})
 
 
 async def views(conn: asyncpg.Connection, orders: list[asyncpg.Record]) -> list[schemas.Order]:
@@ -164,7 +164,8 @@ class Lifecycle:
             address=contracts.Address(line1=order["address_line1"], line2=order["address_line2"],
                                       city=order["address_city"], postcode=order["address_postal_code"],
                                       country=order["address_country"]),
-            parcels=[contracts.Parcel(weight_grams=int(weight), contents=contents[:200])]))
+            parcels=[contracts.Parcel(weight_grams=int(weight), contents=contents[:200])],
+            language=order["language"]))
         await store.add_shipment(conn, shipment_id, order["id"], carrier.name, webhook_id)
 
     async def cancel(self, conn: asyncpg.Connection, order: asyncpg.Record) -> int:

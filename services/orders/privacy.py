@@ -114,7 +114,7 @@ NOT_PERSONAL = {
                                 "weight_grams", "active", "created_at", "updated_at")),
     *(("orders", c) for c in ("id", "guest", "status", "carrier", "currency", "created_at", "paid_at",
                               "shipped_at", "delivered_at", "cancelled_at", "refunded_at", "contact_erased_at",
-                              "dispute_id", "disputed_at", "dispute_closed_at")),
+                              "dispute_id", "disputed_at", "dispute_closed_at", "language")),
     *(("order_lines", c) for c in ("order_id", "line_no", "product_id", "vat_rate")),
     *(("checkout_keys", c) for c in ("scope", "key", "order_id", "created_at")),
     *(("shipments", c) for c in ("id", "order_id", "carrier", "webhook_id", "created_at", "accepted_at",

@@ -132,6 +132,8 @@ class GuestCheckout(Body):
     lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
     contact: Contact
     address: AddressIn
+    language: Literal["lv", "en"] = Field(default="lv", description="what the shop and the carrier write to the "
+                                                                      "guest in")
 
 
 class OrderLine(BaseModel):
@@ -181,6 +183,7 @@ class Order(BaseModel):
     cancelled_at: dt.datetime | None
     tracking_number: str | None
     invoice_number: str | None
+    language: Literal["lv", "en"]
 
 
 class OrderSummary(BaseModel):

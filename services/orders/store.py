@@ -14,7 +14,7 @@ ORDER_COLUMNS = """o.id, o.customer_id, o.guest, o.status, o.carrier, o.contact_
     o.contact_phone, o.address_line1, o.address_line2, o.address_city, o.address_postal_code,
     o.address_country, o.net_cents, o.vat_cents, o.gross_cents, o.refunded_cents, o.currency,
     o.payment_id, o.created_at, o.paid_at, o.shipped_at, o.delivered_at, o.cancelled_at,
-    o.refunded_at, o.contact_erased_at,
+    o.refunded_at, o.contact_erased_at, o.language,
     (SELECT s.tracking_number FROM shipments s WHERE s.order_id = o.id) AS tracking_number,
     (SELECT i.number FROM invoices i WHERE i.order_id = o.id) AS invoice_number"""
 LINE_COLUMNS = """order_id, product_id, sku, name, category, quantity, unit_price_cents, vat_rate,
@@ -83,14 +83,14 @@ async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list
     created_at = await conn.fetchval(
         """INSERT INTO orders (id, customer_id, guest, status, carrier, contact_name, contact_email,
                contact_phone, address_line1, address_line2, address_city, address_postal_code,
-               address_country, net_cents, vat_cents, gross_cents, currency)
-           VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+               address_country, net_cents, vat_cents, gross_cents, currency, language)
+           VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
            RETURNING created_at""",
         order["id"], order["customer_id"], order["customer_id"] is None, order["carrier"],
         order["contact_name"], order["contact_email"], order["contact_phone"], order["address_line1"],
         order["address_line2"], order["address_city"], order["address_postal_code"],
         order["address_country"], order["net_cents"], order["vat_cents"], order["gross_cents"],
-        order["currency"])
+        order["currency"], order["language"])
     await conn.executemany(
         """INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity,
                unit_price_cents, vat_rate, net_cents, vat_cents, gross_cents)

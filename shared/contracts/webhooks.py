@@ -70,6 +70,7 @@ class ShipmentCreated(WebhookEvent):
     recipient: Contact
     address: Address
     parcels: list[Parcel] = Field(min_length=1)
+    language: Literal["lv", "en"] = Field(default="lv", description="what to write to the recipient in")
 
 
 class InvoiceLine(_Data):

@@ -224,8 +224,19 @@ async def test_guest_checkout_to_delivery_and_an_idempotent_retry(shop):
     await shop.pay(order)
     await shop.reaches(order["id"], "delivered")
     (shipment,) = shop.received("door-carrier", "shipment.created")
-    assert shipment["recipient"] == {**GUEST}
+    assert shipment["recipient"] == {**GUEST} and shipment["language"] == "lv" == order["language"]
     assert shop.received("locker-carrier", "shipment.created") == []
+
+
+async def test_a_guest_order_keeps_the_guests_language_for_the_carrier(shop):
+    _, order, _ = await shop.call("POST", "/v1/guest-orders", body={
+        "carrier": "door-carrier", "lines": [shop.line("TEA-001")], "contact": GUEST, "address": ADDRESS,
+        "language": "en"}, expect=201)
+    assert order["language"] == "en"
+    await shop.pay(order)
+    await shop.reaches(order["id"], "shipped")
+    (shipment,) = [s for s in shop.received("door-carrier", "shipment.created") if s["order_id"] == order["id"]]
+    assert shipment["language"] == "en"
 
 
 async def test_a_payment_delivered_twice_or_sent_twice_pays_once(shop):
