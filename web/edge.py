@@ -41,6 +41,8 @@ REQUEST_HEADERS = ("Authorization", "Content-Type", "Accept", "Accept-Language",
 RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Content-Disposition", "Content-Language", "Retry-After", "Location",
                     "Cache-Control", "Idempotent-Replayed")
 PAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+# A part two pages share (``{{include:name}}`` -> ``pages/_name.html``).
+INCLUDE = re.compile(r"\{\{include:([a-z][a-z0-9-]{0,40})\}\}")
 SECURITY_HEADERS = {
     # Scripts and styles from this origin only; no framing; no referrer (links carry tokens).
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
@@ -73,7 +75,7 @@ def page(language: str, name: str) -> str | None:
     source = PAGES / f"{name}.html"
     if not PAGE_NAME.match(name) or not source.is_file():
         return None
-    body = source.read_text()
+    body = INCLUDE.sub(lambda m: (PAGES / f"_{m.group(1)}.html").read_text().rstrip("\n"), source.read_text())
     title_key = re.search(r"<!--\s*title:\s*([\w.-]+)\s*-->", body)
     title = i18n.text(language, title_key.group(1)) if title_key else i18n.text(language, "shop")
     layout = (PAGES / "_layout.html").read_text()
