@@ -70,10 +70,12 @@ async def sweep(name: str, timeout: float = 600.0) -> dict[str, int]:
 async def verify_audit_log(anchor: str | None = None) -> dict:
     """The privacy service's check of its audit log's hash chain; ``anchor`` is a checkpoint
     kept elsewhere, ``seq:hash``."""
-    seq, _, digest = (anchor or "").partition(":")
-    if anchor and not (seq.isdigit() and len(digest) == 64):
-        raise LookupError("an anchor is seq:hash, as 'veikals audit checkpoint' prints it")
-    return await call("privacy", "verify_audit_log", int(seq) if anchor else None, digest or None)
+    from services.privacy.audit import parse_anchor
+    try:
+        seq, digest = parse_anchor(anchor) if anchor else (None, None)
+    except ValueError as exc:
+        raise LookupError(str(exc)) from None
+    return await call("privacy", "verify_audit_log", seq, digest and digest.hex())
 
 
 async def audit_checkpoint() -> dict:

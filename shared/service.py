@@ -51,6 +51,11 @@ SHARED_INVENTORY = [OUTBOX_INVENTORY, RPC_REPLY_INVENTORY, TOMBSTONE_INVENTORY, 
                     PUBLISHED_VERSION_INVENTORY, *WEBHOOK_INVENTORY]
 
 
+def with_shared(inventory: DataInventory) -> DataInventory:
+    """A service's inventory with what it holds through shared/ (what ``privacy_inventory`` answers)."""
+    return inventory.model_copy(update={"entries": [*inventory.entries, *SHARED_INVENTORY]})
+
+
 def rpc(*, changes_state: bool):
     """Expose the method over RPC as ``<service>.<method>``; every method says whether it
     changes state.
@@ -199,7 +204,7 @@ class Service:
     @rpc(changes_state=False)
     async def privacy_inventory(self) -> DataInventory:
         """The personal data this service holds (the privacy participant contract)."""
-        return self.inventory.model_copy(update={"entries": [*self.inventory.entries, *SHARED_INVENTORY]})
+        return with_shared(self.inventory)
 
     @rpc(changes_state=False)
     async def privacy_retention(self) -> RetentionReport:

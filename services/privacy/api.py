@@ -350,10 +350,7 @@ class PrivacyApi:
 
     async def verify_audit(self, request: web.Request, caller: Principal,
                            query: schemas.VerificationQuery) -> schemas.AuditVerification:
-        anchor = None
-        if query.anchor is not None:
-            seq, digest = query.anchor.split(":")
-            anchor = (int(seq), bytes.fromhex(digest))
+        anchor = None if query.anchor is None else audit.parse_anchor(query.anchor)
         async with self.pool.acquire() as conn:
             return schemas.AuditVerification.model_validate(audit.report(await audit.verify(conn, anchor)))
 

@@ -86,9 +86,6 @@ class Chainer(NotifiedPoller):
         while not self.stopping and await chain_pending(self.pool) == BATCH:
             pass
 
-    async def prune(self) -> None:
-        """Drop nothing here: the retention sweep (``privacy.sweep``) cuts the log."""
-
 
 async def chain_pending(pool: asyncpg.Pool, batch: int = BATCH) -> int:
     """Chain up to ``batch`` pending entries; how many were taken."""
@@ -172,6 +169,14 @@ async def staff_look(conn: asyncpg.Connection, staff_id: uuid.UUID, *, action: s
     await store.add_audit(conn, kind=kind, service="privacy", actor=f"staff:{staff_id}", action=action,
                           categories=list(categories), reason=reason, subject_id=subject_id,
                           request_id=request_id, detail=detail)
+
+
+def parse_anchor(text: str) -> tuple[int, bytes]:
+    """A checkpoint as ``veikals audit checkpoint`` prints it, ``seq:hash`` (ValueError otherwise)."""
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise ValueError("an anchor is seq:hash, as 'veikals audit checkpoint' prints it")
+    return int(seq), bytes.fromhex(digest)
 
 
 def report(result: Verification) -> dict[str, Any]:

@@ -294,9 +294,8 @@ def code_inventories() -> list[DataInventory]:
     """Every participant's inventory as its code declares it (what ``privacy_inventory()``
     answers, the shared entries included)."""
     from services.topology import service_classes
-    from shared.service import SHARED_INVENTORY
-    return [cls.inventory.model_copy(update={"entries": [*cls.inventory.entries, *SHARED_INVENTORY]})
-            for cls in service_classes()]
+    from shared.service import with_shared
+    return [with_shared(cls.inventory) for cls in service_classes()]
 
 
 def documents(inventories: list[DataInventory], registry: PartnerRegistry) -> dict[str, str]:

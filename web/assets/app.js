@@ -186,6 +186,16 @@ export function param(name) {
   return new URLSearchParams(location.search).get(name);
 }
 
+/** A mailed link carries its code (?token=): put it in the form's `token` field, hide that
+ * field and go on to the password. */
+export function codeFromLink(form) {
+  const token = param("token");
+  if (!token) return;
+  form.token.value = token;
+  document.getElementById("code-field").hidden = true;
+  form.password.focus();
+}
+
 /** Where to go after signing in: the page that sent us here, if it is one of ours. */
 export function next(fallback) {
   const target = param("next");

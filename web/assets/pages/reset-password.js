@@ -1,13 +1,8 @@
-import {api, forgetSession, onSubmit, param, say, start, t} from "../app.js";
+import {api, codeFromLink, forgetSession, onSubmit, say, start, t} from "../app.js";
 
 start(() => {
   const form = document.getElementById("reset");
-  const token = param("token");  // the mailed link carries the code
-  if (token) {
-    form.token.value = token;
-    document.getElementById("code-field").hidden = true;
-    form.password.focus();
-  }
+  codeFromLink(form);
   onSubmit(form, async ({token: code, password}) => {
     await api("accounts", "/auth/password-reset/confirm", {method: "POST", auth: false,
       body: {token: String(code).trim(), password}});

@@ -1,13 +1,8 @@
-import {api, lang, onSubmit, param, say, session, start, t} from "../app.js";
+import {api, codeFromLink, lang, onSubmit, say, session, start, t} from "../app.js";
 
 start(() => {
   const form = document.getElementById("verify");
-  const token = param("token");  // the mailed link carries the code
-  if (token) {
-    form.token.value = token;
-    document.getElementById("code-field").hidden = true;
-    form.password.focus();
-  }
+  codeFromLink(form);
   onSubmit(form, async ({token: code, password}) => {
     await api("accounts", "/accounts/verify-email", {method: "POST", auth: false,
       body: {token: String(code).trim(), password}});
