@@ -51,7 +51,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from processes import bench_vhost, free_port, load, memory_mib, stop_process, wait_ready  # bench/processes.py
+from processes import bench_vhost, cpu_seconds, free_port, load, memory_mib, stop_process, wait_ready  # bench/processes.py
 from services.marketing import domain, store
 from services.marketing.settings import MarketingSettings
 from services.orders.schemas import OrderLine, OrderPaid
@@ -60,7 +60,6 @@ from shared.config import load_settings
 from shared.logging import configure_logging
 from shared.messaging import Broker, wire
 from shared.subjects import OCCURRED_HEADER, SUBJECT_HEADER, VERSION_HEADER, Subject
-from webhooks import cpu_seconds  # bench/webhooks.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import aiohttp
 
-from processes import bench_vhost, free_port, load, memory_mib, percentile, stop_process, wait_ready  # bench/processes.py
+from processes import (bench_vhost, cpu_per, cpu_snapshot, free_port, load, memory_mib, percentile,  # bench/processes.py
+                       stop_process, wait_ready)
 from shared import db
 from shared.logging import configure_logging
 from shared.messaging import Broker, RpcClient
@@ -94,6 +95,7 @@ async def main(args: argparse.Namespace) -> None:
                 async with http.get(f"{base}/v1/products?limit=200") as response:
                     products = [p["id"] for p in (await response.json())["items"]]
 
+                pids, cpu = {"bench": os.getpid(), "orders": orders.pid, "bare": processes[1].pid}, []
                 print(f"checkouts: {args.checkouts} per run, guest orders of 2 lines from {len(products)} products")
                 print(f"{'K':>4} {'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'bare/s':>9} {'p50 ms':>8} "
                       f"{'p99 ms':>8} {'ratio':>6}")
@@ -103,11 +105,19 @@ async def main(args: argparse.Namespace) -> None:
                                "lines": [{"product_id": products[n % len(products)], "quantity": 1},
                                          {"product_id": products[(n + 1) % len(products)], "quantity": 2}]}
                               for n in range(args.checkouts)]
+                    before = cpu_snapshot(pids)
                     rate, lat = await post_all(http, f"{base}/v1/guest-orders", bodies, k)
+                    between = cpu_snapshot(pids)
                     bare_rate, bare_lat = await post_all(http, f"http://127.0.0.1:{bare_port}/insert", bodies, k)
+                    cpu.append((k, cpu_per(before, between, len(bodies)), cpu_per(between, cpu_snapshot(pids), len(bodies))))
                     print(f"{k:>4} {rate:>10.0f} {percentile(lat, 50):>8.2f} {percentile(lat, 99):>8.2f} "
                           f"{bare_rate:>9.0f} {percentile(bare_lat, 50):>8.2f} "
                           f"{percentile(bare_lat, 99):>8.2f} {rate / bare_rate:>6.2f}")
+                print("CPU ms a request (the load generator is 'bench')")
+                for k, ours, bare in cpu:
+                    for label, used in (("orders", ours), ("bare", bare)):
+                        print(f"{k:>4} {label:<7} {sum(used.values()):5.2f} = "
+                              + ", ".join(f"{name} {ms:.2f}" for name, ms in used.most_common() if ms >= 0.01))
 
                 customer = uuid.uuid4()
                 pool = await db.create_pool(orders_dsn)

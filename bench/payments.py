@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
@@ -53,14 +52,14 @@ import aiohttp
 import asyncpg
 import stripe
 
-from processes import bench_vhost, free_port, load, memory_mib, percentile, stop_process, wait_ready  # bench/processes.py
+from processes import (bench_vhost, cpu_per, cpu_snapshot, free_port, load, machine_busy, memory_mib, percentile,  # bench/processes.py
+                       stop_process, wait_ready)
 from services.accounts.tokens import new_signing_key
 from shared import db
 from shared.cards import holds_card_number
 from shared.logging import configure_logging
 from shared.messaging import Broker, RpcClient
 from shared.webhooks.signing import new_secret
-from webhooks import cpu_seconds, machine_busy  # bench/webhooks.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"
@@ -69,7 +68,6 @@ ADDRESS = {"line1": "Brīvības iela 1", "city": "Rīga", "postal_code": "LV-101
 CARRIER, CARRIER_SECRET_ENV = "bench-carrier", "VEIKALS_PARTNER_BENCH_CARRIER_SECRET"
 PSP_KEYS = {"VEIKALS_PAYMENTS_PSP_SECRET_KEY": "sk_test_", "VEIKALS_PAYMENTS_PSP_PUBLISHABLE_KEY": "pk_test_",
             "VEIKALS_PAYMENTS_PSP_WEBHOOK_SECRET": "whsec_"}
-PROGRAMS = {"postgres": "postgres", "beam.smp": "rabbitmq"}  # by /proc/<pid>/comm
 PER_PAYMENT = """per payment, our path does beyond the direct call:
   1 RPC over RabbitMQ   orders.order_for_payment (the order's amount, currency, owner, state)
   1 PSP read            GET /v1/payment_methods/{id} (the card behind the token: brand, last4, owner)
@@ -116,16 +114,6 @@ def by_route(requests: list[dict], n: int) -> str:
     return f"{len(requests) / n:.2f}: " + ", ".join(f"{route} {count / n:.2f}" for route, count in routes.most_common())
 
 
-def cpu_snapshot(pids: dict[str, int]) -> dict[tuple[str, int], float]:
-    """CPU seconds so far of our processes, and of every PostgreSQL and RabbitMQ process on the machine."""
-    found = {(name, pid): cpu_seconds(pid) for name, pid in pids.items()}
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        with contextlib.suppress(OSError):
-            if (program := PROGRAMS.get(comm.read_text().strip())) is not None:
-                found[(program, int(comm.parent.name))] = cpu_seconds(int(comm.parent.name))
-    return {key: seconds for key, seconds in found.items() if seconds is not None}
-
-
 async def commits(conn: asyncpg.Connection) -> int:
     await conn.execute("SELECT pg_stat_clear_snapshot()")
     return await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
@@ -140,9 +128,7 @@ async def timed(label: str, k: int, n: int, one, pids: dict[str, int]) -> float:
             failures.append(failure)
     before, busy = cpu_snapshot(pids), machine_busy()
     rate, latencies = await load(k, n, counted)
-    used: Counter[str] = Counter()
-    for (name, pid), seconds in cpu_snapshot(pids).items():  # a process that ended in between is left out
-        used[name] += (seconds - before.get((name, pid), 0.0)) * 1000 / n
+    used = cpu_per(before, cpu_snapshot(pids), n)
     total = (machine_busy()[0] - busy[0]) / os.sysconf("SC_CLK_TCK") * 1000 / n
     print(f"  {label:<7} {rate:8.1f} payments/s   p50 {percentile(latencies, 50):7.1f} ms   "
           f"p99 {percentile(latencies, 99):7.1f} ms   failures {len(failures)}", flush=True)

@@ -73,11 +73,10 @@ import aiohttp
 import asyncpg
 
 from deploy.mailsink import MailSink, code_in
-from processes import bench_vhost, free_port, load, memory_mib, percentile, stop_process, wait_ready  # bench/processes.py
+from processes import bench_vhost, cpu_seconds, free_port, load, memory_mib, percentile, stop_process, wait_ready  # bench/processes.py
 from services.accounts.tokens import new_signing_key
 from shared import db
 from shared.logging import configure_logging
-from webhooks import cpu_seconds  # bench/webhooks.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"

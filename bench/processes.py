@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import statistics
 import subprocess
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -86,3 +88,46 @@ async def load(concurrency: int, total: int, one) -> tuple[float, list[float]]:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return total / (time.perf_counter() - started), latencies
+
+
+# --- CPU time -----------------------------------------------------------------------------------
+
+PROGRAMS = {"postgres": "postgres", "beam.smp": "rabbitmq"}  # by /proc/<pid>/comm
+
+
+def machine_busy() -> tuple[int, int] | None:
+    """Busy and total jiffies of the whole machine (Linux ``/proc/stat``), None where unreadable."""
+    try:
+        jiffies = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = jiffies[3] + (jiffies[4] if len(jiffies) > 4 else 0)  # idle + iowait
+    return sum(jiffies) - idle, sum(jiffies)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of another process (Linux ``/proc``), None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[tuple[str, int], float]:
+    """CPU seconds so far of our processes, and of every PostgreSQL and RabbitMQ process on the machine."""
+    found = {(name, pid): cpu_seconds(pid) for name, pid in pids.items()}
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if (program := PROGRAMS.get(comm.read_text().strip())) is not None:
+                found[(program, int(comm.parent.name))] = cpu_seconds(int(comm.parent.name))
+    return {key: seconds for key, seconds in found.items() if seconds is not None}
+
+
+def cpu_per(before: dict[tuple[str, int], float], after: dict[tuple[str, int], float], n: int) -> Counter[str]:
+    """CPU milliseconds per item of each name between two snapshots (a process that ended in
+    between is left out)."""
+    used: Counter[str] = Counter()
+    for (name, pid), seconds in after.items():
+        used[name] += (seconds - before.get((name, pid), 0.0)) * 1000 / n
+    return used

@@ -71,7 +71,7 @@ from shared.webhooks.outbound import DeliveryWorker, WebhookEnvelope, enqueue
 from shared.webhooks.policy import DeliveryPolicy
 from shared.webhooks.registry import Partner, PartnerRegistry
 from shared.webhooks.signing import new_secret, signature_headers
-from processes import free_port, stop_process  # bench/processes.py (the script's folder is on sys.path)
+from processes import cpu_seconds, free_port, machine_busy, stop_process  # bench/processes.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BASE = "postgresql://postgres@127.0.0.1:5432"
@@ -119,25 +119,6 @@ def sandbox_process(port: int) -> Iterator[subprocess.Popen]:
         yield process
     finally:
         stop_process(process)
-
-
-def machine_busy() -> tuple[int, int] | None:
-    """Busy and total jiffies of the whole machine (Linux ``/proc/stat``), None where unreadable."""
-    try:
-        jiffies = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = jiffies[3] + (jiffies[4] if len(jiffies) > 4 else 0)  # idle + iowait
-    return sum(jiffies) - idle, sum(jiffies)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of another process (Linux ``/proc``), None where unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 # --- the environment -------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from shared.messaging import topology, wire
 from shared.messaging.broker import Broker, Unroutable, events_exchange
 from shared.metrics import OUTBOX_PUBLISHED, PUBLISH_FAILURES
 from shared.poller import NotifiedPoller
-from shared.subjects import OCCURRED_HEADER, SUBJECT_HEADER, VERSION_HEADER, Subject, SubjectKeys, writing_about
+from shared.subjects import OCCURRED_HEADER, SUBJECT_HEADER, VERSION_HEADER, Subject, SubjectKeys, lock_id
 
 log = get_logger(__name__)
 
@@ -77,30 +77,48 @@ class Subscription:
 
 
 async def add_event(conn: asyncpg.Connection, service: str, event_type: str, data: Any, *,
-                    subject: Subject | None = None, keys: SubjectKeys | None = None) -> uuid.UUID:
-    """Record ``event_type`` from ``service`` in the caller's transaction; returns its id."""
+                    subject: Subject | None = None, keys: SubjectKeys | None = None,
+                    notify: bool = True) -> uuid.UUID:
+    """Record ``event_type`` from ``service`` in the caller's transaction; returns its id.
+
+    One statement (a checkout's round trips are its cost): it takes the subject's lock (an
+    erasure of the subject waits for this event), numbers the event, stores it and, with
+    ``notify``, notifies the relays, which hear of it when the transaction commits. (A NOTIFY
+    serialises the commits that send one, database-wide: a service's ``Outbox`` wakes its own
+    relay instead.)"""
     if not conn.is_in_transaction():
         raise RuntimeError("add_event must run inside the transaction of the change it reports")
     event_id = ctx.effect_id()
     headers = ctx.outgoing_headers(service)
-    subject_key = None
-    if subject is not None:
-        if keys is None:
-            raise ValueError("an event about a subject needs the service's subject keys")
-        subject_key = keys(subject)
-        await writing_about(conn, subject_key)  # an erasure of the subject waits for this event
-        version, occurred = await conn.fetchrow(
-            """INSERT INTO subject_versions (subject, version) VALUES ($1, 1)
-               ON CONFLICT (subject) DO UPDATE SET version = subject_versions.version + 1
-               RETURNING version, now()""", subject_key)
-        headers.update({SUBJECT_HEADER: str(subject), VERSION_HEADER: version, OCCURRED_HEADER: occurred.isoformat()})
-    await conn.execute(
-        """INSERT INTO outbox (id, exchange, routing_key, body, headers, subject)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING""",
-        event_id, events_exchange(service), event_type, wire.dumps(data), wire.dumps(headers).decode(),
-        subject_key)
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    row = (event_id, events_exchange(service), event_type, wire.dumps(data), wire.dumps(headers).decode())
+    if subject is None:
+        await conn.execute(_STORE_EVENT[notify].format(
+            first="", source="(SELECT $5::jsonb AS headers, NULL::bytea AS subject)"), *row)
+        return event_id
+    if keys is None:
+        raise ValueError("an event about a subject needs the service's subject keys")
+    subject_key = keys(subject)
+    await conn.execute(_STORE_EVENT[notify].format(first=_NUMBER, source=_NUMBERED),
+                       *row, subject_key, str(subject), lock_id(subject_key))
     return event_id
+
+
+# The event's row (a row whose id exists is not written twice), and the relays' wake-up (by
+# ``notify``); ``source`` gives the headers and the subject.
+_STORE_EVENT = {notify: """
+    WITH {first} event AS (
+        INSERT INTO outbox (id, exchange, routing_key, body, headers, subject)
+        SELECT $1::uuid, $2::text, $3::text, $4::bytea, source.headers, source.subject FROM {source} AS source
+        ON CONFLICT (id) DO NOTHING RETURNING 1)
+    SELECT """ + wake + " FROM event" for notify, wake in ((True, f"pg_notify('{NOTIFY_CHANNEL}', '')"), (False, "1"))}
+# An event about a subject ($6 its keyed hash, $7 its name, $8 its lock): the subject is held
+# first (an erasure of it waits for this transaction), then the event numbered and stamped.
+_NUMBER = """held AS (SELECT pg_advisory_xact_lock_shared($8::bigint)),
+    counted AS (INSERT INTO subject_versions AS s (subject, version) SELECT $6::bytea, 1 FROM held
+                ON CONFLICT (subject) DO UPDATE SET version = s.version + 1 RETURNING version),"""
+_NUMBERED = f"""(SELECT $5::jsonb || jsonb_build_object('{SUBJECT_HEADER}', $7::text, '{VERSION_HEADER}', version,
+                                                '{OCCURRED_HEADER}', now()) AS headers, $6::bytea AS subject
+             FROM counted)"""
 
 
 # An outbox row whose body contains one of the values $1 (text[]).
@@ -123,22 +141,36 @@ async def mentioned(conn: asyncpg.Connection, values: list[str]) -> bool:
 
 
 class Outbox:
-    """One service's outbox: ``await outbox.add(conn, "profile_changed", data, subject=...)``."""
+    """One service's outbox: ``await outbox.add(conn, "profile_changed", data, subject=...)``.
+
+    Once the service's relay runs (``relayed_by``), an event wakes that relay in this process
+    instead of notifying every relay through PostgreSQL; the other instances' relays find it by
+    polling, should this one stop before it is published."""
 
     def __init__(self, service: str, keys: SubjectKeys) -> None:
         self.service = service
         self.keys = keys
+        self._relay: OutboxRelay | None = None
+
+    def relayed_by(self, relay: "OutboxRelay | None") -> None:
+        self._relay = relay
 
     async def add(self, conn: asyncpg.Connection, event_type: str, data: Any,
                   subject: Subject | None = None) -> uuid.UUID:
-        return await add_event(conn, self.service, event_type, data, subject=subject, keys=self.keys)
+        relay = self._relay
+        event_id = await add_event(conn, self.service, event_type, data, subject=subject, keys=self.keys,
+                                   notify=relay is None)
+        if relay is not None:
+            relay.expect()
+        return event_id
 
 
 class OutboxRelay(NotifiedPoller):
     def __init__(self, pool: asyncpg.Pool, broker: Broker, service: str, *,
-                 poll_interval: float = 1.0, batch_size: int = 100,
+                 poll_interval: float = 1.0, batch_size: int = 100, min_interval: float = 0.005,
                  subscriptions: list[Subscription] | None = None) -> None:
-        super().__init__(pool, NOTIFY_CHANNEL, f"outbox-relay-{service}", poll_interval)
+        super().__init__(pool, NOTIFY_CHANNEL, f"outbox-relay-{service}", poll_interval, min_interval)
+        self._chase: float | None = None  # the next wait while events written here are looked for
         self.broker = broker
         self.service = service
         self.batch_size = batch_size
@@ -152,6 +184,20 @@ class OutboxRelay(NotifiedPoller):
                 spec for s in self.subscriptions
                 for spec in topology.event_queues(s.source, s.event_type, s.service, s.method)])
         await super().start()
+
+    def expect(self) -> None:
+        """An event is being written in this process: look for it from now on, often at first
+        and then less often (its transaction commits soon, or rolls back and is never found)."""
+        self._chase = self.min_interval
+        self.wake()
+
+    def next_wait(self) -> float:
+        if self._chase is None:
+            return self.poll_interval
+        wait, self._chase = self._chase, self._chase * 2
+        if self._chase > self.poll_interval:
+            self._chase = None
+        return wait
 
     async def work(self) -> None:
         while await self.relay_once() == self.batch_size and not self.stopping:

@@ -19,11 +19,15 @@ PRUNE_EVERY = dt.timedelta(hours=1)
 
 
 class NotifiedPoller:
-    def __init__(self, pool: asyncpg.Pool, channel: str, name: str, poll_interval: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, channel: str, name: str, poll_interval: float,
+                 min_interval: float = 0.0) -> None:
         self.pool = pool
         self.channel = channel
         self.name = name
         self.poll_interval = poll_interval
+        # Passes start at most this often: under load, the notifications of many commits are
+        # handled by one pass (a batch) instead of a pass each; when idle, a pass starts at once.
+        self.min_interval = min_interval
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
@@ -43,6 +47,10 @@ class NotifiedPoller:
 
     def wake(self, *_: Any) -> None:
         self._wake.set()
+
+    def next_wait(self) -> float:
+        """How long to wait for a wake-up before the next pass."""
+        return self.poll_interval
 
     async def start(self) -> None:
         self._stopping = False
@@ -91,8 +99,11 @@ class NotifiedPoller:
             self._listener = None
 
     async def _run(self) -> None:
-        pruned_at = None
+        pruned_at, started = None, -self.min_interval
         while not self._stopping:
+            if (wait := started + self.min_interval - asyncio.get_running_loop().time()) > 0:
+                await asyncio.sleep(wait)
+            started = asyncio.get_running_loop().time()
             try:
                 await self._listen()  # a LISTEN connection lost with the database comes back
                 await self.work()
@@ -107,7 +118,7 @@ class NotifiedPoller:
             if self._stopping:
                 break
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), self.next_wait())
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()

@@ -282,6 +282,7 @@ class ServiceRuntime:
         self._relay = OutboxRelay(self._pool, self._broker, name, poll_interval=s.outbox_poll_s,
                                   subscriptions=self.subscriptions)
         await self._relay.start()
+        service.outbox.relayed_by(self._relay)
         self._webhooks = DeliveryWorker(
             self._pool, partners, DeliveryPolicy(set(s.webhook_allowed_hosts)), name,
             schedule=s.webhook_retry_schedule_s, timeout=s.webhook_timeout_s,
@@ -363,6 +364,7 @@ class ServiceRuntime:
         if self._webhooks is not None:
             await self._webhooks.stop(left())  # a request cut short goes again, same webhook-id
         if self._relay is not None:
+            self.service.outbox.relayed_by(None)  # what is written from now on notifies the other instances
             await self._relay.stop(left())
             if self._broker is not None and self._broker.connected:
                 try:

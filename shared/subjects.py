@@ -96,14 +96,14 @@ class SubjectKeys:
         return hmac.new(self._secret, str(subject).encode(), hashlib.sha256).digest()
 
 
-def _lock_id(key: bytes) -> int:
+def lock_id(key: bytes) -> int:
     """The advisory lock of a subject: 64 bits of its keyed hash."""
     return int.from_bytes(key[:8], "big", signed=True)
 
 
 async def writing_about(conn: asyncpg.Connection, key: bytes) -> None:
     """Hold the subject (shared) until this transaction ends: an erasure waits for it."""
-    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _lock_id(key))
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", lock_id(key))
 
 
 LEGACY_OCCURRED_HEADER = "x-veikals-occurred-at-ms"  # epoch milliseconds, from before the ISO header
@@ -156,7 +156,7 @@ async def forget(conn: asyncpg.Connection, keys: SubjectKeys, subjects: Iterable
     if not hashed:
         return 0
     await conn.execute("SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS id",
-                       [_lock_id(k) for k in hashed])
+                       [lock_id(k) for k in hashed])
     await conn.execute(
         """INSERT INTO erased_subjects (subject, erased_at) SELECT unnest($1::bytea[]), now()
            ON CONFLICT (subject) DO UPDATE SET erased_at = now()""", hashed)

@@ -173,7 +173,6 @@ class OrdersApi:
                      **{f"address_{k}": v for k, v in address.items()}, "net_cents": total.net,
                      "vat_cents": total.vat, "gross_cents": total.gross, "currency": domain.CURRENCY}
             created_at = await store.add_order(conn, order, priced)
-            await store.take_stock(conn, wanted)
             # The view from what is in hand: the order was just written as it stands.
             row = {**order, "guest": customer_id is None, "status": "created", "refunded_cents": 0,
                    "created_at": created_at, **dict.fromkeys(

@@ -53,14 +53,6 @@ async def active_products(conn: asyncpg.Connection, category: str | None, after:
             ORDER BY sku LIMIT $3""", category, after, limit)
 
 
-async def take_stock(conn: asyncpg.Connection, wanted: dict[uuid.UUID, int]) -> None:
-    """Take ``wanted`` quantities off the shelf (of products the caller has locked and checked)."""
-    await conn.execute(
-        """UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()
-           FROM unnest($1::uuid[], $2::int[]) AS w(id, quantity) WHERE p.id = w.id""",
-        list(wanted), list(wanted.values()))
-
-
 async def lock_products(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
     """The products, locked in id order before stock is taken from them (so two checkouts
     never wait for each other crosswise)."""
@@ -79,26 +71,32 @@ async def return_stock(conn: asyncpg.Connection, order_id: uuid.UUID) -> None:
 # --- orders -----------------------------------------------------------------------------------
 
 async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list[dict[str, Any]]) -> dt.datetime:
-    """Store the order and its lines; when it was created."""
-    created_at = await conn.fetchval(
-        """INSERT INTO orders (id, customer_id, guest, status, carrier, contact_name, contact_email,
-               contact_phone, address_line1, address_line2, address_city, address_postal_code,
-               address_country, net_cents, vat_cents, gross_cents, currency, language)
-           VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-           RETURNING created_at""",
+    """Store the order and its lines and take their quantities off the shelf (of products the
+    caller has locked and checked), in one statement; when it was created."""
+    columns = list(zip(*[(n, l["product_id"], l["sku"], l["name"], l["category"], l["quantity"],
+                          l["unit_price_cents"], l["vat_rate"], l["net_cents"], l["vat_cents"], l["gross_cents"])
+                         for n, l in enumerate(lines, start=1)]))
+    return await conn.fetchval(
+        """WITH placed AS (
+               INSERT INTO orders (id, customer_id, guest, status, carrier, contact_name, contact_email,
+                   contact_phone, address_line1, address_line2, address_city, address_postal_code,
+                   address_country, net_cents, vat_cents, gross_cents, currency, language)
+               VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+               RETURNING id, created_at),
+           lines AS (
+               INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity,
+                   unit_price_cents, vat_rate, net_cents, vat_cents, gross_cents)
+               SELECT placed.id, l.* FROM placed, unnest($18::int[], $19::uuid[], $20::text[], $21::text[], $22::text[],
+                   $23::int[], $24::bigint[], $25::int[], $26::bigint[], $27::bigint[], $28::bigint[]) AS l),
+           taken AS (
+               UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()
+               FROM unnest($19::uuid[], $23::int[]) AS w(id, quantity) WHERE p.id = w.id)
+           SELECT created_at FROM placed""",
         order["id"], order["customer_id"], order["customer_id"] is None, order["carrier"],
         order["contact_name"], order["contact_email"], order["contact_phone"], order["address_line1"],
         order["address_line2"], order["address_city"], order["address_postal_code"],
         order["address_country"], order["net_cents"], order["vat_cents"], order["gross_cents"],
-        order["currency"], order["language"])
-    await conn.executemany(
-        """INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity,
-               unit_price_cents, vat_rate, net_cents, vat_cents, gross_cents)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-        [(order["id"], n, l["product_id"], l["sku"], l["name"], l["category"], l["quantity"],
-          l["unit_price_cents"], l["vat_rate"], l["net_cents"], l["vat_cents"], l["gross_cents"])
-         for n, l in enumerate(lines, start=1)])
-    return created_at
+        order["currency"], order["language"], *columns)
 
 
 async def order(conn: asyncpg.Connection, order_id: uuid.UUID, *, customer_id: uuid.UUID | None = None,
