@@ -214,6 +214,8 @@ class Endpoint:
     # then an audit-log entry (P16), which the handler writes. ``()``: it touches none. A staff
     # route that says nothing is refused, so none is left out by forgetting.
     audited: tuple[str, ...] | None = None
+    # What a reader needs beyond the summary and the schemas (the operation's description).
+    description: str = ""
 
     def __post_init__(self) -> None:
         if self.auth is not None and self.auth.kind == "staff" and self.audited is None:
@@ -441,9 +443,11 @@ def openapi_document(service: str, version: str, endpoints: list[Endpoint]) -> d
             "operationId": f"{ep.method.lower()}{ep.path.replace('/', '_').replace('{', '').replace('}', '')}",
             "responses": {str(ep.status): success,
                           **{str(s): problem(d) for s, d in sorted(ep.answers().items())}}}
+        if ep.description:
+            op["description"] = ep.description
         if ep.auth is not None:
             op["security"] = [{"bearer": sorted(ep.auth.roles)}]
-            op["description"] = ep.auth.describe()
+            op["description"] = " ".join(filter(None, (ep.auth.describe(), ep.description)))
             op["x-veikals-access"] = {"kind": ep.auth.kind, "roles": sorted(ep.auth.roles)}
         elif ep.signed:
             op["security"] = [{"webhookSignature": []}]

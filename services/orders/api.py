@@ -28,6 +28,13 @@ log = get_logger(__name__)
 
 NOT_FOUND = HTTPProblem(404, "No such order", "There is no such order in your account.")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# The header is described here rather than declared as a parameter: a generator of schema-valid
+# requests would send one key with two bodies, which is rightly refused (422).
+IDEMPOTENCY_TEXT = (
+    "Send an `Idempotency-Key` header (1 to 255 visible ASCII characters, a UUID for instance) "
+    "to make the request safe to repeat: the same key with the same body answers 201 with the "
+    "order it made the first time (and `Idempotent-Replayed: true`) for 24 hours; the same key "
+    "with another body is refused with 422. Keys are per customer (guests share one scope).")
 LOOKUP_LIMIT = 100
 # What a staff look-up of a customer's orders shows (recorded in the audit log, P16).
 ORDER_RECORD = ("orders", "contact details", "delivery address", "complaints")
@@ -329,11 +336,11 @@ class OrdersApi:
             E("POST", "/v1/orders", self.checkout,
               "Place an order (account holders; Idempotency-Key header recommended)",
               body=schemas.Checkout, response=schemas.Order, status=201, auth=CUSTOMER,
-              problems=(404, 409, 503), tags=["checkout"]),
+              problems=(404, 409, 503), tags=["checkout"], description=IDEMPOTENCY_TEXT),
             E("POST", "/v1/guest-orders", self.guest_checkout,
               "Place an order as a guest (Idempotency-Key header recommended)",
               body=schemas.GuestCheckout, response=schemas.Order, status=201, problems=(404, 409),
-              tags=["checkout"]),
+              tags=["checkout"], description=IDEMPOTENCY_TEXT),
             E("GET", "/v1/me/orders", self.history, "Your orders, newest first", query=schemas.HistoryQuery,
               response=schemas.OrderPage, auth=CUSTOMER, problems=(404,), tags=me),
             E("GET", "/v1/me/orders/{id}", self.read_order, "One of your orders", params=path,

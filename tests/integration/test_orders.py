@@ -219,6 +219,9 @@ async def test_guest_checkout_to_delivery_and_an_idempotent_retry(shop):
         headers=key, expect=422)
     assert problem["errors"][0]["field"] == "header.Idempotency-Key"
     assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 1
+    _, document, _ = await shop.call("GET", "/openapi.json", expect=200)  # the header is documented
+    for path in ("/v1/orders", "/v1/guest-orders"):
+        assert "`Idempotency-Key`" in document["paths"][path]["post"]["description"]
     assert await shop.pool.fetchval("SELECT stock FROM products WHERE sku = 'TEA-001'") == 499
 
     await shop.pay(order)
