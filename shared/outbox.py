@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -76,49 +77,72 @@ class Subscription:
     method: str
 
 
+@dataclass(frozen=True)
+class EventSql:
+    """An event as parts of a statement (``event_sql``): ``hold``, a CTE taking the subject's
+    lock ('' for an event about no subject), goes first, so an erasure of the subject waits for
+    the statement's transaction; ``store``, CTEs that number and store the event (``counted``,
+    ``event``), goes after the change; ``args`` fill their parameters."""
+
+    event_id: uuid.UUID
+    hold: str
+    store: str
+    args: list[Any]
+
+
+def event_sql(service: str, event_type: str, data: Any, *, subject: Subject | None = None,
+              keys: SubjectKeys | None = None, after: str | None = None, offset: int = 0) -> EventSql:
+    """The SQL that stores ``event_type`` from ``service``: once, or once per row of the
+    caller's CTE ``after`` (none when the change it reports did not happen). Parameters are
+    numbered from ``offset + 1``, after the caller's own."""
+    event_id = ctx.effect_id()
+    headers = ctx.outgoing_headers(service)
+    args: list[Any] = [event_id, events_exchange(service), event_type, wire.dumps(data), wire.dumps(headers).decode()]
+    if subject is None:
+        hold, store = "", _STORE_PLAIN.format(source=f"FROM {after}" if after else "")
+    else:
+        if keys is None:
+            raise ValueError("an event about a subject needs the service's subject keys")
+        subject_key = keys(subject)
+        args += [subject_key, str(subject), lock_id(subject_key)]
+        hold, store = _HOLD, _STORE_NUMBERED.format(after=f", {after}" if after else "")
+    number = lambda sql: re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", sql)  # noqa: E731
+    return EventSql(event_id, number(hold), number(store), args)
+
+
 async def add_event(conn: asyncpg.Connection, service: str, event_type: str, data: Any, *,
                     subject: Subject | None = None, keys: SubjectKeys | None = None,
                     notify: bool = True) -> uuid.UUID:
     """Record ``event_type`` from ``service`` in the caller's transaction; returns its id.
 
-    One statement (a checkout's round trips are its cost): it takes the subject's lock (an
-    erasure of the subject waits for this event), numbers the event, stores it and, with
-    ``notify``, notifies the relays, which hear of it when the transaction commits. (A NOTIFY
-    serialises the commits that send one, database-wide: a service's ``Outbox`` wakes its own
-    relay instead.)"""
+    One statement (a checkout's round trips are its cost): it takes the subject's lock, numbers
+    the event, stores it and, with ``notify``, notifies the relays, which hear of it when the
+    transaction commits. (A NOTIFY serialises the commits that send one, database-wide: a
+    service's ``Outbox`` wakes its own relay instead.)"""
     if not conn.is_in_transaction():
         raise RuntimeError("add_event must run inside the transaction of the change it reports")
-    event_id = ctx.effect_id()
-    headers = ctx.outgoing_headers(service)
-    row = (event_id, events_exchange(service), event_type, wire.dumps(data), wire.dumps(headers).decode())
-    if subject is None:
-        await conn.execute(_STORE_EVENT[notify].format(
-            first="", source="(SELECT $5::jsonb AS headers, NULL::bytea AS subject)"), *row)
-        return event_id
-    if keys is None:
-        raise ValueError("an event about a subject needs the service's subject keys")
-    subject_key = keys(subject)
-    await conn.execute(_STORE_EVENT[notify].format(first=_NUMBER, source=_NUMBERED),
-                       *row, subject_key, str(subject), lock_id(subject_key))
-    return event_id
+    sql = event_sql(service, event_type, data, subject=subject, keys=keys)
+    wake = f"pg_notify('{NOTIFY_CHANNEL}', '')" if notify else "1"
+    await conn.execute(f"WITH {sql.hold} {sql.store} SELECT {wake} FROM event", *sql.args)
+    return sql.event_id
 
 
-# The event's row (a row whose id exists is not written twice), and the relays' wake-up (by
-# ``notify``); ``source`` gives the headers and the subject.
-_STORE_EVENT = {notify: """
-    WITH {first} event AS (
+# $1 id, $2 exchange, $3 routing key, $4 body, $5 headers; for an event about a subject, $6 its
+# keyed hash, $7 its name and $8 its lock. A row whose id exists is not written twice.
+_HOLD = "held AS (SELECT pg_advisory_xact_lock_shared($8::bigint)),"
+_STORE_PLAIN = """event AS (
         INSERT INTO outbox (id, exchange, routing_key, body, headers, subject)
-        SELECT $1::uuid, $2::text, $3::text, $4::bytea, source.headers, source.subject FROM {source} AS source
-        ON CONFLICT (id) DO NOTHING RETURNING 1)
-    SELECT """ + wake + " FROM event" for notify, wake in ((True, f"pg_notify('{NOTIFY_CHANNEL}', '')"), (False, "1"))}
-# An event about a subject ($6 its keyed hash, $7 its name, $8 its lock): the subject is held
-# first (an erasure of it waits for this transaction), then the event numbered and stamped.
-_NUMBER = """held AS (SELECT pg_advisory_xact_lock_shared($8::bigint)),
-    counted AS (INSERT INTO subject_versions AS s (subject, version) SELECT $6::bytea, 1 FROM held
-                ON CONFLICT (subject) DO UPDATE SET version = s.version + 1 RETURNING version),"""
-_NUMBERED = f"""(SELECT $5::jsonb || jsonb_build_object('{SUBJECT_HEADER}', $7::text, '{VERSION_HEADER}', version,
-                                                '{OCCURRED_HEADER}', now()) AS headers, $6::bytea AS subject
-             FROM counted)"""
+        SELECT $1::uuid, $2::text, $3::text, $4::bytea, $5::jsonb, NULL::bytea {source}
+        ON CONFLICT (id) DO NOTHING RETURNING 1)"""
+_STORE_NUMBERED = f"""counted AS (
+        INSERT INTO subject_versions AS s (subject, version) SELECT $6::bytea, 1 FROM held{{after}}
+        ON CONFLICT (subject) DO UPDATE SET version = s.version + 1 RETURNING version),
+    event AS (
+        INSERT INTO outbox (id, exchange, routing_key, body, headers, subject)
+        SELECT $1::uuid, $2::text, $3::text, $4::bytea, $5::jsonb || jsonb_build_object(
+            '{SUBJECT_HEADER}', $7::text, '{VERSION_HEADER}', version, '{OCCURRED_HEADER}', now()), $6::bytea
+        FROM counted
+        ON CONFLICT (id) DO NOTHING RETURNING 1)"""
 
 
 # An outbox row whose body contains one of the values $1 (text[]).
@@ -163,6 +187,17 @@ class Outbox:
         if relay is not None:
             relay.expect()
         return event_id
+
+    def sql(self, event_type: str, data: Any, subject: Subject | None = None, *, after: str,
+            offset: int) -> EventSql:
+        """The event as parts of the caller's own statement (``event_sql``), which must wake
+        the relay (``written``) once it has run."""
+        return event_sql(self.service, event_type, data, subject=subject, keys=self.keys, after=after, offset=offset)
+
+    def written(self) -> None:
+        """Events went into the outbox by the caller's own statement (``sql``): relay them."""
+        if self._relay is not None:
+            self._relay.expect()
 
 
 class OutboxRelay(NotifiedPoller):

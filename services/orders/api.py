@@ -7,9 +7,10 @@ catalogue: a body cannot carry a price (its models forbid unknown fields).
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import asyncpg
 from aiohttp import web
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 NOT_FOUND = HTTPProblem(404, "No such order", "There is no such order in your account.")
+CATALOGUE_MEMORY = 10_000  # products remembered for pricing (the catalogue is small)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # The header is described here rather than declared as a parameter: a generator of schema-valid
 # requests would send one key with two bodies, which is rightly refused (422).
@@ -75,6 +77,14 @@ class OrdersApi:
         self.partners = service.partners
         self.outbox = service.outbox
         self.lifecycle: Lifecycle = service.lifecycle
+        # The catalogue as last seen, by product id: a checkout is priced from it and stored in
+        # one statement that checks each product is still so (else it looks again, locked).
+        self.catalogue: dict[uuid.UUID, asyncpg.Record] = {}
+
+    def remember(self, products: Iterable[asyncpg.Record]) -> None:
+        if len(self.catalogue) > CATALOGUE_MEMORY:
+            self.catalogue.clear()
+        self.catalogue.update((p["id"], p) for p in products)
 
     # --- the catalogue ------------------------------------------------------------------------
 
@@ -153,43 +163,69 @@ class OrdersApi:
     async def place(self, customer_id: uuid.UUID | None, key: str | None, request_body: dict[str, Any],
                     carrier: str, contact: dict[str, str], address: dict[str, Any],
                     lines: list[schemas.LineIn]) -> web.Response:
-        """Reserve the stock and store the order in one transaction: two customers racing for
-        the last item get one order and one 409, and a failure leaves nothing behind."""
-        order_id = uuid.uuid4()
+        """Reserve the stock and store the order, its lines, its key and ``order_created`` at
+        once: two customers racing for the last item get one order and one 409, and a failure
+        leaves nothing behind.
+
+        Priced from the catalogue as this instance last saw it, that is one statement, which
+        stores nothing unless every product is still so and in stock, and the key unused. Else
+        (a product not seen yet, changed or short; a key used before) a transaction looks again:
+        it answers the key's first order, or locks and reads the products, refuses what it must
+        (404, 409) and stores the order."""
         wanted = domain.quantities((line.product_id, line.quantity) for line in lines)
-        async with self.pool.acquire() as conn, conn.transaction():
-            if key is not None:
-                request_hash = domain.request_hash(request_body)
-                earlier = await store.claim_checkout_key(conn, str(customer_id or "guest"), key, request_hash, order_id)
-                if earlier is not None:
-                    if earlier["request_hash"] != request_hash:
-                        raise invalid("header.Idempotency-Key", "this key was used with another request body",
-                                      "Idempotency-Key reused")
-                    return await self.answer(conn, earlier["order_id"], replayed=True)
-            products = {p["id"]: p for p in await store.lock_products(conn, list(wanted))}
-            for n, line in enumerate(lines):
-                product = products.get(line.product_id)
-                if product is None or not product["active"]:
-                    raise missing(f"body.lines.{n}.product_id", "product in the catalogue")
-            short = [products[i] for i, quantity in wanted.items() if products[i]["stock"] < quantity]
-            if short:
-                raise HTTPProblem(409, "Out of stock", "; ".join(
-                    f"{p['sku']}: {p['stock']} left" for p in short) + ". Lower the quantity and try again.")
-            priced, total = domain.price(products, wanted)
-            order = {"id": order_id, "customer_id": customer_id, "carrier": carrier, **contact,
-                     **{f"address_{k}": v for k, v in address.items()}, "net_cents": total.net,
-                     "vat_cents": total.vat, "gross_cents": total.gross, "currency": domain.CURRENCY}
-            created_at = await store.add_order(conn, order, priced)
-            # The view from what is in hand: the order was just written as it stands.
-            row = {**order, "guest": customer_id is None, "status": "created", "refunded_cents": 0,
-                   "created_at": created_at, **dict.fromkeys(
-                       ("paid_at", "shipped_at", "delivered_at", "cancelled_at", "tracking_number", "invoice_number"))}
-            view = order_view(row, priced)
-            await self.outbox.add(conn, "order_created", schemas.OrderCreated(
-                order_id=order_id, customer_id=customer_id, status="created", gross_cents=total.gross,
-                currency=domain.CURRENCY, at=created_at, lines=view.lines).model_dump(mode="json"),
-                subject=subject_of(row))
+        head = {"id": uuid.uuid4(), "customer_id": customer_id, "carrier": carrier, **contact,
+                **{f"address_{k}": v for k, v in address.items()}, "currency": domain.CURRENCY,
+                "created_at": dt.datetime.now(dt.timezone.utc)}
+        claim = None if key is None else (str(customer_id or "guest"), key, domain.request_hash(request_body))
+        async with self.pool.acquire() as conn:
+            known = [self.catalogue.get(product_id) for product_id in wanted]
+            if all(known):
+                order, priced, view, event = self.priced(head, {p["id"]: p for p in known}, wanted)
+                sql = self.outbox.sql("order_created", event, subject_of(order), after="placed",
+                                      offset=store.PLACE_PARAMS)
+                try:
+                    if await store.add_order_as_priced(conn, order, priced, claim, sql):
+                        self.outbox.written()
+                        return created(view, replayed=False)
+                except asyncpg.UniqueViolationError:
+                    pass  # the key was used before: answered below
+            async with conn.transaction():
+                if claim is not None:
+                    earlier = await store.claim_checkout_key(conn, *claim, head["id"])
+                    if earlier is not None:
+                        if earlier["request_hash"] != claim[2]:
+                            raise invalid("header.Idempotency-Key", "this key was used with another request body",
+                                          "Idempotency-Key reused")
+                        return await self.answer(conn, earlier["order_id"], replayed=True)
+                products = {p["id"]: p for p in await store.lock_products(conn, list(wanted))}
+                self.remember(products.values())
+                for n, line in enumerate(lines):
+                    product = products.get(line.product_id)
+                    if product is None or not product["active"]:
+                        raise missing(f"body.lines.{n}.product_id", "product in the catalogue")
+                short = [products[i] for i, quantity in wanted.items() if products[i]["stock"] < quantity]
+                if short:
+                    raise HTTPProblem(409, "Out of stock", "; ".join(
+                        f"{p['sku']}: {p['stock']} left" for p in short) + ". Lower the quantity and try again.")
+                order, priced, view, event = self.priced(head, products, wanted)
+                await store.add_order(conn, order, priced)
+                await self.outbox.add(conn, "order_created", event, subject=subject_of(order))
         return created(view, replayed=False)
+
+    @staticmethod
+    def priced(head: dict[str, Any], products: dict[uuid.UUID, Any],
+               wanted: dict[uuid.UUID, int]) -> tuple[dict[str, Any], list[dict[str, Any]], schemas.Order, dict[str, Any]]:
+        """The order at the catalogue's prices: its row, its lines, its view and its ``order_created``."""
+        lines, total = domain.price(products, wanted)
+        order = {**head, "net_cents": total.net, "vat_cents": total.vat, "gross_cents": total.gross}
+        row = {**order, "guest": order["customer_id"] is None, "status": "created", "refunded_cents": 0,
+               **dict.fromkeys(("paid_at", "shipped_at", "delivered_at", "cancelled_at", "tracking_number",
+                                "invoice_number"))}
+        view = order_view(row, lines)
+        event = schemas.OrderCreated(
+            order_id=order["id"], customer_id=order["customer_id"], status="created", gross_cents=total.gross,
+            currency=domain.CURRENCY, at=order["created_at"], lines=view.lines).model_dump(mode="json")
+        return order, lines, view, event
 
     async def answer(self, conn: asyncpg.Connection, order_id: uuid.UUID, *, replayed: bool) -> web.Response:
         (view,) = await views(conn, [await store.order(conn, order_id)])

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from shared.db import count  # noqa: F401 (the orders modules count rows through store)
+from shared.outbox import EventSql
 
 PRODUCT_COLUMNS = "id, sku, name, category, price_cents, vat_rate, stock, weight_grams, active"
 ORDER_COLUMNS = """o.id, o.customer_id, o.guest, o.status, o.carrier, o.contact_name, o.contact_email,
@@ -70,33 +71,78 @@ async def return_stock(conn: asyncpg.Connection, order_id: uuid.UUID) -> None:
 
 # --- orders -----------------------------------------------------------------------------------
 
-async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list[dict[str, Any]]) -> dt.datetime:
+_ORDER_COLUMNS = """id, customer_id, guest, status, carrier, contact_name, contact_email, contact_phone,
+    address_line1, address_line2, address_city, address_postal_code, address_country, net_cents, vat_cents,
+    gross_cents, currency, language, created_at"""
+_ORDER_VALUES = """$1::uuid, $2::uuid, $3::boolean, 'created', $4::text, $5::text, $6::text, $7::text, $8::text,
+    $9::text, $10::text, $11::text, $12::text, $13::bigint, $14::bigint, $15::bigint, $16::text, $17::text,
+    $18::timestamptz"""
+# The lines, $19... as arrays: line_no, product_id, sku, name, category, quantity, unit price, VAT
+# rate, net, VAT, gross.
+_LINES = """INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity,
+        unit_price_cents, vat_rate, net_cents, vat_cents, gross_cents)
+    SELECT placed.id, l.* FROM placed, unnest($19::int[], $20::uuid[], $21::text[], $22::text[], $23::text[],
+        $24::int[], $25::bigint[], $26::int[], $27::bigint[], $28::bigint[], $29::bigint[]) AS l"""
+# An order as priced from the catalogue as last seen ($30...: the Idempotency-Key's scope, key
+# and request hash, or NULLs): stored with its lines, its stock taken and the key claimed only
+# when every product, locked, is still active, as priced and named, and in stock.
+PLACE_PARAMS = 32
+_PLACE_AS_PRICED = f"""
+    WITH {{hold}}
+        wanted AS MATERIALIZED (
+            SELECT * FROM unnest($20::uuid[], $24::int[], $25::bigint[], $26::int[], $21::text[], $22::text[],
+                $23::text[]) AS w(id, quantity, price_cents, vat_rate, sku, name, category)),
+        locked AS MATERIALIZED (  -- all of them, in id order, as lock_products does: looking again locks nothing new
+            SELECT p.* FROM products p WHERE p.id IN (SELECT id FROM wanted) {{held}} ORDER BY p.id FOR UPDATE),
+        placed AS (
+            INSERT INTO orders ({_ORDER_COLUMNS}) SELECT {_ORDER_VALUES}
+            WHERE (SELECT count(*) FROM locked p JOIN wanted w USING (id)
+                   WHERE p.active AND p.stock >= w.quantity AND p.price_cents = w.price_cents
+                     AND p.vat_rate = w.vat_rate AND p.sku = w.sku AND p.name = w.name
+                     AND p.category = w.category) = cardinality($20::uuid[])
+            RETURNING id),
+        lines AS ({_LINES}),
+        taken AS (UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()
+                  FROM wanted w, placed WHERE p.id = w.id),
+        claimed AS (INSERT INTO checkout_keys (scope, key, request_hash, order_id)
+                    SELECT $30::text, $31::text, $32::bytea, id FROM placed WHERE $31::text IS NOT NULL),
+        {{store}}
+    SELECT count(*) FROM placed"""
+
+
+def _order_args(order: dict[str, Any], lines: list[dict[str, Any]]) -> list[Any]:
+    return [order["id"], order["customer_id"], order["customer_id"] is None, order["carrier"],
+            order["contact_name"], order["contact_email"], order["contact_phone"], order["address_line1"],
+            order["address_line2"], order["address_city"], order["address_postal_code"],
+            order["address_country"], order["net_cents"], order["vat_cents"], order["gross_cents"],
+            order["currency"], order["language"], order["created_at"],
+            *zip(*[(n, l["product_id"], l["sku"], l["name"], l["category"], l["quantity"], l["unit_price_cents"],
+                    l["vat_rate"], l["net_cents"], l["vat_cents"], l["gross_cents"])
+                   for n, l in enumerate(lines, start=1)])]
+
+
+async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
     """Store the order and its lines and take their quantities off the shelf (of products the
-    caller has locked and checked), in one statement; when it was created."""
-    columns = list(zip(*[(n, l["product_id"], l["sku"], l["name"], l["category"], l["quantity"],
-                          l["unit_price_cents"], l["vat_rate"], l["net_cents"], l["vat_cents"], l["gross_cents"])
-                         for n, l in enumerate(lines, start=1)]))
-    return await conn.fetchval(
-        """WITH placed AS (
-               INSERT INTO orders (id, customer_id, guest, status, carrier, contact_name, contact_email,
-                   contact_phone, address_line1, address_line2, address_city, address_postal_code,
-                   address_country, net_cents, vat_cents, gross_cents, currency, language)
-               VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-               RETURNING id, created_at),
-           lines AS (
-               INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity,
-                   unit_price_cents, vat_rate, net_cents, vat_cents, gross_cents)
-               SELECT placed.id, l.* FROM placed, unnest($18::int[], $19::uuid[], $20::text[], $21::text[], $22::text[],
-                   $23::int[], $24::bigint[], $25::int[], $26::bigint[], $27::bigint[], $28::bigint[]) AS l),
-           taken AS (
-               UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()
-               FROM unnest($19::uuid[], $23::int[]) AS w(id, quantity) WHERE p.id = w.id)
-           SELECT created_at FROM placed""",
-        order["id"], order["customer_id"], order["customer_id"] is None, order["carrier"],
-        order["contact_name"], order["contact_email"], order["contact_phone"], order["address_line1"],
-        order["address_line2"], order["address_city"], order["address_postal_code"],
-        order["address_country"], order["net_cents"], order["vat_cents"], order["gross_cents"],
-        order["currency"], order["language"], *columns)
+    caller has locked and checked), in one statement."""
+    await conn.execute(
+        f"""WITH placed AS (INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({_ORDER_VALUES}) RETURNING id),
+                lines AS ({_LINES}),
+                taken AS (UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()
+                          FROM unnest($20::uuid[], $24::int[]) AS w(id, quantity) WHERE p.id = w.id)
+            SELECT 1""", *_order_args(order, lines))
+
+
+async def add_order_as_priced(conn: asyncpg.Connection, order: dict[str, Any], lines: list[dict[str, Any]],
+                              claim: tuple[str, str, bytes] | None, event: EventSql) -> bool:
+    """``add_order`` in one statement with all it needs, for lines priced from the catalogue as
+    the caller last saw it: the products locked and checked, the Idempotency-Key ``claim``ed
+    and the ``event`` (its parameters after ``PLACE_PARAMS``) stored. Whether the order was
+    stored: if not, nothing was (and the caller looks again, in a transaction); a key used
+    before raises UniqueViolationError, and nothing is stored either."""
+    held = "AND EXISTS (SELECT FROM held)" if event.hold else ""  # the subject first, then the stock
+    return bool(await conn.fetchval(
+        _PLACE_AS_PRICED.format(hold=event.hold, held=held, store=event.store),
+        *_order_args(order, lines), *(claim or (None, None, None)), *event.args))
 
 
 async def order(conn: asyncpg.Connection, order_id: uuid.UUID, *, customer_id: uuid.UUID | None = None,

@@ -10,11 +10,14 @@ import uuid
 from urllib.parse import unquote
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
 from deploy.sandbox.partner import SandboxPartner
 from services.accounts.service import AccountsService
+from services.orders import store
+from services.orders.api import OrdersApi
 from services.orders.privacy import INVENTORY, NOT_PERSONAL
 from services.orders.service import OrdersService
 from services.orders.settings import OrdersSettings
@@ -22,7 +25,9 @@ from services.payments.schemas import PaymentSucceeded, RefundSucceeded
 from shared.config import load_settings
 from shared.contracts.privacy import DataSubject, ErasureRequest, ExportRequest
 from shared.messaging import Broker, topology, wire
+from shared.outbox import event_sql
 from shared.service import ServiceRuntime
+from shared.subjects import Subject, SubjectKeys
 from shared.webhooks.signing import new_secret
 from tests.conftest import eventually, rabbitmqctl
 from tests.integration.inventory import undeclared_columns
@@ -401,6 +406,60 @@ async def test_lines_of_one_product_are_added_up(shop):
     order = await shop.guest_order(shop.line("TEA-001", 2), shop.line("BREAD-001"), shop.line("TEA-001", 3.0))
     assert [(l["sku"], l["quantity"]) for l in order["lines"]] == [("TEA-001", 5), ("BREAD-001", 1)]
     assert await shop.pool.fetchval("SELECT stock FROM products WHERE sku = 'TEA-001'") == 495
+
+
+async def test_a_checkout_takes_the_catalogue_as_it_is_now_not_as_the_service_last_saw_it(shop):
+    """The service prices a checkout from the catalogue as it last saw it; what changed since
+    (here by another instance, in the database) is read again before anything is stored."""
+    first = await shop.guest_order(shop.line("TEA-001", 2))
+    again = await shop.guest_order(shop.line("TEA-001", 2))
+    assert again["gross_cents"] == first["gross_cents"]
+    price = await shop.pool.fetchval("UPDATE products SET price_cents = price_cents + 100 WHERE sku = 'TEA-001' "
+                                     "RETURNING price_cents")
+    changed = await shop.guest_order(shop.line("TEA-001", 2))
+    assert changed["gross_cents"] == 2 * price and changed["lines"][0]["unit_price_cents"] == price
+    await shop.pool.execute("UPDATE products SET stock = 1 WHERE sku = 'TEA-001'")
+    _, problem, _ = await shop.call("POST", "/v1/guest-orders", body={
+        "carrier": "door-carrier", "lines": [shop.line("TEA-001", 2)], "contact": GUEST, "address": ADDRESS},
+        expect=409)
+    assert "TEA-001: 1 left" in problem["detail"]
+    await shop.pool.execute("UPDATE products SET active = false WHERE sku = 'TEA-001'")
+    _, problem, _ = await shop.call("POST", "/v1/guest-orders", body={
+        "carrier": "door-carrier", "lines": [shop.line("TEA-001")], "contact": GUEST, "address": ADDRESS},
+        expect=404)
+    assert problem["errors"][0]["field"] == "body.lines.0.product_id"
+    assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 3
+    assert await shop.pool.fetchval("SELECT stock FROM products WHERE sku = 'TEA-001'") == 1
+
+
+async def test_the_one_statement_checkout_stores_all_of_it_or_nothing(shop):
+    """The statement a checkout priced from the remembered catalogue runs as: with the catalogue
+    as it is, the order, its lines, the stock, the key and the event; with a product changed, none."""
+    product = await shop.pool.fetchrow("SELECT * FROM products WHERE sku = 'TEA-001'")
+    keys = SubjectKeys(b"k" * 32)
+
+    async def place(catalogue: dict, key: str) -> bool:
+        head = {"id": uuid.uuid4(), "customer_id": None, "carrier": "door-carrier", "contact_name": "Guna",
+                "contact_email": "guna@example.lv", "contact_phone": "+37129000002", "language": "lv",
+                **{f"address_{k}": ADDRESS.get(k) for k in ("line1", "line2", "city", "postal_code", "country")},
+                "currency": "EUR", "created_at": dt.datetime.now(dt.timezone.utc)}
+        order, lines, _, event = OrdersApi.priced(head, catalogue, {product["id"]: 2})
+        sql = event_sql("orders", "order_created", event, subject=Subject.email("guna@example.lv"), keys=keys,
+                        after="placed", offset=store.PLACE_PARAMS)
+        async with shop.pool.acquire() as conn:
+            return await store.add_order_as_priced(conn, order, lines, ("guest", key, b"hash"), sql)
+
+    assert await place({product["id"]: product}, "first")
+    stale = {product["id"]: {**dict(product), "price_cents": product["price_cents"] - 1}}
+    assert not await place(stale, "second")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await place({product["id"]: product}, "first")
+    assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 1
+    assert await shop.pool.fetchval("SELECT count(*) FROM order_lines") == 1
+    assert await shop.pool.fetchval("SELECT array_agg(key) FROM checkout_keys") == ["first"]
+    assert await shop.pool.fetchval("SELECT stock FROM products WHERE id = $1", product["id"]) == product["stock"] - 2
+    headers = await shop.pool.fetchval("SELECT headers FROM outbox WHERE routing_key = 'order_created'")
+    assert json.loads(headers)["x-veikals-subject-version"] == 1
 
 
 async def test_cancelling_returns_the_stock_and_illegal_moves_are_409(shop):
