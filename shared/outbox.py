@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import re
 import uuid
@@ -98,16 +99,22 @@ def event_sql(service: str, event_type: str, data: Any, *, subject: Subject | No
     event_id = ctx.effect_id()
     headers = ctx.outgoing_headers(service)
     args: list[Any] = [event_id, events_exchange(service), event_type, wire.dumps(data), wire.dumps(headers).decode()]
-    if subject is None:
-        hold, store = "", _STORE_PLAIN.format(source=f"FROM {after}" if after else "")
-    else:
+    if subject is not None:
         if keys is None:
             raise ValueError("an event about a subject needs the service's subject keys")
         subject_key = keys(subject)
         args += [subject_key, str(subject), lock_id(subject_key)]
+    return EventSql(event_id, *_event_parts(subject is not None, after, offset), args)
+
+
+@functools.cache
+def _event_parts(about_subject: bool, after: str | None, offset: int) -> tuple[str, str]:
+    """``event_sql``'s hold and store, their parameters numbered from ``offset + 1``."""
+    if about_subject:
         hold, store = _HOLD, _STORE_NUMBERED.format(after=f", {after}" if after else "")
-    number = lambda sql: re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", sql)  # noqa: E731
-    return EventSql(event_id, number(hold), number(store), args)
+    else:
+        hold, store = "", _STORE_PLAIN.format(source=f"FROM {after}" if after else "")
+    return tuple(re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", sql) for sql in (hold, store))
 
 
 async def add_event(conn: asyncpg.Connection, service: str, event_type: str, data: Any, *,
