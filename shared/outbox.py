@@ -1,7 +1,11 @@
 """The outbox: an event is a row written in the business transaction; a relay publishes it.
 
-``Outbox.add(conn, ...)`` inserts the event inside the caller's transaction (and notifies the
-relay on commit). Its id comes from ``context.effect_id()``: derived from the RPC call or the
+``Outbox.add(conn, ...)`` inserts the event inside the caller's transaction, in one statement;
+``Outbox.sql`` gives it as parts of the caller's own statement instead. Either wakes the
+service's relay in this process, which looks for the event at once and a few times more while
+the transaction commits (``OutboxRelay.expect``); relays also poll, so another instance
+publishes what one that stopped left behind. No NOTIFY is sent: PostgreSQL serialises the
+commits of the transactions that send one. Its id comes from ``context.effect_id()``: derived from the RPC call or the
 event being handled when there is one, so work run again writes the same ids, and a row whose
 id exists is not written twice. An event about a data subject carries the subject, its
 version and when it occurred (``shared.subjects``), and is deleted by that subject's erasure.
