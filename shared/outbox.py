@@ -4,8 +4,9 @@
 ``Outbox.sql`` gives it as parts of the caller's own statement instead. Either wakes the
 service's relay in this process, which looks for the event at once and a few times more while
 the transaction commits (``OutboxRelay.expect``); relays also poll, so another instance
-publishes what one that stopped left behind. No NOTIFY is sent: PostgreSQL serialises the
-commits of the transactions that send one. Its id comes from ``context.effect_id()``: derived from the RPC call or the
+publishes what one that stopped left behind. It sends no NOTIFY (PostgreSQL serialises the
+commits of the transactions that send one); ``add_event`` on its own (tools, tests) still does.
+Its id comes from ``context.effect_id()``: derived from the RPC call or the
 event being handled when there is one, so work run again writes the same ids, and a row whose
 id exists is not written twice. An event about a data subject carries the subject, its
 version and when it occurred (``shared.subjects``), and is deleted by that subject's erasure.
