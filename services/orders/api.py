@@ -187,29 +187,38 @@ class OrdersApi:
                     if await store.add_order_as_priced(conn, order, priced, claim, sql):
                         self.outbox.written()
                         return created(view, replayed=False)
-                except asyncpg.UniqueViolationError:
-                    pass  # the key was used before: answered below
+                except asyncpg.UniqueViolationError as exc:
+                    if exc.constraint_name != store.CHECKOUT_KEY:
+                        raise
+                    # the key was used before: answered as it was, below
             async with conn.transaction():
-                if claim is not None:
-                    earlier = await store.claim_checkout_key(conn, *claim, head["id"])
-                    if earlier is not None:
-                        if earlier["request_hash"] != claim[2]:
-                            raise invalid("header.Idempotency-Key", "this key was used with another request body",
-                                          "Idempotency-Key reused")
-                        return await self.answer(conn, earlier["order_id"], replayed=True)
-                products = {p["id"]: p for p in await store.lock_products(conn, list(wanted))}
-                self.remember(products.values())
-                for n, line in enumerate(lines):
-                    product = products.get(line.product_id)
-                    if product is None or not product["active"]:
-                        raise missing(f"body.lines.{n}.product_id", "product in the catalogue")
-                short = [products[i] for i, quantity in wanted.items() if products[i]["stock"] < quantity]
-                if short:
-                    raise HTTPProblem(409, "Out of stock", "; ".join(
-                        f"{p['sku']}: {p['stock']} left" for p in short) + ". Lower the quantity and try again.")
-                order, priced, view, event = self.priced(head, products, wanted)
-                await store.add_order(conn, order, priced)
-                await self.outbox.add(conn, "order_created", event, subject=subject_of(order))
+                return await self.place_looked_again(conn, head, claim, wanted, lines)
+
+    async def place_looked_again(self, conn: asyncpg.Connection, head: dict[str, Any],
+                                 claim: tuple[str, str, bytes] | None, wanted: dict[uuid.UUID, int],
+                                 lines: list[schemas.LineIn]) -> web.Response:
+        """``place``, in the caller's transaction, with the key claimed first and the products
+        locked and read."""
+        if claim is not None:
+            earlier = await store.claim_checkout_key(conn, *claim, head["id"])
+            if earlier is not None:
+                if earlier["request_hash"] != claim[2]:
+                    raise invalid("header.Idempotency-Key", "this key was used with another request body",
+                                  "Idempotency-Key reused")
+                return await self.answer(conn, earlier["order_id"], replayed=True)
+        products = {p["id"]: p for p in await store.lock_products(conn, list(wanted))}
+        self.remember(products.values())
+        for n, line in enumerate(lines):
+            product = products.get(line.product_id)
+            if product is None or not product["active"]:
+                raise missing(f"body.lines.{n}.product_id", "product in the catalogue")
+        short = [products[i] for i, quantity in wanted.items() if products[i]["stock"] < quantity]
+        if short:
+            raise HTTPProblem(409, "Out of stock", "; ".join(
+                f"{p['sku']}: {p['stock']} left" for p in short) + ". Lower the quantity and try again.")
+        order, priced, view, event = self.priced(head, products, wanted)
+        await store.add_order(conn, order, priced)
+        await self.outbox.add(conn, "order_created", event, subject=subject_of(order))
         return created(view, replayed=False)
 
     @staticmethod

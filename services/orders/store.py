@@ -87,6 +87,7 @@ _LINES = """INSERT INTO order_lines (order_id, line_no, product_id, sku, name, c
 # and request hash, or NULLs): stored with its lines, its stock taken and the key claimed only
 # when every product, locked, is still active, as priced and named, and in stock.
 PLACE_PARAMS = 32
+CHECKOUT_KEY = "checkout_keys_pkey"  # the constraint a key used before violates
 _PLACE_AS_PRICED = f"""
     WITH {{hold}}
         wanted AS MATERIALIZED (
