@@ -21,6 +21,7 @@ from shared.auth import Principal
 from shared.http import CUSTOMER, Endpoint, FieldError, HTTPProblem, staff
 from shared.logging import get_logger
 from shared.messaging import BrokerUnavailable, RpcTimeout
+from shared.subjects import writing_about
 
 if TYPE_CHECKING:
     from services.orders.service import OrdersService
@@ -199,6 +200,8 @@ class OrdersApi:
                                  lines: list[schemas.LineIn]) -> web.Response:
         """``place``, in the caller's transaction, with the key claimed first and the products
         locked and read."""
+        if (subject := subject_of(head)) is not None:  # the subject before the stock, as an erasure takes them
+            await writing_about(conn, self.outbox.keys(subject))
         if claim is not None:
             earlier = await store.claim_checkout_key(conn, *claim, head["id"])
             if earlier is not None:

@@ -27,7 +27,7 @@ from shared.contracts.privacy import DataSubject, ErasureRequest, ExportRequest
 from shared.messaging import Broker, topology, wire
 from shared.outbox import event_sql
 from shared.service import ServiceRuntime
-from shared.subjects import Subject, SubjectKeys
+from shared.subjects import Subject, SubjectKeys, lock_id
 from shared.webhooks.signing import new_secret
 from tests.conftest import eventually, rabbitmqctl
 from tests.integration.inventory import undeclared_columns
@@ -460,6 +460,28 @@ async def test_the_one_statement_checkout_stores_all_of_it_or_nothing(shop):
     assert await shop.pool.fetchval("SELECT stock FROM products WHERE id = $1", product["id"]) == product["stock"] - 2
     headers = await shop.pool.fetchval("SELECT headers FROM outbox WHERE routing_key = 'order_created'")
     assert json.loads(headers)["x-veikals-subject-version"] == 1
+
+
+@pytest.mark.parametrize("remembered", [False, True], ids=["products-read", "products-remembered"])
+async def test_a_checkout_takes_its_buyer_before_the_stock_as_an_erasure_does(shop, remembered):
+    """An erasure holds its subject and then gives stock back; a checkout for the same person
+    waits for the subject before it locks any stock (in either path), so the two never wait
+    for each other crosswise."""
+    if remembered:  # the service has seen the product: the checkout is the one statement
+        await shop.guest_order(shop.line("BREAD-001"), guest={**GUEST, "email": "other@example.lv"})
+    lock = lock_id(shop.orders.service.subject_keys(Subject.email(GUEST["email"])))
+    async with shop.pool.acquire() as erasure, erasure.transaction():
+        await erasure.execute("SELECT pg_advisory_xact_lock($1)", lock)
+        checkout = asyncio.create_task(shop.guest_order(shop.line("BREAD-001")))
+
+        async def checkout_waits_for_the_buyer() -> bool:
+            return await shop.pool.fetchval(
+                """SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""")
+        await eventually(checkout_waits_for_the_buyer)
+        await erasure.execute("SET LOCAL lock_timeout = '5s'")  # the stock is free: no checkout holds it
+        await erasure.execute("SELECT stock FROM products WHERE sku = 'BREAD-001' FOR UPDATE")
+    assert (await checkout)["status"] == "created"
 
 
 async def test_cancelling_returns_the_stock_and_illegal_moves_are_409(shop):
