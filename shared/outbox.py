@@ -85,10 +85,12 @@ class Subscription:
 
 @dataclass(frozen=True)
 class EventSql:
-    """An event as parts of a statement (``event_sql``): ``hold``, a CTE taking the subject's
-    lock ('' for an event about no subject), goes first, so an erasure of the subject waits for
-    the statement's transaction; ``store``, CTEs that number and store the event (``counted``,
-    ``event``), goes after the change; ``args`` fill their parameters."""
+    """An event as parts of a statement (``event_sql``): ``hold``, a CTE ``held`` taking the
+    subject's lock ('' for an event about no subject); ``store``, CTEs that number and store the
+    event (``counted``, ``event``) after the change; ``args`` fill their parameters. Where a CTE
+    stands does not decide when it runs: a caller that locks rows must read ``held`` before
+    them (``EXISTS (SELECT FROM held)`` in their WHERE), so the subject comes first, as an
+    erasure takes it; else the lock is taken late, by ``counted``."""
 
     event_id: uuid.UUID
     hold: str
@@ -203,7 +205,8 @@ class Outbox:
     def sql(self, event_type: str, data: Any, subject: Subject | None = None, *, after: str,
             offset: int) -> EventSql:
         """The event as parts of the caller's own statement (``event_sql``), which must wake
-        the relay (``written``) once it has run."""
+        the relay (``written``) once it has run. It sends no NOTIFY: with no relay in this
+        process (while the service stops), the other instances find the event by polling."""
         return event_sql(self.service, event_type, data, subject=subject, keys=self.keys, after=after, offset=offset)
 
     def written(self) -> None:

@@ -364,7 +364,7 @@ class ServiceRuntime:
         if self._webhooks is not None:
             await self._webhooks.stop(left())  # a request cut short goes again, same webhook-id
         if self._relay is not None:
-            self.service.outbox.relayed_by(None)  # what is written from now on notifies the other instances
+            self.service.outbox.relayed_by(None)  # from now on Outbox.add notifies the other instances
             await self._relay.stop(left())
             if self._broker is not None and self._broker.connected:
                 try:

@@ -174,11 +174,11 @@ class OrdersApi:
         it answers the key's first order, or locks and reads the products, refuses what it must
         (404, 409) and stores the order."""
         wanted = domain.quantities((line.product_id, line.quantity) for line in lines)
-        head = {"id": uuid.uuid4(), "customer_id": customer_id, "carrier": carrier, **contact,
-                **{f"address_{k}": v for k, v in address.items()}, "currency": domain.CURRENCY,
-                "created_at": dt.datetime.now(dt.timezone.utc)}
         claim = None if key is None else (str(customer_id or "guest"), key, domain.request_hash(request_body))
         async with self.pool.acquire() as conn:
+            head = {"id": uuid.uuid4(), "customer_id": customer_id, "carrier": carrier, **contact,
+                    **{f"address_{k}": v for k, v in address.items()}, "currency": domain.CURRENCY,
+                    "created_at": dt.datetime.now(dt.timezone.utc)}  # stamped here, so the event can carry it
             known = [self.catalogue.get(product_id) for product_id in wanted]
             if all(known):
                 order, priced, view, event = self.priced(head, {p["id"]: p for p in known}, wanted)
@@ -198,19 +198,20 @@ class OrdersApi:
     async def place_looked_again(self, conn: asyncpg.Connection, head: dict[str, Any],
                                  claim: tuple[str, str, bytes] | None, wanted: dict[uuid.UUID, int],
                                  lines: list[schemas.LineIn]) -> web.Response:
-        """``place``, in the caller's transaction, with the key claimed first and the products
-        locked and read."""
-        if (subject := subject_of(head)) is not None:  # the subject before the stock, as an erasure takes them
+        """``place``, in the caller's transaction, with the products locked and read. Locks are
+        taken in the one statement's order (the buyer, as an erasure takes it before the stock;
+        the products; the key), so the two paths never wait for each other crosswise."""
+        if (subject := subject_of(head)) is not None:
             await writing_about(conn, self.outbox.keys(subject))
-        if claim is not None:
+        products = {p["id"]: p for p in await store.lock_products(conn, list(wanted))}
+        self.remember(products.values())
+        if claim is not None:  # a key's first order is answered whatever the products are now
             earlier = await store.claim_checkout_key(conn, *claim, head["id"])
             if earlier is not None:
                 if earlier["request_hash"] != claim[2]:
                     raise invalid("header.Idempotency-Key", "this key was used with another request body",
                                   "Idempotency-Key reused")
                 return await self.answer(conn, earlier["order_id"], replayed=True)
-        products = {p["id"]: p for p in await store.lock_products(conn, list(wanted))}
-        self.remember(products.values())
         for n, line in enumerate(lines):
             product = products.get(line.product_id)
             if product is None or not product["active"]:

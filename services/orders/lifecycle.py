@@ -172,8 +172,10 @@ class Lifecycle:
         """Cancel the (locked) order: its stock goes back, and what was paid is to be refunded
         (payments does it on ``order_cancelled``). Returns the amount to refund."""
         refund = order["gross_cents"] - order["refunded_cents"] if order["status"] == "paid" else 0
-        await self.move(conn, order, "cancelled", event=schemas.OrderCancelled, refund_cents=refund)
+        domain.check_transition(order["status"], "cancelled")
+        # The stock before the buyer's event counter, the order a checkout takes them in.
         await store.return_stock(conn, order["id"])
+        await self.move(conn, order, "cancelled", event=schemas.OrderCancelled, refund_cents=refund)
         return refund
 
     async def refunded(self, conn: asyncpg.Connection, refund: RefundSucceeded) -> str:

@@ -411,7 +411,8 @@ async def test_lines_of_one_product_are_added_up(shop):
 async def test_a_checkout_takes_the_catalogue_as_it_is_now_not_as_the_service_last_saw_it(shop):
     """The service prices a checkout from the catalogue as it last saw it; what changed since
     (here by another instance, in the database) is read again before anything is stored."""
-    first = await shop.guest_order(shop.line("TEA-001", 2))
+    key = {"Idempotency-Key": "tea-for-two"}
+    first = await shop.guest_order(shop.line("TEA-001", 2), headers=key)
     again = await shop.guest_order(shop.line("TEA-001", 2))
     assert again["gross_cents"] == first["gross_cents"]
     price = await shop.pool.fetchval("UPDATE products SET price_cents = price_cents + 100 WHERE sku = 'TEA-001' "
@@ -428,6 +429,10 @@ async def test_a_checkout_takes_the_catalogue_as_it_is_now_not_as_the_service_la
         "carrier": "door-carrier", "lines": [shop.line("TEA-001")], "contact": GUEST, "address": ADDRESS},
         expect=404)
     assert problem["errors"][0]["field"] == "body.lines.0.product_id"
+    _, replayed, headers = await shop.call("POST", "/v1/guest-orders", body={  # a key's order, whatever the product is now
+        "carrier": "door-carrier", "lines": [shop.line("TEA-001", 2)], "contact": GUEST, "address": ADDRESS},
+        headers=key, expect=201)
+    assert replayed["id"] == first["id"] and headers["Idempotent-Replayed"] == "true"
     assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 3
     assert await shop.pool.fetchval("SELECT stock FROM products WHERE sku = 'TEA-001'") == 1
 
