@@ -84,44 +84,64 @@ class Subscription:
 
 
 @dataclass(frozen=True)
-class EventSql:
-    """An event as parts of a statement (``event_sql``): ``hold``, a CTE ``held`` taking the
-    subject's lock ('' for an event about no subject); ``store``, CTEs that number and store the
-    event (``counted``, ``event``) after the change; ``args`` fill their parameters. Where a CTE
-    stands does not decide when it runs: a caller that locks rows must read ``held`` before
-    them (``EXISTS (SELECT FROM held)`` in their WHERE), so the subject comes first, as an
-    erasure takes it; else the lock is taken late, by ``counted``."""
+class PendingEvent:
+    """An event about to be stored (``pending_event``): its id and headers come from the work
+    that causes it, so it is built there, even when another task stores it."""
 
-    event_id: uuid.UUID
+    id: uuid.UUID
+    event_type: str
+    body: bytes
+    headers: str
+    subject: bytes | None = None  # the subject's keyed hash
+    subject_name: str | None = None
+    lock: int | None = None
+
+
+def pending_event(service: str, event_type: str, data: Any, *, subject: Subject | None = None,
+                  keys: SubjectKeys | None = None) -> PendingEvent:
+    headers = wire.dumps(ctx.outgoing_headers(service)).decode()
+    if subject is None:
+        return PendingEvent(ctx.effect_id(), event_type, wire.dumps(data), headers)
+    if keys is None:
+        raise ValueError("an event about a subject needs the service's subject keys")
+    subject_key = keys(subject)
+    return PendingEvent(ctx.effect_id(), event_type, wire.dumps(data), headers, subject_key, str(subject),
+                        lock_id(subject_key))
+
+
+@dataclass(frozen=True)
+class EventSql:
+    """Events as parts of a statement (``events_sql``): ``hold``, a CTE ``held`` taking their
+    subjects' locks; ``store``, CTEs that number and store the events (``counted``, ``event``);
+    ``args`` fill their parameters. Where a CTE stands does not decide when it runs: a caller
+    that locks rows must read ``held`` first (``(SELECT count(*) FROM held) >= 0`` in their
+    WHERE), so the subjects come before its rows, as an erasure takes them; else the locks are
+    taken late, by ``counted``."""
+
     hold: str
     store: str
     args: list[Any]
 
 
-def event_sql(service: str, event_type: str, data: Any, *, subject: Subject | None = None,
-              keys: SubjectKeys | None = None, after: str | None = None, offset: int = 0) -> EventSql:
-    """The SQL that stores ``event_type`` from ``service``: once, or once per row of the
-    caller's CTE ``after`` (none when the change it reports did not happen). Parameters are
+def events_sql(service: str, events: list[PendingEvent], *, after: str | None = None,
+               offset: int = 0) -> EventSql:
+    """The SQL that stores ``events`` (at most one per subject: a subject's version counts once
+    a statement), all or, when the caller's CTE ``after`` has no row, none. Parameters are
     numbered from ``offset + 1``, after the caller's own."""
-    event_id = ctx.effect_id()
-    headers = ctx.outgoing_headers(service)
-    args: list[Any] = [event_id, events_exchange(service), event_type, wire.dumps(data), wire.dumps(headers).decode()]
-    if subject is not None:
-        if keys is None:
-            raise ValueError("an event about a subject needs the service's subject keys")
-        subject_key = keys(subject)
-        args += [subject_key, str(subject), lock_id(subject_key)]
-    return EventSql(event_id, *_event_parts(subject is not None, after, offset), args)
+    subjects = [e.subject for e in events if e.subject is not None]
+    if len(set(subjects)) < len(subjects):
+        raise ValueError("one statement stores at most one event about each subject")
+    args: list[Any] = [events_exchange(service), [e.id for e in events], [e.event_type for e in events],
+                       [e.body for e in events], [e.headers for e in events], [e.subject for e in events],
+                       [e.subject_name for e in events], sorted({e.lock for e in events if e.lock is not None})]
+    return EventSql(*_events_parts(after, offset), args)
 
 
 @functools.cache
-def _event_parts(about_subject: bool, after: str | None, offset: int) -> tuple[str, str]:
-    """``event_sql``'s hold and store, their parameters numbered from ``offset + 1``."""
-    if about_subject:
-        hold, store = _HOLD, _STORE_NUMBERED.format(after=f", {after}" if after else "")
-    else:
-        hold, store = "", _STORE_PLAIN.format(source=f"FROM {after}" if after else "")
-    return tuple(re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", sql) for sql in (hold, store))
+def _events_parts(after: str | None, offset: int) -> tuple[str, str]:
+    """``events_sql``'s hold and store, their parameters numbered from ``offset + 1``."""
+    store = _STORE.format(gate=f"WHERE EXISTS (SELECT FROM {after})" if after else "")
+    return tuple(re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", sql) for sql in (_HOLD, store))
 
 
 async def add_event(conn: asyncpg.Connection, service: str, event_type: str, data: Any, *,
@@ -135,27 +155,32 @@ async def add_event(conn: asyncpg.Connection, service: str, event_type: str, dat
     service's ``Outbox`` wakes its own relay instead.)"""
     if not conn.is_in_transaction():
         raise RuntimeError("add_event must run inside the transaction of the change it reports")
-    sql = event_sql(service, event_type, data, subject=subject, keys=keys)
+    event = pending_event(service, event_type, data, subject=subject, keys=keys)
+    sql = events_sql(service, [event])
     wake = f"pg_notify('{NOTIFY_CHANNEL}', '')" if notify else "1"
     await conn.execute(f"WITH {sql.hold} {sql.store} SELECT {wake} FROM event", *sql.args)
-    return sql.event_id
+    return event.id
 
 
-# $1 id, $2 exchange, $3 routing key, $4 body, $5 headers; for an event about a subject, $6 its
-# keyed hash, $7 its name and $8 its lock. A row whose id exists is not written twice.
-_HOLD = "held AS (SELECT pg_advisory_xact_lock_shared($8::bigint)),"
-_STORE_PLAIN = """event AS (
-        INSERT INTO outbox (id, exchange, routing_key, body, headers, subject)
-        SELECT $1::uuid, $2::text, $3::text, $4::bytea, $5::jsonb, NULL::bytea {source}
-        ON CONFLICT (id) DO NOTHING RETURNING 1)"""
-_STORE_NUMBERED = f"""counted AS (
-        INSERT INTO subject_versions AS s (subject, version) SELECT $6::bytea, 1 FROM held{{after}}
-        ON CONFLICT (subject) DO UPDATE SET version = s.version + 1 RETURNING version),
+# $1 the exchange; per event $2 id, $3 routing key, $4 body, $5 headers, $6 its subject's keyed
+# hash, $7 the subject's name (both NULL for an event about no subject); $8 the subjects'
+# locks, in order. A row whose id exists is not written twice.
+_HOLD = """held AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock_shared(l) FROM (SELECT l FROM unnest($8::bigint[]) AS l ORDER BY l) AS s),"""
+_STORE = f"""incoming AS MATERIALIZED (
+        SELECT * FROM unnest($2::uuid[], $3::text[], $4::bytea[], $5::text[], $6::bytea[], $7::text[])
+            WITH ORDINALITY AS e(id, routing_key, body, headers, subject, name, n) {{gate}}),
+    counted AS (  -- in the subjects' order, as every writer counts them
+        INSERT INTO subject_versions AS s (subject, version)
+        SELECT subject, 1 FROM incoming WHERE subject IS NOT NULL AND (SELECT count(*) FROM held) >= 0
+        ORDER BY subject
+        ON CONFLICT (subject) DO UPDATE SET version = s.version + 1 RETURNING subject, version),
     event AS (
         INSERT INTO outbox (id, exchange, routing_key, body, headers, subject)
-        SELECT $1::uuid, $2::text, $3::text, $4::bytea, $5::jsonb || jsonb_build_object(
-            '{SUBJECT_HEADER}', $7::text, '{VERSION_HEADER}', version, '{OCCURRED_HEADER}', now()), $6::bytea
-        FROM counted
+        SELECT e.id, $1::text, e.routing_key, e.body, CASE WHEN e.subject IS NULL THEN e.headers::jsonb
+            ELSE e.headers::jsonb || jsonb_build_object('{SUBJECT_HEADER}', e.name, '{VERSION_HEADER}', c.version,
+                                                        '{OCCURRED_HEADER}', now()) END, e.subject
+        FROM incoming e LEFT JOIN counted c USING (subject) ORDER BY e.n
         ON CONFLICT (id) DO NOTHING RETURNING 1)"""
 
 
@@ -202,12 +227,15 @@ class Outbox:
             relay.expect()
         return event_id
 
-    def sql(self, event_type: str, data: Any, subject: Subject | None = None, *, after: str,
-            offset: int) -> EventSql:
-        """The event as parts of the caller's own statement (``event_sql``), which must wake
+    def event(self, event_type: str, data: Any, subject: Subject | None = None) -> PendingEvent:
+        """The event, built by the work that causes it, to be stored by ``sql`` (maybe with others')."""
+        return pending_event(self.service, event_type, data, subject=subject, keys=self.keys)
+
+    def sql(self, events: list[PendingEvent], *, after: str, offset: int) -> EventSql:
+        """The events as parts of the caller's own statement (``events_sql``), which must wake
         the relay (``written``) once it has run. It sends no NOTIFY: with no relay in this
-        process (while the service stops), the other instances find the event by polling."""
-        return event_sql(self.service, event_type, data, subject=subject, keys=self.keys, after=after, offset=offset)
+        process (while the service stops), the other instances find the events by polling."""
+        return events_sql(self.service, events, after=after, offset=offset)
 
     def written(self) -> None:
         """Events went into the outbox by the caller's own statement (``sql``): relay them."""

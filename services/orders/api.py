@@ -18,6 +18,7 @@ from aiohttp import web
 from services.orders import domain, schemas, store
 from services.orders.lifecycle import Lifecycle, carriers, order_view, subject_of, views
 from shared.auth import Principal
+from shared.batching import GroupCommit
 from shared.http import CUSTOMER, Endpoint, FieldError, HTTPProblem, staff
 from shared.logging import get_logger
 from shared.messaging import BrokerUnavailable, RpcTimeout
@@ -30,6 +31,7 @@ log = get_logger(__name__)
 
 NOT_FOUND = HTTPProblem(404, "No such order", "There is no such order in your account.")
 CATALOGUE_MEMORY = 10_000  # products remembered for pricing (the catalogue is small)
+CHECKOUT_BATCH = 64  # checkouts stored by one statement at most
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # The header is described here rather than declared as a parameter: a generator of schema-valid
 # requests would send one key with two bodies, which is rightly refused (422).
@@ -81,6 +83,8 @@ class OrdersApi:
         # The catalogue as last seen, by product id: a checkout is priced from it and stored in
         # one statement that checks each product is still so (else it looks again, locked).
         self.catalogue: dict[uuid.UUID, asyncpg.Record] = {}
+        # Checkouts that arrive together are stored together: one statement, one commit.
+        self.checkouts = GroupCommit(self.store_checkouts, limit=CHECKOUT_BATCH, key=lambda p: p.event.subject)
 
     def remember(self, products: Iterable[asyncpg.Record]) -> None:
         if len(self.catalogue) > CATALOGUE_MEMORY:
@@ -168,32 +172,40 @@ class OrdersApi:
         once: two customers racing for the last item get one order and one 409, and a failure
         leaves nothing behind.
 
-        Priced from the catalogue as this instance last saw it, that is one statement, which
-        stores nothing unless every product is still so and in stock, and the key unused. Else
-        (a product not seen yet, changed or short; a key used before) a transaction looks again:
+        Priced from the catalogue as this instance last saw it, the order goes with the other
+        checkouts of the moment into one statement (``store_checkouts``), which stores none of
+        them unless every product is still so and in stock, and every key unused. Else (a
+        product not seen yet, changed or short; a key used before) a transaction looks again:
         it answers the key's first order, or locks and reads the products, refuses what it must
         (404, 409) and stores the order."""
         wanted = domain.quantities((line.product_id, line.quantity) for line in lines)
         claim = None if key is None else (str(customer_id or "guest"), key, domain.request_hash(request_body))
+        head = {"id": uuid.uuid4(), "customer_id": customer_id, "carrier": carrier, **contact,
+                **{f"address_{k}": v for k, v in address.items()}, "currency": domain.CURRENCY,
+                "created_at": dt.datetime.now(dt.timezone.utc)}  # stamped here, so the event can carry it
+        known = [self.catalogue.get(product_id) for product_id in wanted]
+        if all(known):
+            order, priced, view, event = self.priced(head, {p["id"]: p for p in known}, wanted)
+            pending = self.outbox.event("order_created", event, subject_of(order))
+            if await self.checkouts.submit(store.Priced(order, priced, claim, pending)):
+                return created(view, replayed=False)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self.place_looked_again(conn, head, claim, wanted, lines)
+
+    async def store_checkouts(self, checkouts: list[store.Priced]) -> list[bool]:
+        """Store checkouts priced from the catalogue as last seen, all in one statement; whether
+        each was stored (all or none: those not stored look again, one by one)."""
+        events = self.outbox.sql([c.event for c in checkouts], after="placed", offset=store.PLACE_PARAMS)
         async with self.pool.acquire() as conn:
-            head = {"id": uuid.uuid4(), "customer_id": customer_id, "carrier": carrier, **contact,
-                    **{f"address_{k}": v for k, v in address.items()}, "currency": domain.CURRENCY,
-                    "created_at": dt.datetime.now(dt.timezone.utc)}  # stamped here, so the event can carry it
-            known = [self.catalogue.get(product_id) for product_id in wanted]
-            if all(known):
-                order, priced, view, event = self.priced(head, {p["id"]: p for p in known}, wanted)
-                sql = self.outbox.sql("order_created", event, subject_of(order), after="placed",
-                                      offset=store.PLACE_PARAMS)
-                try:
-                    if await store.add_order_as_priced(conn, order, priced, claim, sql):
-                        self.outbox.written()
-                        return created(view, replayed=False)
-                except asyncpg.UniqueViolationError as exc:
-                    if exc.constraint_name != store.CHECKOUT_KEY:
-                        raise
-                    # the key was used before: answered as it was, below
-            async with conn.transaction():
-                return await self.place_looked_again(conn, head, claim, wanted, lines)
+            try:
+                stored = await store.add_orders_as_priced(conn, checkouts, events) == len(checkouts)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != store.CHECKOUT_KEY:
+                    raise
+                stored = False  # a key was used before: each checkout is answered as it should be, alone
+        if stored:
+            self.outbox.written()
+        return [stored] * len(checkouts)
 
     async def place_looked_again(self, conn: asyncpg.Connection, head: dict[str, Any],
                                  claim: tuple[str, str, bytes] | None, wanted: dict[uuid.UUID, int],

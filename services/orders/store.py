@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from shared.db import count  # noqa: F401 (the orders modules count rows through store)
-from shared.outbox import EventSql
+from shared.outbox import EventSql, PendingEvent
 
 PRODUCT_COLUMNS = "id, sku, name, category, price_cents, vat_rate, stock, weight_grams, active"
 ORDER_COLUMNS = """o.id, o.customer_id, o.guest, o.status, o.carrier, o.contact_name, o.contact_email,
@@ -83,32 +84,66 @@ _LINES = """INSERT INTO order_lines (order_id, line_no, product_id, sku, name, c
         unit_price_cents, vat_rate, net_cents, vat_cents, gross_cents)
     SELECT placed.id, l.* FROM placed, unnest($19::int[], $20::uuid[], $21::text[], $22::text[], $23::text[],
         $24::int[], $25::bigint[], $26::int[], $27::bigint[], $28::bigint[], $29::bigint[]) AS l"""
-# An order as priced from the catalogue as last seen ($30...: the Idempotency-Key's scope, key
-# and request hash, or NULLs): stored with its lines, its stock taken and the key claimed only
-# when every product, locked, is still active, as priced and named, and in stock.
-PLACE_PARAMS = 32
+# Orders priced from the catalogue as last seen, as arrays: $1... the orders' columns, $18...
+# their lines' (order id first), $30... the Idempotency-Keys they claim (scope, key, request
+# hash, order id). Stored with their lines, their stock taken and their keys claimed only when
+# every product, locked, is still active, as priced and named, and in stock for all of them.
+PLACE_PARAMS = 33
 CHECKOUT_KEY = "checkout_keys_pkey"  # the constraint a key used before violates
 _PLACE_AS_PRICED = f"""
     WITH {{hold}}
         wanted AS MATERIALIZED (
-            SELECT * FROM unnest($20::uuid[], $24::int[], $25::bigint[], $26::int[], $21::text[], $22::text[],
-                $23::text[]) AS w(id, quantity, price_cents, vat_rate, sku, name, category)),
-        locked AS MATERIALIZED (  -- all of them, in id order, as lock_products does: looking again locks nothing new
-            SELECT p.* FROM products p WHERE p.id IN (SELECT id FROM wanted) {{held}} ORDER BY p.id FOR UPDATE),
+            SELECT * FROM unnest($18::uuid[], $19::int[], $20::uuid[], $21::text[], $22::text[], $23::text[],
+                $24::int[], $25::bigint[], $26::int[], $27::bigint[], $28::bigint[], $29::bigint[])
+                AS w(order_id, line_no, product_id, sku, name, category, quantity, unit_price_cents, vat_rate,
+                     net_cents, vat_cents, gross_cents)),
+        needed AS MATERIALIZED (SELECT product_id AS id, sum(quantity) AS quantity FROM wanted GROUP BY 1),
+        locked AS MATERIALIZED (  -- the buyers first, then all the products in id order, as lock_products does
+            SELECT p.* FROM products p WHERE p.id IN (SELECT id FROM needed) AND (SELECT count(*) FROM held) >= 0
+            ORDER BY p.id FOR UPDATE),
         placed AS (
-            INSERT INTO orders ({_ORDER_COLUMNS}) SELECT {_ORDER_VALUES}
-            WHERE (SELECT count(*) FROM locked p JOIN wanted w USING (id)
-                   WHERE p.active AND p.stock >= w.quantity AND p.price_cents = w.price_cents
-                     AND p.vat_rate = w.vat_rate AND p.sku = w.sku AND p.name = w.name
-                     AND p.category = w.category) = cardinality($20::uuid[])
+            INSERT INTO orders ({_ORDER_COLUMNS})
+            SELECT o.id, o.customer_id, o.customer_id IS NULL, 'created', o.carrier, o.contact_name, o.contact_email,
+                o.contact_phone, o.address_line1, o.address_line2, o.address_city, o.address_postal_code,
+                o.address_country, o.net_cents, o.vat_cents, o.gross_cents, o.currency, o.language, o.created_at
+            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[],
+                $15::text[], $16::text[], $17::timestamptz[])
+                AS o(id, customer_id, carrier, contact_name, contact_email, contact_phone, address_line1,
+                     address_line2, address_city, address_postal_code, address_country, net_cents, vat_cents,
+                     gross_cents, currency, language, created_at)
+            WHERE (SELECT count(*) FROM locked p JOIN needed n USING (id) WHERE p.active AND p.stock >= n.quantity)
+                    = (SELECT count(*) FROM needed)
+              AND NOT EXISTS (SELECT FROM wanted w JOIN locked p ON p.id = w.product_id
+                              WHERE (p.price_cents, p.vat_rate, p.sku, p.name, p.category)
+                                    IS DISTINCT FROM (w.unit_price_cents, w.vat_rate, w.sku, w.name, w.category))
             RETURNING id),
-        lines AS ({_LINES}),
-        taken AS (UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()
-                  FROM wanted w, placed WHERE p.id = w.id),
+        lines AS (
+            INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity,
+                unit_price_cents, vat_rate, net_cents, vat_cents, gross_cents)
+            SELECT * FROM wanted WHERE EXISTS (SELECT FROM placed)),
+        taken AS (UPDATE products p SET stock = p.stock - n.quantity, updated_at = now()
+                  FROM needed n WHERE p.id = n.id AND EXISTS (SELECT FROM placed)),
         claimed AS (INSERT INTO checkout_keys (scope, key, request_hash, order_id)
-                    SELECT $30::text, $31::text, $32::bytea, id FROM placed WHERE $31::text IS NOT NULL),
+                    SELECT * FROM unnest($30::text[], $31::text[], $32::bytea[], $33::uuid[])
+                    WHERE EXISTS (SELECT FROM placed)),
         {{store}}
     SELECT count(*) FROM placed"""
+_PLACED_ORDER = ("id", "customer_id", "carrier", "contact_name", "contact_email", "contact_phone", "address_line1",
+                 "address_line2", "address_city", "address_postal_code", "address_country", "net_cents", "vat_cents",
+                 "gross_cents", "currency", "language", "created_at")
+_PLACED_LINE = ("product_id", "sku", "name", "category", "quantity", "unit_price_cents", "vat_rate", "net_cents",
+                "vat_cents", "gross_cents")
+
+
+@dataclass(frozen=True)
+class Priced:
+    """An order priced from the catalogue as last seen, to be stored by ``add_orders_as_priced``."""
+
+    order: dict[str, Any]
+    lines: list[dict[str, Any]]
+    claim: tuple[str, str, bytes] | None  # its Idempotency-Key: scope, key, request hash
+    event: PendingEvent
 
 
 def _order_args(order: dict[str, Any], lines: list[dict[str, Any]]) -> list[Any]:
@@ -133,17 +168,20 @@ async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list
             SELECT 1""", *_order_args(order, lines))
 
 
-async def add_order_as_priced(conn: asyncpg.Connection, order: dict[str, Any], lines: list[dict[str, Any]],
-                              claim: tuple[str, str, bytes] | None, event: EventSql) -> bool:
-    """``add_order`` in one statement with all it needs, for lines priced from the catalogue as
-    the caller last saw it: the products locked and checked, the Idempotency-Key ``claim``ed
-    and the ``event`` (its parameters after ``PLACE_PARAMS``) stored. Whether the order was
-    stored: if not, nothing was (and the caller looks again, in a transaction); a key used
-    before raises UniqueViolationError, and nothing is stored either."""
-    held = "AND EXISTS (SELECT FROM held)" if event.hold else ""  # the subject first, then the stock
-    return bool(await conn.fetchval(
-        _PLACE_AS_PRICED.format(hold=event.hold, held=held, store=event.store),
-        *_order_args(order, lines), *(claim or (None, None, None)), *event.args))
+async def add_orders_as_priced(conn: asyncpg.Connection, orders: list[Priced], events: EventSql) -> int:
+    """``add_order`` for many orders in one statement, with all they need: their buyers held
+    (``events.hold``), their products locked and checked, their Idempotency-Keys claimed and
+    ``events`` (parameters after ``PLACE_PARAMS``, stored after ``placed``) stored. How many were
+    stored: all of them or, when any product changed or runs short, none (the caller looks again,
+    order by order, in a transaction); a key used before raises UniqueViolationError, and nothing
+    is stored either."""
+    lines = [(p.order["id"], n, *(line[c] for c in _PLACED_LINE))
+             for p in orders for n, line in enumerate(p.lines, start=1)]
+    claims = [(*p.claim, p.order["id"]) for p in orders if p.claim is not None]
+    return await conn.fetchval(
+        _PLACE_AS_PRICED.format(hold=events.hold, store=events.store),
+        *([p.order[c] for p in orders] for c in _PLACED_ORDER), *(list(c) for c in zip(*lines)),
+        *(list(c) for c in zip(*claims)) if claims else ([],) * 4, *events.args)
 
 
 async def order(conn: asyncpg.Connection, order_id: uuid.UUID, *, customer_id: uuid.UUID | None = None,

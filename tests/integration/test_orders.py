@@ -25,7 +25,7 @@ from services.payments.schemas import PaymentSucceeded, RefundSucceeded
 from shared.config import load_settings
 from shared.contracts.privacy import DataSubject, ErasureRequest, ExportRequest
 from shared.messaging import Broker, topology, wire
-from shared.outbox import event_sql
+from shared.outbox import Outbox
 from shared.service import ServiceRuntime
 from shared.subjects import Subject, SubjectKeys, lock_id
 from shared.webhooks.signing import new_secret
@@ -438,33 +438,51 @@ async def test_a_checkout_takes_the_catalogue_as_it_is_now_not_as_the_service_la
 
 
 async def test_the_one_statement_checkout_stores_all_of_it_or_nothing(shop):
-    """The statement a checkout priced from the remembered catalogue runs as: with the catalogue
-    as it is, the order, its lines, the stock, the key and the event; with a product changed, none."""
-    product = await shop.pool.fetchrow("SELECT * FROM products WHERE sku = 'TEA-001'")
+    """The statement checkouts priced from the remembered catalogue are stored by, several at a
+    time: with the catalogue as it is, each order, its lines, the stock, its key and its event;
+    with one product changed, or more wanted than the shelf holds, or a key used before, none."""
+    tea, bread = [await shop.pool.fetchrow("SELECT * FROM products WHERE sku = $1", sku)
+                  for sku in ("TEA-001", "BREAD-001")]
     keys = SubjectKeys(b"k" * 32)
+    outbox = Outbox("orders", keys)
 
-    async def place(catalogue: dict, key: str) -> bool:
+    def priced(email: str, catalogue: dict, wanted: dict, key: str) -> store.Priced:
         head = {"id": uuid.uuid4(), "customer_id": None, "carrier": "door-carrier", "contact_name": "Guna",
-                "contact_email": "guna@example.lv", "contact_phone": "+37129000002", "language": "lv",
+                "contact_email": email, "contact_phone": "+37129000002", "language": "lv",
                 **{f"address_{k}": ADDRESS.get(k) for k in ("line1", "line2", "city", "postal_code", "country")},
                 "currency": "EUR", "created_at": dt.datetime.now(dt.timezone.utc)}
-        order, lines, _, event = OrdersApi.priced(head, catalogue, {product["id"]: 2})
-        sql = event_sql("orders", "order_created", event, subject=Subject.email("guna@example.lv"), keys=keys,
-                        after="placed", offset=store.PLACE_PARAMS)
-        async with shop.pool.acquire() as conn:
-            return await store.add_order_as_priced(conn, order, lines, ("guest", key, b"hash"), sql)
+        order, lines, _, event = OrdersApi.priced(head, catalogue, wanted)
+        return store.Priced(order, lines, ("guest", key, b"hash"),
+                            outbox.event("order_created", event, Subject.email(email)))
 
-    assert await place({product["id"]: product}, "first")
-    stale = {product["id"]: {**dict(product), "price_cents": product["price_cents"] - 1}}
-    assert not await place(stale, "second")
+    async def place(*checkouts: store.Priced) -> int:
+        events = outbox.sql([c.event for c in checkouts], after="placed", offset=store.PLACE_PARAMS)
+        async with shop.pool.acquire() as conn:
+            return await store.add_orders_as_priced(conn, list(checkouts), events)
+
+    catalogue = {tea["id"]: tea, bread["id"]: bread}
+    assert await place(priced("guna@example.lv", catalogue, {tea["id"]: 2}, "first"),
+                       priced("ilze@example.lv", catalogue, {tea["id"]: 1, bread["id"]: 3}, "second")) == 2
+    stale = {**catalogue, tea["id"]: {**dict(tea), "price_cents": tea["price_cents"] - 1}}
+    assert await place(priced("guna@example.lv", catalogue, {bread["id"]: 1}, "third"),
+                       priced("ilze@example.lv", stale, {tea["id"]: 1}, "fourth")) == 0
+    assert await place(priced("guna@example.lv", catalogue, {bread["id"]: bread["stock"] - 3}, "fifth"),
+                       priced("ilze@example.lv", catalogue, {bread["id"]: 1}, "sixth")) == 0  # one too many
     with pytest.raises(asyncpg.UniqueViolationError):
-        await place({product["id"]: product}, "first")
-    assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 1
-    assert await shop.pool.fetchval("SELECT count(*) FROM order_lines") == 1
-    assert await shop.pool.fetchval("SELECT array_agg(key) FROM checkout_keys") == ["first"]
-    assert await shop.pool.fetchval("SELECT stock FROM products WHERE id = $1", product["id"]) == product["stock"] - 2
-    headers = await shop.pool.fetchval("SELECT headers FROM outbox WHERE routing_key = 'order_created'")
-    assert json.loads(headers)["x-veikals-subject-version"] == 1
+        await place(priced("janis@example.lv", catalogue, {bread["id"]: 1}, "seventh"),
+                    priced("guna@example.lv", catalogue, {tea["id"]: 1}, "first"))
+    with pytest.raises(ValueError):  # a subject's version counts once a statement
+        await place(priced("guna@example.lv", catalogue, {bread["id"]: 1}, "eighth"),
+                    priced("guna@example.lv", catalogue, {tea["id"]: 1}, "ninth"))
+    assert await shop.pool.fetchval("SELECT count(*) FROM orders") == 2
+    assert await shop.pool.fetchval("SELECT count(*) FROM order_lines") == 3
+    assert await shop.pool.fetchval("SELECT array_agg(key ORDER BY key) FROM checkout_keys") == ["first", "second"]
+    assert await shop.pool.fetchval("SELECT stock FROM products WHERE id = $1", tea["id"]) == tea["stock"] - 3
+    assert await shop.pool.fetchval("SELECT stock FROM products WHERE id = $1", bread["id"]) == bread["stock"] - 3
+    headers = [json.loads(h) for h in await shop.pool.fetchval(
+        "SELECT array_agg(headers ORDER BY seq) FROM outbox WHERE routing_key = 'order_created'")]
+    assert [(h["x-veikals-subject"], h["x-veikals-subject-version"]) for h in headers] == [
+        ("email:guna@example.lv", 1), ("email:ilze@example.lv", 1)]
 
 
 @pytest.mark.parametrize("remembered", [False, True], ids=["products-read", "products-remembered"])
