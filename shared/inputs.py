@@ -83,6 +83,12 @@ def plainly_safe(text: str) -> bool:
 
 def loads(raw: bytes | str) -> Any:
     """Parse JSON text, refusing documents nested deeper than ``MAX_DEPTH``, NaN and Infinity."""
+    return read_json(raw)[0]
+
+
+def read_json(raw: bytes | str) -> tuple[Any, bool]:
+    """``loads``, and whether the text was ``plainly_safe`` (then ``unsafe_values`` finds
+    nothing in the value: the caller can skip that walk)."""
     try:
         text = bytes(raw).decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
         value = _decoder.decode(text)
@@ -92,8 +98,10 @@ def loads(raw: bytes | str) -> Any:
         raise InputError(f"the document is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except ValueError as exc:  # json.JSONDecodeError, int digit limits, finite_float
         raise InputError(str(exc)) from None
+    if plainly_safe(text):
+        return value, True
     check_depth(value)
-    return value
+    return value, False
 
 
 def check_depth(value: Any) -> None:
@@ -142,3 +150,22 @@ def unsafe_values(value: Any, where: str, *, cards: bool = True) -> list[Unsafe]
 
 def _printable(text: str) -> str:
     return _UNSAFE_CHAR.sub("?", text)
+
+
+def wide_integers(value: Any, where: str) -> list[Unsafe]:
+    """Every integer wider than a bigint in a JSON-like ``value``: what validation made of
+    text ("1_000_000_000_000_000_000_000" is an int to a model), which ``unsafe_values`` saw
+    as text."""
+    found: list[Unsafe] = []
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not INT_MIN <= item <= INT_MAX:
+                found.append(Unsafe(path, f"must be between {INT_MIN} and {INT_MAX}", "int_range"))
+        elif isinstance(item, dict):
+            stack.extend((child, f"{path}.{key}") for key, child in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, f"{path}.{i}") for i, child in enumerate(item))
+    found.reverse()
+    return found
