@@ -35,8 +35,9 @@ NETWORKS: list[tuple[tuple[str, ...], tuple[int, ...]]] = [
     (("62",), (16, 17, 18, 19)),                                  # UnionPay
     (("50",) + _prefixes((56, 69)), (16, 17, 18, 19)),            # Maestro
 ]
-# Cheap pre-check for text that may hold a candidate (13 digits in a row, or card groups).
-MAYBE = r"[0-9]{13}|[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4}"
+# Cheap pre-check for text that may hold a candidate: 13 digits in a row, or groups of 4-4-4 or
+# 4-6-4 digits (written from their common start, which a search runs several times faster).
+MAYBE = r"[0-9]{4}(?:[0-9]{9}|[ -][0-9]{4}[ -][0-9]{4}|[ -][0-9]{6}[ -][0-9]{4})"
 REDACTED = "[card]"
 
 

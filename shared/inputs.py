@@ -27,7 +27,8 @@ _UNSAFE_CHAR = re.compile("[\x00\ud800-\udfff]")
 # control characters, and UTF-8 cannot hold a surrogate), and an integer beyond a bigint needs
 # 19 digits: text without these, and with fewer brackets than MAX_DEPTH, needs no walk.
 # A card number (``shared.cards``) is refused wherever it appears, without echoing it.
-_SUSPECT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|" + card_numbers.MAYBE)
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_SUSPECT_CARD = re.compile(card_numbers.MAYBE)  # apart: one search of each is faster than of both
 CARD_NUMBER = ("looks like a card number: card details go to the payment provider only; "
                "send its payment-method token instead", "card_number")
 
@@ -78,7 +79,8 @@ def header_problem(headers: Any) -> str | None:
 def plainly_safe(text: str) -> bool:
     """True when the JSON ``text`` cannot hold anything ``check_depth`` or ``unsafe_values``
     would refuse, so the walk over its value can be skipped (the common case, in a few µs)."""
-    return text.count("[") + text.count("{") <= MAX_DEPTH and _SUSPECT.search(text) is None
+    return (text.count("[") + text.count("{") <= MAX_DEPTH and _SUSPECT_ESCAPE.search(text) is None
+            and _SUSPECT_CARD.search(text) is None)
 
 
 def loads(raw: bytes | str) -> Any:
