@@ -9,7 +9,8 @@ checkouts
     ``order_created`` in the outbox, one transaction), two lines each from ``--products``
     products (few products: checkouts queue for the same stock rows). Beside it, in the same run, a bare
     aiohttp + asyncpg endpoint (its own process, ``bench/bare_insert.py``) that reads a JSON body
-    and does one INSERT. Reported: requests/s and p50/p99 latency of each, and the ratio.
+    and does one INSERT. Both take ``--warmup`` requests first, unmeasured. Reported: requests/s
+    and p50/p99 latency of each, the ratio, and the CPU each used a request.
 history
     ``--history-orders`` paid orders (three lines each) are written for one customer straight
     into the database; the customer then pages through all of them (``GET /v1/me/orders``, 100
@@ -107,15 +108,26 @@ async def main(args: argparse.Namespace) -> None:
 
                 pids, cpu, pending = {"bench": os.getpid(), "orders": orders.pid, "bare": processes[1].pid}, [], []
                 orders_db = await asyncpg.connect(orders_dsn)
-                print(f"checkouts: {args.checkouts} per run, guest orders of 2 lines from {len(products)} products")
+                print(f"checkouts: {args.checkouts} per run (after {args.warmup} to warm up), guest orders of 2 lines "
+                      f"from {len(products)} products")
+                def checkouts(count: int, run: str) -> list[dict]:
+                    return [{"carrier": "sandbox-carrier", "address": ADDRESS,
+                             "contact": {"name": "Bench Guest", "email": f"g{n}.{run}@bench.example",
+                                         "phone": "+37120000000"},
+                             "lines": [{"product_id": products[n % len(products)], "quantity": 1},
+                                       {"product_id": products[(n + 1) % len(products)], "quantity": 2}]}
+                            for n in range(count)]
+
+                # Both warm up first (connections opened, statements prepared, the catalogue seen):
+                # the runs measure the steady state, not the first second of a process's life.
+                await post_all(http, f"{base}/v1/guest-orders", checkouts(args.warmup, "warmup"), max(args.concurrency))
+                await drained(orders_db)
+                await post_all(http, f"http://127.0.0.1:{bare_port}/insert", checkouts(args.warmup, "warmup"),
+                               max(args.concurrency))
                 print(f"{'K':>4} {'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'bare/s':>9} {'p50 ms':>8} "
                       f"{'p99 ms':>8} {'ratio':>6}")
                 for k in args.concurrency:
-                    bodies = [{"carrier": "sandbox-carrier", "address": ADDRESS,
-                               "contact": {"name": "Bench Guest", "email": f"g{n}@bench.example", "phone": "+37120000000"},
-                               "lines": [{"product_id": products[n % len(products)], "quantity": 1},
-                                         {"product_id": products[(n + 1) % len(products)], "quantity": 2}]}
-                              for n in range(args.checkouts)]
+                    bodies = checkouts(args.checkouts, f"k{k}")
                     before = cpu_snapshot(pids)
                     rate, lat = await post_all(http, f"{base}/v1/guest-orders", bodies, k)
                     pending.append(await drained(orders_db))  # the relay's backlog is ours, not bare's
@@ -183,7 +195,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--checkouts", type=int, default=2000)
+    parser.add_argument("--checkouts", type=int, default=5000)
+    parser.add_argument("--warmup", type=int, default=1000, help="requests to each endpoint before the runs")
     parser.add_argument("--products", type=int, default=100,
                         help="how many products the orders spread over (3: every checkout locks the same rows)")
     parser.add_argument("--history-orders", type=int, default=10_000)

@@ -27,7 +27,6 @@ identifier in the clear: subjects are kept as keyed hashes (HMAC-SHA256 with the
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
@@ -93,7 +92,7 @@ class SubjectKeys:
         self._secret = secret
 
     def __call__(self, subject: Subject) -> bytes:
-        return hmac.new(self._secret, str(subject).encode(), hashlib.sha256).digest()
+        return hmac.digest(self._secret, str(subject).encode(), "sha256")  # one call in C
 
 
 def lock_id(key: bytes) -> int:
