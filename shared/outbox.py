@@ -131,9 +131,11 @@ def events_sql(service: str, events: list[PendingEvent], *, after: str | None = 
     subjects = [e.subject for e in events if e.subject is not None]
     if len(set(subjects)) < len(subjects):
         raise ValueError("one statement stores at most one event about each subject")
+    # The subjects are held in the order an erasure of several takes them (``subjects.forget``).
+    locks = list(dict.fromkeys(e.lock for e in sorted(events, key=lambda e: e.subject or b"") if e.lock is not None))
     args: list[Any] = [events_exchange(service), [e.id for e in events], [e.event_type for e in events],
                        [e.body for e in events], [e.headers for e in events], [e.subject for e in events],
-                       [e.subject_name for e in events], sorted({e.lock for e in events if e.lock is not None})]
+                       [e.subject_name for e in events], locks]
     return EventSql(*_events_parts(after, offset), args)
 
 
@@ -164,9 +166,10 @@ async def add_event(conn: asyncpg.Connection, service: str, event_type: str, dat
 
 # $1 the exchange; per event $2 id, $3 routing key, $4 body, $5 headers, $6 its subject's keyed
 # hash, $7 the subject's name (both NULL for an event about no subject); $8 the subjects'
-# locks, in order. A row whose id exists is not written twice.
+# locks, in the order to take them. A row whose id exists is not written twice.
 _HOLD = """held AS MATERIALIZED (
-        SELECT pg_advisory_xact_lock_shared(l) FROM (SELECT l FROM unnest($8::bigint[]) AS l ORDER BY l) AS s),"""
+        SELECT pg_advisory_xact_lock_shared(l)
+        FROM (SELECT l FROM unnest($8::bigint[]) WITH ORDINALITY AS s(l, n) ORDER BY n) AS s),"""
 _STORE = f"""incoming AS MATERIALIZED (
         SELECT * FROM unnest($2::uuid[], $3::text[], $4::bytea[], $5::text[], $6::bytea[], $7::text[])
             WITH ORDINALITY AS e(id, routing_key, body, headers, subject, name, n) {{gate}}),

@@ -302,7 +302,7 @@ class OrdersApi:
     async def cancel(self, request: web.Request, caller: Principal, params: schemas.IdPath) -> schemas.Order:
         """The customer cancels an order that has not left the shop yet."""
         async with self.pool.acquire() as conn, conn.transaction():
-            order = await store.order(conn, params.id, customer_id=customer_of(caller), lock=True)
+            order = await self.lifecycle.locked(conn, params.id, customer_id=customer_of(caller))
             if order is None:
                 raise NOT_FOUND
             await self.cancel_locked(conn, order)
@@ -352,7 +352,7 @@ class OrdersApi:
     async def staff_order(self, conn: asyncpg.Connection, caller: Principal, order_id: uuid.UUID, reason: str,
                           categories: list[str], *, lock: bool = False) -> asyncpg.Record:
         """The order a staff member acts on, their access recorded with its reason (P16); 404 if none."""
-        order = await store.order(conn, order_id, lock=lock)
+        order = await (self.lifecycle.locked(conn, order_id) if lock else store.order(conn, order_id))
         if order is None:
             raise HTTPProblem(404, "No such order", "No order has this id.")
         await self.lifecycle.staff_accessed(conn, customer_of(caller), order["customer_id"], order["id"],

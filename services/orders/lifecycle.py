@@ -20,7 +20,7 @@ from shared.contracts import webhooks as contracts
 from shared.contracts.audit import StaffAccessed
 from shared.logging import get_logger
 from shared.outbox import Outbox
-from shared.subjects import Subject
+from shared.subjects import Subject, writing_about
 from shared.webhooks.outbound import enqueue
 from shared.webhooks.registry import Partner, PartnerKind, PartnerRegistry
 
@@ -81,6 +81,18 @@ class Lifecycle:
         self.partners = partners
         self.settings = settings
 
+    async def locked(self, conn: asyncpg.Connection, order_id: uuid.UUID, *,
+                     customer_id: uuid.UUID | None = None) -> asyncpg.Record | None:
+        """The order, locked to change it, with its buyer held first, as an erasure takes them
+        (the subject, then the orders): locked first, a change would wait for the buyer while
+        an erasure holding the buyer waited for the order."""
+        order = await store.order(conn, order_id, customer_id=customer_id)
+        if order is None:
+            return None
+        if (subject := subject_of(order)) is not None:
+            await writing_about(conn, self.outbox.keys(subject))
+        return await store.order(conn, order_id, customer_id=customer_id, lock=True)
+
     async def move(self, conn: asyncpg.Connection, order: asyncpg.Record, status: str, *,
                    columns: dict | None = None, event: type[schemas.OrderEvent] = schemas.OrderEvent,
                    **extra) -> None:
@@ -95,7 +107,7 @@ class Lifecycle:
     async def pay(self, conn: asyncpg.Connection, payment: PaymentSucceeded) -> str:
         """The order is paid: at most once, whatever is redelivered. Its invoice is issued and
         sent to the accountant, and only the chosen carrier receives the shipment."""
-        order = await store.order(conn, payment.order_id, lock=True)
+        order = await self.locked(conn, payment.order_id)
         if order is None:
             return await self.reject(conn, payment, None, "unknown order")
         if order["status"] != "created":
@@ -179,7 +191,7 @@ class Lifecycle:
         return refund
 
     async def refunded(self, conn: asyncpg.Connection, refund: RefundSucceeded) -> str:
-        order = await store.order(conn, refund.order_id, lock=True)
+        order = await self.locked(conn, refund.order_id)
         if order is None:
             return "unknown order"
         if order["payment_id"] is not None and order["payment_id"] != refund.payment_id:
@@ -195,7 +207,7 @@ class Lifecycle:
         shipment = await store.shipment(conn, reply.shipment_id, partner.name)
         if shipment is None or shipment["webhook_id"] != reply.in_reply_to:
             raise LookupError("no such shipment of this carrier")
-        order = await store.order(conn, shipment["order_id"], lock=True)
+        order = await self.locked(conn, shipment["order_id"])
         if isinstance(reply, contracts.ShipmentAccepted):
             await store.shipment_accepted(conn, shipment["id"], reply.tracking_number)
             wanted = "shipped"

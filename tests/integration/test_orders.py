@@ -507,6 +507,30 @@ async def test_a_checkout_takes_its_buyer_before_the_stock_as_an_erasure_does(sh
     assert (await checkout)["status"] == "created"
 
 
+async def test_a_change_to_an_order_takes_its_buyer_before_the_order_as_an_erasure_does(shop):
+    """An erasure holds its subject and then changes the person's orders; cancelling an order
+    of that person waits for the subject before it locks the order, so the two never wait for
+    each other crosswise."""
+    anna = await shop.client.customer("anna@example.lv")
+    _, order, _ = await shop.call("POST", "/v1/orders", anna["access_token"], {
+        "carrier": "door-carrier", "address": ADDRESS, "lines": [shop.line("TEA-001")]}, expect=201)
+    customer_id = await shop.pool.fetchval("SELECT customer_id FROM orders WHERE id = $1", uuid.UUID(order["id"]))
+    lock = lock_id(shop.orders.service.subject_keys(Subject.customer(customer_id)))
+    async with shop.pool.acquire() as erasure, erasure.transaction():
+        await erasure.execute("SELECT pg_advisory_xact_lock($1)", lock)
+        cancel = asyncio.create_task(shop.call("POST", f"/v1/me/orders/{order['id']}/cancel", anna["access_token"]))
+
+        async def cancel_waits_for_the_buyer() -> bool:
+            return await shop.pool.fetchval(
+                """SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())""")
+        await eventually(cancel_waits_for_the_buyer)
+        await erasure.execute("SET LOCAL lock_timeout = '5s'")  # the order is free: the cancel does not hold it
+        await erasure.execute("SELECT status FROM orders WHERE id = $1 FOR UPDATE", uuid.UUID(order["id"]))
+    status, cancelled, _ = await cancel
+    assert status == 200 and cancelled["status"] == "cancelled"
+
+
 async def test_cancelling_returns_the_stock_and_illegal_moves_are_409(shop):
     anna = await shop.client.customer("anna@example.lv")
     _, order, _ = await shop.call("POST", "/v1/orders", anna["access_token"], {
