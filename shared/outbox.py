@@ -1,7 +1,8 @@
 """The outbox: an event is a row written in the business transaction; a relay publishes it.
 
 ``Outbox.add(conn, ...)`` inserts the event inside the caller's transaction, in one statement;
-``Outbox.sql`` gives it as parts of the caller's own statement instead. Either wakes the
+``Outbox.sql`` gives events (``Outbox.event``, built where they happen) as parts of the
+caller's own statement instead, several at once if it stores several changes. Either wakes the
 service's relay in this process, which looks for the event at once and a few times more while
 the transaction commits (``OutboxRelay.expect``); relays also poll, so another instance
 publishes what one that stopped left behind. It sends no NOTIFY (PostgreSQL serialises the
