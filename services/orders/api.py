@@ -184,7 +184,8 @@ class OrdersApi:
                 **{f"address_{k}": v for k, v in address.items()}, "currency": domain.CURRENCY,
                 "created_at": dt.datetime.now(dt.timezone.utc)}  # stamped here, so the event can carry it
         known = [self.catalogue.get(product_id) for product_id in wanted]
-        if all(known):
+        # A product last seen inactive or short would fail the whole batch: that one looks again alone.
+        if all(p is not None and p["active"] and p["stock"] >= wanted[p["id"]] for p in known):
             order, priced, view, event = self.priced(head, {p["id"]: p for p in known}, wanted)
             pending = self.outbox.event("order_created", event, subject_of(order))
             if await self.checkouts.submit(store.Priced(order, priced, claim, pending)):
