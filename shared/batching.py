@@ -28,13 +28,14 @@ class GroupCommit(Generic[Item, Result]):
         self._limit = limit
         self._key = key
         self._writers = writers
-        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._waiting: list[tuple[Item, Hashable, asyncio.Future[Result]]] = []
         self._running = 0  # batches being written, counted down as each writer ends (not a step later)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Result:
+        key = None if self._key is None else self._key(item)  # a bad item fails its own request here
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
+        self._waiting.append((item, key, future))
         if self._running < self._writers:
             self._running += 1
             task = asyncio.create_task(self._run())
@@ -44,12 +45,11 @@ class GroupCommit(Generic[Item, Result]):
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
         batch, keys, rest = [], set(), []
-        for item, future in self._waiting:
+        for item, key, future in self._waiting:
             if future.done():  # its request stopped waiting
                 continue
-            key = None if self._key is None else self._key(item)
             if len(batch) == self._limit or (key is not None and key in keys):
-                rest.append((item, future))
+                rest.append((item, key, future))
                 continue
             keys.add(key)
             batch.append((item, future))
@@ -61,6 +61,8 @@ class GroupCommit(Generic[Item, Result]):
             while batch := self._take():
                 try:
                     results = await self._write([item for item, _ in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
                 except asyncio.CancelledError:
                     for _, future in batch:
                         future.cancel()
@@ -70,7 +72,7 @@ class GroupCommit(Generic[Item, Result]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(batch, results, strict=True):
+                for (_, future), result in zip(batch, results):
                     if not future.done():
                         future.set_result(result)
         finally:

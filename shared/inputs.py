@@ -27,7 +27,9 @@ _UNSAFE_CHAR = re.compile("[\x00\ud800-\udfff]")
 # control characters, and UTF-8 cannot hold a surrogate), and an integer beyond a bigint needs
 # 19 digits: text without these, and with fewer brackets than MAX_DEPTH, needs no walk.
 # A card number (``shared.cards``) is refused wherever it appears, without echoing it.
-_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+# An escape can also spell a digit, a space or a dash: a card number written so is no number to
+# the text search, but is one once decoded.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|00(?:3[0-9]|2[0dD])|[dD][89a-fA-F])")
 _SUSPECT_CARD = re.compile(card_numbers.MAYBE)  # apart: one search of each is faster than of both
 CARD_NUMBER = ("looks like a card number: card details go to the payment provider only; "
                "send its payment-method token instead", "card_number")

@@ -83,8 +83,15 @@ class OrdersApi:
         # The catalogue as last seen, by product id: a checkout is priced from it and stored in
         # one statement that checks each product is still so (else it looks again, locked).
         self.catalogue: dict[uuid.UUID, asyncpg.Record] = {}
+        # Idempotency-Keys used here lately: a retry with one would fail the batch it joined.
+        self.keys_used: dict[tuple[str, str], None] = {}
         # Checkouts that arrive together are stored together: one statement, one commit.
         self.checkouts = GroupCommit(self.store_checkouts, limit=CHECKOUT_BATCH, key=lambda p: p.event.subject)
+
+    def used(self, claims: Iterable[tuple[str, str, bytes] | None]) -> None:
+        self.keys_used.update(((c[0], c[1]), None) for c in claims if c is not None)
+        while len(self.keys_used) > CATALOGUE_MEMORY:
+            del self.keys_used[next(iter(self.keys_used))]
 
     def remember(self, products: Iterable[asyncpg.Record]) -> None:
         if len(self.catalogue) > CATALOGUE_MEMORY:
@@ -184,8 +191,10 @@ class OrdersApi:
                 **{f"address_{k}": v for k, v in address.items()}, "currency": domain.CURRENCY,
                 "created_at": dt.datetime.now(dt.timezone.utc)}  # stamped here, so the event can carry it
         known = [self.catalogue.get(product_id) for product_id in wanted]
-        # A product last seen inactive or short would fail the whole batch: that one looks again alone.
-        if all(p is not None and p["active"] and p["stock"] >= wanted[p["id"]] for p in known):
+        # A product last seen inactive or short, or a key used before, would fail the whole batch:
+        # that checkout looks again alone.
+        if all(p is not None and p["active"] and p["stock"] >= wanted[p["id"]] for p in known) \
+                and (claim is None or claim[:2] not in self.keys_used):
             order, priced, view, event = self.priced(head, {p["id"]: p for p in known}, wanted)
             pending = self.outbox.event("order_created", event, subject_of(order))
             if await self.checkouts.submit(store.Priced(order, priced, claim, pending)):
@@ -204,8 +213,12 @@ class OrdersApi:
                 if exc.constraint_name != store.CHECKOUT_KEY:
                     raise
                 stored = False  # a key was used before: each checkout is answered as it should be, alone
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncpg.LockNotAvailableError):
+                # several buyers at once can meet an erasure (or a sweep) holding several: each alone cannot
+                stored = False
         if stored:
             self.outbox.written()
+            self.used(c.claim for c in checkouts)
         return [stored] * len(checkouts)
 
     async def place_looked_again(self, conn: asyncpg.Connection, head: dict[str, Any],
@@ -219,6 +232,7 @@ class OrdersApi:
         products = {p["id"]: p for p in await store.lock_products(conn, list(wanted))}
         self.remember(products.values())
         if claim is not None:  # a key's first order is answered whatever the products are now
+            self.used([claim])
             earlier = await store.claim_checkout_key(conn, *claim, head["id"])
             if earlier is not None:
                 if earlier["request_hash"] != claim[2]:

@@ -95,3 +95,12 @@ async def test_writers_write_that_many_batches_at_once():
     assert store.batches == [["a"], ["b"]]
     store.go.set()
     assert await asyncio.gather(*tasks) == ["A", "B", "C"]
+
+
+async def test_a_write_that_answers_for_fewer_items_fails_each_request_instead_of_leaving_one_waiting():
+    async def short(items: list[str]) -> list[str]:
+        return items[:-1]
+    commit = GroupCommit(short)
+    with pytest.raises(RuntimeError, match="1 results for a batch of 2"):
+        await asyncio.gather(commit.submit("a"), commit.submit("b"))
+    assert await asyncio.wait_for(asyncio.gather(commit.submit("c"), return_exceptions=True), 1)

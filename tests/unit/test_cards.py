@@ -4,10 +4,17 @@ import uuid
 
 import pytest
 
+from pydantic import BaseModel
+
 from shared import cards, inputs
+from shared.http import HTTPProblem, validate_body
 from shared.logging import redact_text
 
 VISA, AMEX = "4242424242424242", "378282246310005"
+
+
+class Note(BaseModel):
+    note: str
 
 
 @pytest.mark.parametrize("text", [VISA, f"card {VISA}.", "4242 4242 4242 4242", "4242-4242-4242-4242",
@@ -47,6 +54,19 @@ def test_inputs_refuse_a_card_number_without_echoing_it():
     assert sorted(u.where for u in found) == ["body.note", "body.pan"]
     assert all(u.type == "card_number" and VISA not in u.message for u in found)
     assert not inputs.plainly_safe(f'{{"n": "{AMEX}"}}')
+
+
+@pytest.mark.parametrize("written", [
+    "".join(f"\\u{ord(c):04x}" for c in VISA),  # every digit an escape
+    "4242\\u00204242\\u00204242\\u00204242", "4242\\u002D4242\\u002d4242\\u002D4242"])  # escaped separators
+def test_a_card_number_spelled_with_json_escapes_is_refused_as_well(written):
+    """The text search before the walk cannot see these; the walk over the decoded value must run."""
+    body = f'{{"note": "{written}"}}'.encode()
+    assert not inputs.plainly_safe(body.decode())
+    with pytest.raises(HTTPProblem) as refused:
+        validate_body(body, Note)
+    assert refused.value.problem.status == 422 and refused.value.problem.errors[0].type == "card_number"
+    assert validate_body('{"note": "R\\u012bga"}'.encode(), Note).note == "Rīga"  # other escapes are plain
 
 
 def test_logs_redact_card_numbers():
