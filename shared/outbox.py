@@ -95,7 +95,6 @@ class PendingEvent:
     headers: str
     subject: bytes | None = None  # the subject's keyed hash
     subject_name: str | None = None
-    lock: int | None = None
 
 
 def pending_event(service: str, event_type: str, data: Any, *, subject: Subject | None = None,
@@ -105,9 +104,7 @@ def pending_event(service: str, event_type: str, data: Any, *, subject: Subject 
         return PendingEvent(ctx.effect_id(), event_type, wire.dumps(data), headers)
     if keys is None:
         raise ValueError("an event about a subject needs the service's subject keys")
-    subject_key = keys(subject)
-    return PendingEvent(ctx.effect_id(), event_type, wire.dumps(data), headers, subject_key, str(subject),
-                        lock_id(subject_key))
+    return PendingEvent(ctx.effect_id(), event_type, wire.dumps(data), headers, keys(subject), str(subject))
 
 
 @dataclass(frozen=True)
@@ -133,7 +130,7 @@ def events_sql(service: str, events: list[PendingEvent], *, after: str | None = 
     if len(set(subjects)) < len(subjects):
         raise ValueError("one statement stores at most one event about each subject")
     # The subjects are held in the order an erasure of several takes them (``subjects.forget``).
-    locks = list(dict.fromkeys(e.lock for e in sorted(events, key=lambda e: e.subject or b"") if e.lock is not None))
+    locks = list(dict.fromkeys(lock_id(subject) for subject in sorted(subjects)))
     args: list[Any] = [events_exchange(service), [e.id for e in events], [e.event_type for e in events],
                        [e.body for e in events], [e.headers for e in events], [e.subject for e in events],
                        [e.subject_name for e in events], locks]

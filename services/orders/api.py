@@ -32,6 +32,7 @@ log = get_logger(__name__)
 NOT_FOUND = HTTPProblem(404, "No such order", "There is no such order in your account.")
 CATALOGUE_MEMORY = 10_000  # products remembered for pricing (the catalogue is small)
 CHECKOUT_BATCH = 64  # checkouts stored by one statement at most
+KEYS_MEMORY = 10_000  # Idempotency-Keys remembered as used
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # The header is described here rather than declared as a parameter: a generator of schema-valid
 # requests would send one key with two bodies, which is rightly refused (422).
@@ -90,7 +91,7 @@ class OrdersApi:
 
     def used(self, claims: Iterable[tuple[str, str, bytes] | None]) -> None:
         self.keys_used.update(((c[0], c[1]), None) for c in claims if c is not None)
-        while len(self.keys_used) > CATALOGUE_MEMORY:
+        while len(self.keys_used) > KEYS_MEMORY:
             del self.keys_used[next(iter(self.keys_used))]
 
     def remember(self, products: Iterable[asyncpg.Record]) -> None:
@@ -205,10 +206,9 @@ class OrdersApi:
     async def store_checkouts(self, checkouts: list[store.Priced]) -> list[bool]:
         """Store checkouts priced from the catalogue as last seen, all in one statement; whether
         each was stored (all or none: those not stored look again, one by one)."""
-        events = self.outbox.sql([c.event for c in checkouts], after="placed", offset=store.PLACE_PARAMS)
         async with self.pool.acquire() as conn:
             try:
-                stored = await store.add_orders_as_priced(conn, checkouts, events) == len(checkouts)
+                stored = await self.store_priced(conn, checkouts)
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != store.CHECKOUT_KEY:
                     raise
@@ -217,9 +217,16 @@ class OrdersApi:
                 # several buyers at once can meet an erasure (or a sweep) holding several: each alone cannot
                 stored = False
         if stored:
-            self.outbox.written()
             self.used(c.claim for c in checkouts)
         return [stored] * len(checkouts)
+
+    async def store_priced(self, conn: asyncpg.Connection, checkouts: list[store.Priced]) -> bool:
+        """``store.add_orders_as_priced`` with their events; whether all were stored."""
+        events = self.outbox.sql([c.event for c in checkouts], after="placed", offset=store.PLACE_PARAMS)
+        stored = await store.add_orders_as_priced(conn, checkouts, events) == len(checkouts)
+        if stored:
+            self.outbox.written()
+        return stored
 
     async def place_looked_again(self, conn: asyncpg.Connection, head: dict[str, Any],
                                  claim: tuple[str, str, bytes] | None, wanted: dict[uuid.UUID, int],
@@ -248,8 +255,10 @@ class OrdersApi:
             raise HTTPProblem(409, "Out of stock", "; ".join(
                 f"{p['sku']}: {p['stock']} left" for p in short) + ". Lower the quantity and try again.")
         order, priced, view, event = self.priced(head, products, wanted)
-        await store.add_order(conn, order, priced)
-        await self.outbox.add(conn, "order_created", event, subject=subject_of(order))
+        checkout = store.Priced(order, priced, None,  # its key is claimed above
+                                self.outbox.event("order_created", event, subject_of(order)))
+        if not await self.store_priced(conn, [checkout]):  # cannot be: the products are locked and checked
+            raise RuntimeError("a checkout priced from the locked products was not stored")
         return created(view, replayed=False)
 
     @staticmethod

@@ -75,15 +75,6 @@ async def return_stock(conn: asyncpg.Connection, order_id: uuid.UUID) -> None:
 _ORDER_COLUMNS = """id, customer_id, guest, status, carrier, contact_name, contact_email, contact_phone,
     address_line1, address_line2, address_city, address_postal_code, address_country, net_cents, vat_cents,
     gross_cents, currency, language, created_at"""
-_ORDER_VALUES = """$1::uuid, $2::uuid, $3::boolean, 'created', $4::text, $5::text, $6::text, $7::text, $8::text,
-    $9::text, $10::text, $11::text, $12::text, $13::bigint, $14::bigint, $15::bigint, $16::text, $17::text,
-    $18::timestamptz"""
-# The lines, $19... as arrays: line_no, product_id, sku, name, category, quantity, unit price, VAT
-# rate, net, VAT, gross.
-_LINES = """INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity,
-        unit_price_cents, vat_rate, net_cents, vat_cents, gross_cents)
-    SELECT placed.id, l.* FROM placed, unnest($19::int[], $20::uuid[], $21::text[], $22::text[], $23::text[],
-        $24::int[], $25::bigint[], $26::int[], $27::bigint[], $28::bigint[], $29::bigint[]) AS l"""
 # Orders priced from the catalogue as last seen, as arrays: $1... the orders' columns, $18...
 # their lines' (order id first), $30... the Idempotency-Keys they claim (scope, key, request
 # hash, order id). Stored with their lines, their stock taken and their keys claimed only when
@@ -146,30 +137,9 @@ class Priced:
     event: PendingEvent
 
 
-def _order_args(order: dict[str, Any], lines: list[dict[str, Any]]) -> list[Any]:
-    return [order["id"], order["customer_id"], order["customer_id"] is None, order["carrier"],
-            order["contact_name"], order["contact_email"], order["contact_phone"], order["address_line1"],
-            order["address_line2"], order["address_city"], order["address_postal_code"],
-            order["address_country"], order["net_cents"], order["vat_cents"], order["gross_cents"],
-            order["currency"], order["language"], order["created_at"],
-            *zip(*[(n, l["product_id"], l["sku"], l["name"], l["category"], l["quantity"], l["unit_price_cents"],
-                    l["vat_rate"], l["net_cents"], l["vat_cents"], l["gross_cents"])
-                   for n, l in enumerate(lines, start=1)])]
-
-
-async def add_order(conn: asyncpg.Connection, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
-    """Store the order and its lines and take their quantities off the shelf (of products the
-    caller has locked and checked), in one statement."""
-    await conn.execute(
-        f"""WITH placed AS (INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({_ORDER_VALUES}) RETURNING id),
-                lines AS ({_LINES}),
-                taken AS (UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()
-                          FROM unnest($20::uuid[], $24::int[]) AS w(id, quantity) WHERE p.id = w.id)
-            SELECT 1""", *_order_args(order, lines))
-
-
 async def add_orders_as_priced(conn: asyncpg.Connection, orders: list[Priced], events: EventSql) -> int:
-    """``add_order`` for many orders in one statement, with all they need: their buyers held
+    """Store orders and their lines and take their quantities off the shelf, in one statement
+    with all they need: their buyers held
     (``events.hold``), their products locked and checked, their Idempotency-Keys claimed and
     ``events`` (parameters after ``PLACE_PARAMS``, stored after ``placed``) stored. How many were
     stored: all of them or, when any product changed or runs short, none (the caller looks again,
